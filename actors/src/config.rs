@@ -1,0 +1,289 @@
+//! The engine's settings sections. The service's `Settings` (in the root crate) embeds them, so one
+//! `ordersaga.toml` configures everything; each `validate` names the offending key as `key: problem`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A secret string that never prints.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Behaviour of the mock payment gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PaymentMode {
+    /// Every payment succeeds.
+    Success,
+    /// Every payment fails.
+    Fail,
+    /// Deterministic per order id: about half succeed.
+    Hashed,
+}
+
+impl PaymentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMode::Success => "SUCCESS",
+            PaymentMode::Fail => "FAIL",
+            PaymentMode::Hashed => "HASHED",
+        }
+    }
+}
+
+/// Token issuing and verification.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Whether `POST /api/auth/token` issues tokens to anyone (development and load tests).
+    pub mock_issuer: bool,
+    /// Clock leeway allowed on `exp`, in seconds.
+    pub leeway_seconds: u64,
+    /// Lifetime of tokens from login, and the default of the mock issuer.
+    pub default_ttl_seconds: u64,
+    /// Longest lifetime the mock issuer grants.
+    pub max_ttl_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { mock_issuer: true, leeway_seconds: 5, default_ttl_seconds: 3600, max_ttl_seconds: 86_400 }
+    }
+}
+
+impl AuthSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.leeway_seconds > 300 {
+            return Err("leeway_seconds: must be at most 300".into());
+        }
+        if self.default_ttl_seconds == 0 || self.default_ttl_seconds > self.max_ttl_seconds {
+            return Err("default_ttl_seconds: must be between 1 and max_ttl_seconds".into());
+        }
+        Ok(())
+    }
+}
+
+/// The saga's timing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SagaSettings {
+    /// How long a saga waits in `AWAITING_PAYMENT` before it compensates with `PAYMENT_TIMEOUT`.
+    pub payment_timeout_seconds: u64,
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        Self { payment_timeout_seconds: 30 }
+    }
+}
+
+impl SagaSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.payment_timeout_seconds == 0 {
+            return Err("payment_timeout_seconds: must be at least 1".into());
+        }
+        Ok(())
+    }
+    pub fn payment_timeout(&self) -> Duration {
+        Duration::from_secs(self.payment_timeout_seconds)
+    }
+}
+
+/// The mock payment gateway's simulated behaviour (tests and load).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSettings {
+    /// Simulated gateway latency per payment, in milliseconds.
+    pub latency_ms: u64,
+    /// Share of payment attempts (0.0–1.0) that fail transiently and are retried.
+    pub transient_failure_rate: f64,
+}
+
+impl PaymentSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.transient_failure_rate) {
+            return Err("transient_failure_rate: must be between 0.0 and 1.0".into());
+        }
+        if self.latency_ms > 600_000 {
+            return Err("latency_ms: must be at most 600000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Retries of transient consumer failures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts in all (the first delivery included) before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled on each further one.
+    pub initial_delay_ms: u64,
+    /// Upper bound of the delay.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { max_attempts: 5, initial_delay_ms: 100, max_delay_ms: 5_000 }
+    }
+}
+
+impl RetrySettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("max_attempts: must be at least 1".into());
+        }
+        if self.initial_delay_ms == 0 || self.initial_delay_ms > self.max_delay_ms {
+            return Err("initial_delay_ms: must be between 1 and max_delay_ms".into());
+        }
+        Ok(())
+    }
+
+    /// Delay before attempt `attempt + 1`, after `attempt` (≥ 1) attempts failed: bounded exponential.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let ms = self.initial_delay_ms.saturating_mul(1u64 << exp).min(self.max_delay_ms);
+        Duration::from_millis(ms)
+    }
+}
+
+/// The outbox relay.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Rows claimed per round.
+    pub batch_size: u64,
+    /// Polling interval when no commit woke the relay, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// After this many seconds a row claimed by a node that did not publish it may be claimed again.
+    pub claim_lease_seconds: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self { batch_size: 256, poll_interval_ms: 500, claim_lease_seconds: 30 }
+    }
+}
+
+impl OutboxSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err("batch_size: must be between 1 and 10000".into());
+        }
+        if self.poll_interval_ms == 0 {
+            return Err("poll_interval_ms: must be at least 1".into());
+        }
+        if self.claim_lease_seconds == 0 {
+            return Err("claim_lease_seconds: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// RabbitMQ (used when `amqp_url` is set).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// HMAC-SHA256 key that signs every envelope (`x-signature`); all nodes must share it.
+    pub signing_key: Option<Secret>,
+    /// Unacknowledged messages per consumer.
+    pub prefetch: u16,
+    /// How long a failed message waits in its `.retry` queue, in milliseconds.
+    pub retry_delay_ms: u64,
+    /// Prefix of every exchange and queue name (isolates deployments sharing a vhost).
+    pub name_prefix: String,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self { signing_key: None, prefetch: 64, retry_delay_ms: 1_000, name_prefix: String::new() }
+    }
+}
+
+impl BrokerSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prefetch == 0 {
+            return Err("prefetch: must be at least 1".into());
+        }
+        if self.retry_delay_ms == 0 {
+            return Err("retry_delay_ms: must be at least 1".into());
+        }
+        if let Some(key) = &self.signing_key
+            && key.expose().len() < 32
+        {
+            return Err("signing_key: must be at least 32 bytes".into());
+        }
+        Ok(())
+    }
+}
+
+/// The archiver of terminal orders.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSettings {
+    /// Whether the daily archive run happens.
+    pub enabled: bool,
+    /// Terminal orders older than this many days move to `orders_archive`.
+    pub after_days: u32,
+    /// Orders moved per transaction.
+    pub chunk_size: u64,
+    /// Seconds between runs.
+    pub interval_seconds: u64,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        Self { enabled: true, after_days: 30, chunk_size: 500, interval_seconds: 86_400 }
+    }
+}
+
+impl ArchiveSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.chunk_size == 0 {
+            return Err("chunk_size must be at least 1".into());
+        }
+        if self.interval_seconds == 0 {
+            return Err("interval_seconds must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_is_bounded() {
+        let r = RetrySettings { max_attempts: 10, initial_delay_ms: 100, max_delay_ms: 1_000 };
+        assert_eq!(r.delay_after(1), Duration::from_millis(100));
+        assert_eq!(r.delay_after(2), Duration::from_millis(200));
+        assert_eq!(r.delay_after(4), Duration::from_millis(800));
+        assert_eq!(r.delay_after(5), Duration::from_millis(1_000));
+        assert_eq!(r.delay_after(60), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("very secret")), "Secret(***)");
+    }
+}

@@ -1,0 +1,20 @@
+//! Stock per SKU, optimistically locked on `version`.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "stocks")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub sku_id: String,
+    pub available_qty: i64,
+    /// Quantity held by reservations in state `RESERVED`.
+    pub reserved_qty: i64,
+    pub version: i64,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

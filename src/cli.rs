@@ -1,0 +1,74 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::{database, observability, startup};
+
+/// An actor-based order saga engine.
+#[derive(Debug, Parser)]
+#[command(name = "ordersaga", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./ordersaga.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations and serve the HTTP API and the saga engine.
+    Serve {
+        /// Listen address, overriding `bind` / ORDERSAGA_BIND.
+        #[arg(long, value_name = "HOST:PORT")]
+        bind: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// Runs a command and turns the outcome into the process exit status.
+pub fn run(cli: Cli) -> ExitCode {
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("ordersaga: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Serve { bind: Some(bind) } = &cli.command {
+        settings.bind = bind.clone();
+        if let Err(e) = settings.validate() {
+            eprintln!("ordersaga: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    observability::init_tracing(settings.log_format);
+
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => {
+                let app = startup::Application::build(settings).await?;
+                app.run_until_stopped().await
+            }
+            Command::Migrate => {
+                let db = database::connect(&settings).await?;
+                database::migrate(&db).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ordersaga: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Settings: built-in defaults, then an optional `ordersaga.toml` (or `--config FILE`), then the
+//! `ORDERSAGA_*` environment. Unknown keys and bad values stop the start with one line naming the setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use actors::config::{
+    ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentSettings, RetrySettings,
+    SagaSettings,
+};
+pub use actors::config::{PaymentMode, Secret};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "ordersaga.toml";
+/// Prefix of every environment variable that configures ordersaga.
+pub const ENV_PREFIX: &str = "ORDERSAGA_";
+/// Minimum length of `jwt_secret` in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Environment variables with the prefix that configure the test suite, not the service.
+const NOT_SETTINGS: &[&str] = &["test_", "require_services", "log"];
+
+/// Everything that can be configured. Field names are the keys of `ordersaga.toml`; the environment
+/// variable of a key is `ORDERSAGA_` + the key in capitals, with `__` between a section and its key
+/// (`ORDERSAGA_DATABASE_URL`, `ORDERSAGA_AUTH__MOCK_ISSUER`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub bind: String,
+    /// `sqlite://FILE?mode=rwc`, `postgres://…` or `mysql://…`.
+    pub database_url: String,
+    /// RabbitMQ URL; unset means the in-process bus.
+    pub amqp_url: Option<String>,
+    /// HMAC key for tokens (at least 32 bytes). Unset: a random per-process key and a warning.
+    pub jwt_secret: Option<Secret>,
+    /// `iss` of issued tokens, required of verified ones.
+    pub jwt_issuer: String,
+    /// Behaviour of the mock payment gateway.
+    pub payment_mode: PaymentMode,
+    /// SQLite `synchronous` pragma: `FULL` or `NORMAL`.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// Largest JSON request body in bytes.
+    pub body_limit_bytes: usize,
+    /// HTTP worker threads (default: one per core).
+    pub http_workers: Option<usize>,
+    /// Log lines as `text` or `json`.
+    pub log_format: LogFormat,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub saga: SagaSettings,
+    pub payment: PaymentSettings,
+    pub retry: RetrySettings,
+    pub outbox: OutboxSettings,
+    pub broker: BrokerSettings,
+    pub archive: ArchiveSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            database_url: "sqlite://ordersaga.db?mode=rwc".to_owned(),
+            amqp_url: None,
+            jwt_secret: None,
+            jwt_issuer: "ordersaga".to_owned(),
+            payment_mode: PaymentMode::Success,
+            sqlite_synchronous: SqliteSynchronous::Full,
+            body_limit_bytes: 64 * 1024,
+            http_workers: None,
+            log_format: LogFormat::Text,
+            database: DatabaseSettings::default(),
+            auth: AuthSettings::default(),
+            saga: SagaSettings::default(),
+            payment: PaymentSettings::default(),
+            retry: RetrySettings::default(),
+            outbox: OutboxSettings::default(),
+            broker: BrokerSettings::default(),
+            archive: ArchiveSettings::default(),
+        }
+    }
+}
+
+/// Connection pool settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Pool size (default: 16 for PostgreSQL/MySQL, 8 for SQLite).
+    pub max_connections: Option<u32>,
+    /// Seconds to wait for a connection.
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { max_connections: None, connect_timeout_seconds: 10 }
+    }
+}
+
+/// SQLite durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SqliteSynchronous {
+    /// A `201` survives power loss.
+    Full,
+    /// Survives a process crash, not power loss; faster.
+    Normal,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The kind of database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A configuration problem, phrased as the one line printed before exiting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn setting(key: &str, problem: impl fmt::Display) -> Self {
+        ConfigError(format!("`{key}` ({}{}): {problem}", ENV_PREFIX, key.to_uppercase().replace('.', "__")))
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then `file` (or `ordersaga.toml` if it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                if default.is_file() {
+                    figment = figment.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| !NOT_SETTINGS.iter().any(|skip| key.as_str().starts_with(skip)))
+                .split("__"),
+        );
+        let settings: Settings = figment.extract().map_err(|e| {
+            // serde stops at the first problem; print that one, without figment's chain.
+            let first = e.into_iter().next().map(|e| e.to_string());
+            ConfigError(first.unwrap_or_else(|| "unreadable settings".to_owned()))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bind_addr()?;
+        self.database_kind()?;
+        if let Some(url) = &self.amqp_url
+            && !(url.starts_with("amqp://") || url.starts_with("amqps://"))
+        {
+            return Err(ConfigError::setting("amqp_url", "must start with amqp:// or amqps://"));
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose().len() < MIN_SECRET_BYTES
+        {
+            return Err(ConfigError::setting(
+                "jwt_secret",
+                format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.expose().len()),
+            ));
+        }
+        if self.jwt_issuer.trim().is_empty() {
+            return Err(ConfigError::setting("jwt_issuer", "must not be empty"));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::setting("body_limit_bytes", "must be at least 1024"));
+        }
+        if self.http_workers == Some(0) {
+            return Err(ConfigError::setting("http_workers", "must be at least 1"));
+        }
+        if self.database.max_connections == Some(0) {
+            return Err(ConfigError::setting("database.max_connections", "must be at least 1"));
+        }
+        let checks: [(&str, Result<(), String>); 6] = [
+            ("auth", self.auth.validate()),
+            ("saga", self.saga.validate()),
+            ("payment", self.payment.validate()),
+            ("retry", self.retry.validate()),
+            ("outbox", self.outbox.validate()),
+            ("broker", self.broker.validate()),
+        ];
+        for (section, check) in checks {
+            if let Err(problem) = check {
+                // The section validators name the key inside the section first: "key: problem".
+                let (key, problem) = problem.split_once(": ").unwrap_or(("", problem.as_str()));
+                return Err(ConfigError::setting(&format!("{section}.{key}"), problem));
+            }
+        }
+        self.archive.validate().map_err(|p| ConfigError::setting("archive", p))?;
+        Ok(())
+    }
+
+    /// The listen address.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind.parse().map_err(|_| ConfigError::setting("bind", format!("`{}` is not HOST:PORT", self.bind)))
+    }
+
+    /// Which database `database_url` names.
+    pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
+        let url = self.database_url.as_str();
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseKind::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(DatabaseKind::MySql)
+        } else {
+            Err(ConfigError::setting(
+                "database_url",
+                "expected sqlite://FILE?mode=rwc, postgres://… or mysql://…",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let s = Settings::default();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.database_kind().ok(), Some(DatabaseKind::Sqlite));
+        assert!(s.amqp_url.is_none());
+    }
+
+    #[test]
+    fn a_short_secret_is_named() {
+        let s = Settings { jwt_secret: Some(Secret::new("short")), ..Settings::default() };
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("jwt_secret"), "{err}");
+        assert!(err.contains("ORDERSAGA_JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_named() {
+        let s = Settings { database_url: "oracle://x".to_owned(), ..Settings::default() };
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn a_nested_setting_names_its_section() {
+        let mut s = Settings::default();
+        s.retry.max_attempts = 0;
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("retry.max_attempts"), "{err}");
+        assert!(err.contains("ORDERSAGA_RETRY__MAX_ATTEMPTS"), "{err}");
+    }
+}

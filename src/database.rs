@@ -1,0 +1,74 @@
+//! Connecting to the configured database and migrating it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous as Sync};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::config::{DatabaseKind, Settings, SqliteSynchronous};
+
+/// How long a SQLite writer waits for the write lock before giving up (the error is then transient).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the connection pool. SQLite gets WAL, the configured `synchronous`, a busy timeout and foreign
+/// keys; the file is created if missing.
+pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let kind = settings.database_kind()?;
+    let mut options = ConnectOptions::new(settings.database_url.clone());
+    let max = settings.database.max_connections.unwrap_or(match kind {
+        DatabaseKind::Sqlite => 8,
+        _ => 16,
+    });
+    options
+        .max_connections(max)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(settings.database.connect_timeout_seconds))
+        .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_seconds))
+        .sqlx_logging(false);
+    if kind == DatabaseKind::Sqlite {
+        let synchronous = match settings.sqlite_synchronous {
+            SqliteSynchronous::Full => Sync::Full,
+            SqliteSynchronous::Normal => Sync::Normal,
+        };
+        options.map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(synchronous)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+    }
+    Database::connect(options)
+        .await
+        .with_context(|| format!("cannot connect to the database ({})", redact(&settings.database_url)))
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None).await.context("migrating the database failed")
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+    }
+}

@@ -1,0 +1,182 @@
+//! The one error type of the HTTP boundary, answered as `application/problem+json` (RFC 9457).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use actors::auth::AuthError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or a value is out of range.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No token, or one that does not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token is valid but lacks a role or ownership.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but cannot be processed (e.g. an idempotency key reused with another body).
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency (database, broker) is unreachable; trying again later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are logged, not returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let detail = match self {
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+        }
+    }
+
+    /// A database error: unreachable is `503`, anything else is internal.
+    pub fn database(err: sea_orm::DbErr) -> Self {
+        if actors::db::is_transient(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            ApiError::Unavailable("the database is unavailable; try again".to_owned())
+        } else {
+            ApiError::Internal(anyhow::Error::new(err).context("database error"))
+        }
+    }
+
+    /// An actor did not answer (its mailbox is closed or it stopped).
+    pub fn mailbox(err: actix::MailboxError) -> Self {
+        ApiError::Unavailable(format!("the engine did not answer: {err}"))
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        ApiError::database(err)
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(err: actix::MailboxError) -> Self {
+        ApiError::mailbox(err)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidRequest(m) => ApiError::BadRequest(m),
+            AuthError::InvalidCredentials => ApiError::Unauthorized(err.to_string()),
+            AuthError::UsernameTaken => ApiError::Conflict(err.to_string()),
+            AuthError::MockIssuerDisabled => ApiError::NotFound(err.to_string()),
+            AuthError::Database(e) => ApiError::database(e),
+            AuthError::Internal(m) => ApiError::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+    }
+}
+
+/// Answers extractor failures (JSON body, query string, path) with the same problem documents.
+pub mod handlers {
+    use actix_web::HttpRequest;
+    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+
+    use super::ApiError;
+
+    pub fn json(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+        let api = match &err {
+            JsonPayloadError::OverflowKnownLength { length, limit } => {
+                ApiError::PayloadTooLarge(format!("the body is {length} bytes; the limit is {limit}"))
+            }
+            JsonPayloadError::Overflow { limit } => {
+                ApiError::PayloadTooLarge(format!("the body is larger than the limit of {limit} bytes"))
+            }
+            JsonPayloadError::ContentType => {
+                ApiError::UnsupportedMediaType("the body must be application/json".to_owned())
+            }
+            JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON body: {e}")),
+            other => ApiError::BadRequest(format!("unreadable body: {other}")),
+        };
+        api.into()
+    }
+
+    pub fn query(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+        ApiError::BadRequest(format!("bad query parameter: {err}")).into()
+    }
+
+    pub fn path(err: PathError, _: &HttpRequest) -> actix_web::Error {
+        ApiError::BadRequest(format!("bad path parameter: {err}")).into()
+    }
+}

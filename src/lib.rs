@@ -1,0 +1,14 @@
+//! ordersaga: an actor-based order saga engine.
+//!
+//! This crate is the service around the engine (crate `actors`): configuration, start-up, the HTTP API,
+//! and the command line (`serve`, `migrate`, `loadtest`).
+
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod extract;
+pub mod observability;
+pub mod routes;
+pub mod startup;
+pub mod state;

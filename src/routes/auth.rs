@@ -1,0 +1,92 @@
+//! `POST /api/auth/token`, `/register`, `/login`, `/introspect`.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use actors::auth::{IssueToken, IssuedToken, Introspect, Login, ROLE_BUYER, Register};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/token", web::post().to(issue_token))
+        .route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/introspect", web::post().to(introspect));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequest {
+    pub user_id: String,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+}
+
+impl From<IssuedToken> for TokenResponse {
+    fn from(t: IssuedToken) -> Self {
+        TokenResponse { access_token: t.access_token, token_type: "Bearer".to_owned(), expires_in: t.expires_in }
+    }
+}
+
+/// Mock issuer: a token for any user (roles default to `buyer`); `404` when switched off.
+async fn issue_token(state: web::Data<AppState>, body: web::Json<TokenRequest>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let token = state
+        .engine
+        .auth
+        .send(IssueToken {
+            user_id: body.user_id,
+            roles: body.roles.unwrap_or_else(|| vec![ROLE_BUYER.to_owned()]),
+            ttl_seconds: body.ttl_seconds,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Creates a user with role `buyer`; `409` when the username is taken.
+async fn register(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+    let Credentials { username, password } = body.into_inner();
+    let user = state.engine.auth.send(Register { username, password }).await??;
+    let roles: Vec<&str> = user.roles.split(',').filter(|r| !r.is_empty()).collect();
+    Ok(HttpResponse::Created().json(json!({"userId": user.id, "username": user.username, "roles": roles})))
+}
+
+/// A token for a registered user; wrong password and unknown user both answer `401`.
+async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+    let Credentials { username, password } = body.into_inner();
+    let token = state.engine.auth.send(Login { username, password }).await??;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IntrospectRequest {
+    pub token: String,
+}
+
+/// `{"active":true,…claims}` for a token that verifies, `{"active":false}` for any other.
+async fn introspect(
+    state: web::Data<AppState>,
+    body: web::Json<IntrospectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let claims = state.engine.auth.send(Introspect { token: body.into_inner().token }).await?;
+    Ok(HttpResponse::Ok().json(match claims {
+        Some(c) => json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss}),
+        None => json!({"active": false}),
+    }))
+}

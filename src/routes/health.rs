@@ -1,0 +1,38 @@
+//! `/health/live`, `/health/ready`, `/metrics`.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// How long readiness waits for the database to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// The process answers.
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "up"}))
+}
+
+/// `200` when the database (and a configured broker) answers, `503` otherwise.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let database = matches!(tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await, Ok(Ok(())));
+    let body = json!({
+        "status": if database { "ready" } else { "unavailable" },
+        "checks": { "database": if database { "up" } else { "down" } },
+    });
+    if database { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// Prometheus text format.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.run_upkeep();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}

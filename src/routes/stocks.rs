@@ -1,0 +1,109 @@
+//! Stock: `POST /api/stocks`, `PUT /api/stocks/{skuId}`, `GET /api/stocks/{skuId}`, `GET /api/stocks`.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::Authenticated;
+use crate::routes::paging::{Page, PageQuery};
+use crate::state::AppState;
+use actors::auth::ROLE_ADMIN;
+use actors::inventory::{self, InventoryError, SetStock};
+use entities::stocks;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/stocks", web::post().to(upsert))
+        .route("/stocks", web::get().to(list))
+        .route("/stocks/{skuId}", web::put().to(put))
+        .route("/stocks/{skuId}", web::get().to(get));
+}
+
+/// A stock row as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockView {
+    pub sku_id: String,
+    pub available_qty: i64,
+    pub reserved_qty: i64,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<stocks::Model> for StockView {
+    fn from(m: stocks::Model) -> Self {
+        StockView {
+            sku_id: m.sku_id,
+            available_qty: m.available_qty,
+            reserved_qty: m.reserved_qty,
+            version: m.version,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpsertRequest {
+    pub sku_id: String,
+    pub available_qty: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutRequest {
+    pub available_qty: i64,
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(err: InventoryError) -> Self {
+        match err {
+            InventoryError::InvalidRequest(m) => ApiError::BadRequest(m),
+            InventoryError::Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+async fn set(state: &AppState, sku_id: String, available_qty: i64) -> Result<HttpResponse, ApiError> {
+    let row = state.engine.inventory.send(SetStock { sku_id, available_qty }).await??;
+    Ok(HttpResponse::Ok().json(StockView::from(row)))
+}
+
+/// Sets a SKU's available quantity, creating the SKU if new (`admin`).
+async fn upsert(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<UpsertRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let body = body.into_inner();
+    set(&state, body.sku_id, body.available_qty).await
+}
+
+/// The same as `POST /api/stocks`, with the SKU in the path (`admin`).
+async fn put(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    sku_id: web::Path<String>,
+    body: web::Json<PutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    set(&state, sku_id.into_inner(), body.available_qty).await
+}
+
+/// One SKU; `404` if unknown.
+async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let sku_id = sku_id.into_inner();
+    match inventory::get_stock(&state.db, &sku_id).await? {
+        Some(row) => Ok(HttpResponse::Ok().json(StockView::from(row))),
+        None => Err(ApiError::NotFound(format!("no stock for SKU `{sku_id}`"))),
+    }
+}
+
+/// A page of SKUs ordered by id.
+async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+    let request = query.into_inner().validate()?;
+    let (rows, total) = inventory::list_stocks(&state.db, request.page, request.size).await?;
+    let items = rows.into_iter().map(StockView::from).collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
+}
