@@ -98,7 +98,10 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { max_connections: None, connect_timeout_seconds: 10 }
+        Self {
+            max_connections: None,
+            connect_timeout_seconds: 10,
+        }
     }
 }
 
@@ -135,7 +138,38 @@ pub struct ConfigError(String);
 
 impl ConfigError {
     fn setting(key: &str, problem: impl fmt::Display) -> Self {
-        ConfigError(format!("`{key}` ({}{}): {problem}", ENV_PREFIX, key.to_uppercase().replace('.', "__")))
+        ConfigError(format!(
+            "`{key}` ({}{}): {problem}",
+            ENV_PREFIX,
+            key.to_uppercase().replace('.', "__")
+        ))
+    }
+}
+
+impl ConfigError {
+    /// Names the key a figment error is about, and where the bad value came from.
+    fn from_figment(err: figment::Error) -> Self {
+        use figment::error::Kind;
+        let mut path: Vec<String> = err.path.iter().map(|p| p.to_lowercase()).collect();
+        let problem = match &err.kind {
+            Kind::UnknownField(field, _) => {
+                if path.last() != Some(&field.to_lowercase()) {
+                    path.push(field.to_lowercase());
+                }
+                "unknown setting".to_owned()
+            }
+            kind => kind.to_string(),
+        };
+        let source = err.metadata.as_ref().map(|m| match &m.source {
+            Some(source) => format!(" (from {} {source})", m.name),
+            None => format!(" (from {})", m.name),
+        });
+        let problem = format!("{problem}{}", source.unwrap_or_default());
+        if path.is_empty() {
+            ConfigError(problem)
+        } else {
+            ConfigError::setting(&path.join("."), problem)
+        }
     }
 }
 
@@ -146,7 +180,10 @@ impl Settings {
         match file {
             Some(path) => {
                 if !path.is_file() {
-                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
                 }
                 figment = figment.merge(Toml::file_exact(path));
             }
@@ -162,10 +199,9 @@ impl Settings {
                 .filter(|key| !NOT_SETTINGS.iter().any(|skip| key.as_str().starts_with(skip)))
                 .split("__"),
         );
-        let settings: Settings = figment.extract().map_err(|e| {
-            // serde stops at the first problem; print that one, without figment's chain.
-            let first = e.into_iter().next().map(|e| e.to_string());
-            ConfigError(first.unwrap_or_else(|| "unreadable settings".to_owned()))
+        let settings: Settings = figment.extract().map_err(|e| match e.into_iter().next() {
+            Some(first) => ConfigError::from_figment(first),
+            None => ConfigError("unreadable settings".to_owned()),
         })?;
         settings.validate()?;
         Ok(settings)
@@ -178,14 +214,20 @@ impl Settings {
         if let Some(url) = &self.amqp_url
             && !(url.starts_with("amqp://") || url.starts_with("amqps://"))
         {
-            return Err(ConfigError::setting("amqp_url", "must start with amqp:// or amqps://"));
+            return Err(ConfigError::setting(
+                "amqp_url",
+                "must start with amqp:// or amqps://",
+            ));
         }
         if let Some(secret) = &self.jwt_secret
             && secret.expose().len() < MIN_SECRET_BYTES
         {
             return Err(ConfigError::setting(
                 "jwt_secret",
-                format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.expose().len()),
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes, got {}",
+                    secret.expose().len()
+                ),
             ));
         }
         if self.jwt_issuer.trim().is_empty() {
@@ -198,7 +240,10 @@ impl Settings {
             return Err(ConfigError::setting("http_workers", "must be at least 1"));
         }
         if self.database.max_connections == Some(0) {
-            return Err(ConfigError::setting("database.max_connections", "must be at least 1"));
+            return Err(ConfigError::setting(
+                "database.max_connections",
+                "must be at least 1",
+            ));
         }
         let checks: [(&str, Result<(), String>); 6] = [
             ("auth", self.auth.validate()),
@@ -215,13 +260,17 @@ impl Settings {
                 return Err(ConfigError::setting(&format!("{section}.{key}"), problem));
             }
         }
-        self.archive.validate().map_err(|p| ConfigError::setting("archive", p))?;
+        self.archive
+            .validate()
+            .map_err(|p| ConfigError::setting("archive", p))?;
         Ok(())
     }
 
     /// The listen address.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.bind.parse().map_err(|_| ConfigError::setting("bind", format!("`{}` is not HOST:PORT", self.bind)))
+        self.bind
+            .parse()
+            .map_err(|_| ConfigError::setting("bind", format!("`{}` is not HOST:PORT", self.bind)))
     }
 
     /// Which database `database_url` names.
@@ -256,7 +305,10 @@ mod tests {
 
     #[test]
     fn a_short_secret_is_named() {
-        let s = Settings { jwt_secret: Some(Secret::new("short")), ..Settings::default() };
+        let s = Settings {
+            jwt_secret: Some(Secret::new("short")),
+            ..Settings::default()
+        };
         let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("jwt_secret"), "{err}");
         assert!(err.contains("ORDERSAGA_JWT_SECRET"), "{err}");
@@ -264,7 +316,10 @@ mod tests {
 
     #[test]
     fn a_bad_database_url_is_named() {
-        let s = Settings { database_url: "oracle://x".to_owned(), ..Settings::default() };
+        let s = Settings {
+            database_url: "oracle://x".to_owned(),
+            ..Settings::default()
+        };
         let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("database_url"), "{err}");
     }

@@ -40,14 +40,19 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
                 .create_if_missing(true)
         });
     }
-    Database::connect(options)
-        .await
-        .with_context(|| format!("cannot connect to the database ({})", redact(&settings.database_url)))
+    Database::connect(options).await.with_context(|| {
+        format!(
+            "cannot connect to the database ({})",
+            redact(&settings.database_url)
+        )
+    })
 }
 
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None).await.context("migrating the database failed")
+    Migrator::up(db, None)
+        .await
+        .context("migrating the database failed")
 }
 
 /// A database URL without its password, for messages.
@@ -68,7 +73,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
     }
 }

@@ -48,16 +48,24 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".to_owned()))?;
-    let value =
-        value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_owned()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_owned()))?;
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             token.trim()
         }
-        _ => return Err(ApiError::Unauthorized("expected `Authorization: Bearer <token>`".to_owned())),
+        _ => {
+            return Err(ApiError::Unauthorized(
+                "expected `Authorization: Bearer <token>`".to_owned(),
+            ));
+        }
     };
     match state.engine.tokens.verify(token) {
-        Ok(claims) => Ok(Authenticated(Identity { user_id: claims.sub, roles: claims.roles })),
+        Ok(claims) => Ok(Authenticated(Identity {
+            user_id: claims.sub,
+            roles: claims.roles,
+        })),
         Err(TokenError::Expired) => Err(ApiError::Unauthorized("the token has expired".to_owned())),
         Err(TokenError::Invalid(reason)) => {
             tracing::debug!(%reason, "rejected token");

@@ -57,7 +57,11 @@ impl Application {
                 .wrap(from_fn(observability::http_metrics))
                 .wrap(TracingLogger::default())
                 .app_data(app_state.clone())
-                .app_data(web::JsonConfig::default().limit(body_limit).error_handler(handlers::json))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(handlers::json),
+                )
                 .app_data(web::QueryConfig::default().error_handler(handlers::query))
                 .app_data(web::PathConfig::default().error_handler(handlers::path))
                 .configure(routes::configure)

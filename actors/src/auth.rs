@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
@@ -82,7 +82,9 @@ pub struct TokenService {
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenService").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("TokenService")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +112,8 @@ impl TokenService {
     /// Signs a token for `user_id` with `roles`, valid for `ttl`.
     pub fn issue(&self, user_id: &str, roles: &[String], ttl: Duration) -> Result<IssuedToken, TokenError> {
         let now = Utc::now().timestamp();
-        let ttl_secs = i64::try_from(ttl.as_secs()).map_err(|_| TokenError::Invalid("ttl too large".into()))?;
+        let ttl_secs =
+            i64::try_from(ttl.as_secs()).map_err(|_| TokenError::Invalid("ttl too large".into()))?;
         let claims = Claims {
             sub: user_id.to_owned(),
             roles: roles.to_vec(),
@@ -120,7 +123,10 @@ impl TokenService {
         };
         let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        Ok(IssuedToken { access_token, expires_in: ttl.as_secs() })
+        Ok(IssuedToken {
+            access_token,
+            expires_in: ttl.as_secs(),
+        })
     }
 
     /// Verifies signature, algorithm, `exp`, `iss` and a non-empty `sub`.
@@ -208,11 +214,15 @@ pub struct Login {
 fn validate_user_id(user_id: &str) -> Result<(), AuthError> {
     let ok = !user_id.is_empty()
         && user_id.len() <= 64
-        && user_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c));
+        && user_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(AuthError::InvalidRequest("userId must be 1-64 characters of letters, digits and -_.@:".into()))
+        Err(AuthError::InvalidRequest(
+            "userId must be 1-64 characters of letters, digits and -_.@:".into(),
+        ))
     }
 }
 
@@ -258,7 +268,8 @@ impl Handler<Introspect> for AuthActor {
 
 /// A valid argon2 hash of a password nobody has, verified against when the user does not exist so that
 /// "no such user" and "wrong password" take the same time.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jf3PBZ5Q7y1F0u0sA2XfYQWm4v8o3Vw9rCqk0r7Yh5k";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jf3PBZ5Q7y1F0u0sA2XfYQWm4v8o3Vw9rCqk0r7Yh5k";
 
 async fn hash_password(password: String) -> Result<String, AuthError> {
     tokio::task::spawn_blocking(move || {
@@ -274,8 +285,11 @@ async fn hash_password(password: String) -> Result<String, AuthError> {
 
 async fn verify_password(password: String, hash: String) -> Result<bool, AuthError> {
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| AuthError::Internal(format!("stored hash: {e}")))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| AuthError::Internal(format!("stored hash: {e}")))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     })
     .await
     .map_err(|e| AuthError::Internal(format!("verification task failed: {e}")))?
@@ -283,14 +297,18 @@ async fn verify_password(password: String, hash: String) -> Result<bool, AuthErr
 
 fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
     let username_ok = (3..=64).contains(&username.len())
-        && username.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
     if !username_ok {
         return Err(AuthError::InvalidRequest(
             "username must be 3-64 characters of letters, digits and -_.@".into(),
         ));
     }
     if !(8..=256).contains(&password.len()) {
-        return Err(AuthError::InvalidRequest("password must be 8-256 bytes long".into()));
+        return Err(AuthError::InvalidRequest(
+            "password must be 8-256 bytes long".into(),
+        ));
     }
     Ok(())
 }
@@ -311,7 +329,11 @@ impl Handler<Register> for AuthActor {
                 created_at: Set(db::now()),
             };
             user.insert(&db).await.map_err(|e| {
-                if db::is_unique_violation(&e) { AuthError::UsernameTaken } else { AuthError::Database(e) }
+                if db::is_unique_violation(&e) {
+                    AuthError::UsernameTaken
+                } else {
+                    AuthError::Database(e)
+                }
             })
         })
     }
@@ -325,16 +347,28 @@ impl Handler<Login> for AuthActor {
         let tokens = self.tokens.clone();
         let ttl = Duration::from_secs(self.settings.default_ttl_seconds);
         Box::pin(async move {
-            let user = users::Entity::find().filter(users::Column::Username.eq(msg.username)).one(&db).await?;
-            let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
+            let user = users::Entity::find()
+                .filter(users::Column::Username.eq(msg.username))
+                .one(&db)
+                .await?;
+            let hash = user
+                .as_ref()
+                .map(|u| u.password_hash.clone())
+                .unwrap_or_else(|| DUMMY_HASH.to_owned());
             let matches = verify_password(msg.password, hash).await.unwrap_or(false);
             let user = match user {
                 Some(user) if matches => user,
                 _ => return Err(AuthError::InvalidCredentials),
             };
-            let roles: Vec<String> =
-                user.roles.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect();
-            tokens.issue(&user.id, &roles, ttl).map_err(|e| AuthError::Internal(e.to_string()))
+            let roles: Vec<String> = user
+                .roles
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect();
+            tokens
+                .issue(&user.id, &roles, ttl)
+                .map_err(|e| AuthError::Internal(e.to_string()))
         })
     }
 }
@@ -350,7 +384,9 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let s = service();
-        let t = s.issue("u-1", &["buyer".to_owned()], Duration::from_secs(60)).unwrap();
+        let t = s
+            .issue("u-1", &["buyer".to_owned()], Duration::from_secs(60))
+            .unwrap();
         let claims = s.verify(&t.access_token).unwrap();
         assert_eq!(claims.sub, "u-1");
         assert_eq!(claims.roles, vec!["buyer".to_owned()]);

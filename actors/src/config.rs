@@ -65,7 +65,12 @@ pub struct AuthSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { mock_issuer: true, leeway_seconds: 5, default_ttl_seconds: 3600, max_ttl_seconds: 86_400 }
+        Self {
+            mock_issuer: true,
+            leeway_seconds: 5,
+            default_ttl_seconds: 3600,
+            max_ttl_seconds: 86_400,
+        }
     }
 }
 
@@ -91,7 +96,9 @@ pub struct SagaSettings {
 
 impl Default for SagaSettings {
     fn default() -> Self {
-        Self { payment_timeout_seconds: 30 }
+        Self {
+            payment_timeout_seconds: 30,
+        }
     }
 }
 
@@ -143,7 +150,11 @@ pub struct RetrySettings {
 
 impl Default for RetrySettings {
     fn default() -> Self {
-        Self { max_attempts: 5, initial_delay_ms: 100, max_delay_ms: 5_000 }
+        Self {
+            max_attempts: 5,
+            initial_delay_ms: 100,
+            max_delay_ms: 5_000,
+        }
     }
 }
 
@@ -161,7 +172,10 @@ impl RetrySettings {
     /// Delay before attempt `attempt + 1`, after `attempt` (≥ 1) attempts failed: bounded exponential.
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let ms = self.initial_delay_ms.saturating_mul(1u64 << exp).min(self.max_delay_ms);
+        let ms = self
+            .initial_delay_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.max_delay_ms);
         Duration::from_millis(ms)
     }
 }
@@ -180,7 +194,11 @@ pub struct OutboxSettings {
 
 impl Default for OutboxSettings {
     fn default() -> Self {
-        Self { batch_size: 256, poll_interval_ms: 500, claim_lease_seconds: 30 }
+        Self {
+            batch_size: 256,
+            poll_interval_ms: 500,
+            claim_lease_seconds: 30,
+        }
     }
 }
 
@@ -215,7 +233,12 @@ pub struct BrokerSettings {
 
 impl Default for BrokerSettings {
     fn default() -> Self {
-        Self { signing_key: None, prefetch: 64, retry_delay_ms: 1_000, name_prefix: String::new() }
+        Self {
+            signing_key: None,
+            prefetch: 64,
+            retry_delay_ms: 1_000,
+            name_prefix: String::new(),
+        }
     }
 }
 
@@ -252,7 +275,12 @@ pub struct ArchiveSettings {
 
 impl Default for ArchiveSettings {
     fn default() -> Self {
-        Self { enabled: true, after_days: 30, chunk_size: 500, interval_seconds: 86_400 }
+        Self {
+            enabled: true,
+            after_days: 30,
+            chunk_size: 500,
+            interval_seconds: 86_400,
+        }
     }
 }
 
@@ -274,7 +302,11 @@ mod tests {
 
     #[test]
     fn retry_delay_doubles_and_is_bounded() {
-        let r = RetrySettings { max_attempts: 10, initial_delay_ms: 100, max_delay_ms: 1_000 };
+        let r = RetrySettings {
+            max_attempts: 10,
+            initial_delay_ms: 100,
+            max_delay_ms: 1_000,
+        };
         assert_eq!(r.delay_after(1), Duration::from_millis(100));
         assert_eq!(r.delay_after(2), Duration::from_millis(200));
         assert_eq!(r.delay_after(4), Duration::from_millis(800));

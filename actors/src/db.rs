@@ -33,7 +33,8 @@ pub fn new_id() -> String {
 
 /// Whether the error is a unique-key violation (the insert that decides idempotency lost).
 pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) || matches!(err, DbErr::RecordNotInserted)
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+        || matches!(err, DbErr::RecordNotInserted)
 }
 
 /// Whether trying the same work again later may succeed: lost connections, pool exhaustion, deadlocks,

@@ -39,10 +39,17 @@ pub struct Engine {
 impl Engine {
     /// Starts every actor on the current actix system.
     pub async fn start(db: DatabaseConnection, config: EngineConfig) -> anyhow::Result<Engine> {
-        let tokens =
-            Arc::new(TokenService::new(&config.jwt_secret, &config.jwt_issuer, config.auth.leeway_seconds));
+        let tokens = Arc::new(TokenService::new(
+            &config.jwt_secret,
+            &config.jwt_issuer,
+            config.auth.leeway_seconds,
+        ));
         let auth = AuthActor::new(db.clone(), tokens.clone(), config.auth.clone()).start();
         let inventory = InventoryActor::new(db.clone()).start();
-        Ok(Engine { tokens, auth, inventory })
+        Ok(Engine {
+            tokens,
+            auth,
+            inventory,
+        })
     }
 }

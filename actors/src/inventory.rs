@@ -80,7 +80,11 @@ impl Handler<SetStock> for InventoryActor {
 }
 
 /// Upserts the stock row and its product in one transaction and returns the row as written.
-async fn set_stock(db: &DatabaseConnection, sku_id: &str, available_qty: i64) -> Result<stocks::Model, DbErr> {
+async fn set_stock(
+    db: &DatabaseConnection,
+    sku_id: &str,
+    available_qty: i64,
+) -> Result<stocks::Model, DbErr> {
     let txn = db::begin_write(db).await?;
     let now = db::now();
     let stock = stocks::ActiveModel {
@@ -94,7 +98,10 @@ async fn set_stock(db: &DatabaseConnection, sku_id: &str, available_qty: i64) ->
         .on_conflict(
             OnConflict::column(stocks::Column::SkuId)
                 .update_columns([stocks::Column::AvailableQty, stocks::Column::UpdatedAt])
-                .value(stocks::Column::Version, Expr::col((stocks::Entity, stocks::Column::Version)).add(1))
+                .value(
+                    stocks::Column::Version,
+                    Expr::col((stocks::Entity, stocks::Column::Version)).add(1),
+                )
                 .to_owned(),
         )
         .exec_without_returning(&txn)

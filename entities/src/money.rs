@@ -12,7 +12,9 @@ use sea_orm::DeriveValueType;
 use serde::{Deserialize, Serialize};
 
 /// An exact decimal amount of money.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, DeriveValueType)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, DeriveValueType,
+)]
 #[sea_orm(value_type = "String")]
 #[serde(transparent)]
 pub struct Money(pub Decimal);

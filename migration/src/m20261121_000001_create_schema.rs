@@ -30,7 +30,12 @@ impl Cols {
         ColumnDef::new(name).text().not_null().to_owned()
     }
     fn auto_pk(&self, name: impl IntoIden) -> ColumnDef {
-        ColumnDef::new(name).big_integer().not_null().auto_increment().primary_key().to_owned()
+        ColumnDef::new(name)
+            .big_integer()
+            .not_null()
+            .auto_increment()
+            .primary_key()
+            .to_owned()
     }
     /// A UTC timestamp with microseconds. MySQL's `TIMESTAMP` keeps whole seconds and shifts with the
     /// session time zone, so MySQL gets `DATETIME(6)` holding UTC.
@@ -98,8 +103,18 @@ impl MigrationTrait for Migration {
                     .table(Stocks::Table)
                     .col(c.code(Stocks::SkuId).primary_key())
                     .col(ColumnDef::new(Stocks::AvailableQty).big_integer().not_null())
-                    .col(ColumnDef::new(Stocks::ReservedQty).big_integer().not_null().default(0))
-                    .col(ColumnDef::new(Stocks::Version).big_integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(Stocks::ReservedQty)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(Stocks::Version)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(c.ts(Stocks::UpdatedAt))
                     .check(Expr::col(Stocks::AvailableQty).gte(0))
                     .check(Expr::col(Stocks::ReservedQty).gte(0))
@@ -126,13 +141,21 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                index("ux_orders_user_idempotency_key", Orders::Table, &["user_id", "idempotency_key"])
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_orders_user_idempotency_key",
+                    Orders::Table,
+                    &["user_id", "idempotency_key"],
+                )
+                .unique()
+                .to_owned(),
             )
             .await?;
         manager
-            .create_index(index("ix_orders_status_updated_at", Orders::Table, &["status", "updated_at"]))
+            .create_index(index(
+                "ix_orders_status_updated_at",
+                Orders::Table,
+                &["status", "updated_at"],
+            ))
             .await?;
 
         manager
@@ -161,7 +184,11 @@ impl MigrationTrait for Migration {
                     .col(c.code(OrdersArchive::Status))
                     .col(c.money(OrdersArchive::TotalAmount))
                     .col(null(c.code(OrdersArchive::FailureReason)))
-                    .col(ColumnDef::new(OrdersArchive::IdempotencyKey).string_len(255).not_null())
+                    .col(
+                        ColumnDef::new(OrdersArchive::IdempotencyKey)
+                            .string_len(255)
+                            .not_null(),
+                    )
                     .col(c.code(OrdersArchive::RequestHash))
                     .col(c.code(OrdersArchive::TraceId))
                     .col(c.text(OrdersArchive::Items))
@@ -193,10 +220,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("ix_saga_instances_state_updated_at", SagaInstances::Table, &["state", "updated_at"]))
+            .create_index(index(
+                "ix_saga_instances_state_updated_at",
+                SagaInstances::Table,
+                &["state", "updated_at"],
+            ))
             .await?;
         manager
-            .create_index(index("ix_saga_instances_updated_at", SagaInstances::Table, &["updated_at"]))
+            .create_index(index(
+                "ix_saga_instances_updated_at",
+                SagaInstances::Table,
+                &["updated_at"],
+            ))
             .await?;
 
         manager
@@ -217,7 +252,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("ux_saga_history_order_seq", SagaHistory::Table, &["order_id", "seq"]).unique().to_owned())
+            .create_index(
+                index(
+                    "ux_saga_history_order_seq",
+                    SagaHistory::Table,
+                    &["order_id", "seq"],
+                )
+                .unique()
+                .to_owned(),
+            )
             .await?;
 
         manager
@@ -234,12 +277,21 @@ impl MigrationTrait for Migration {
                     .col(c.ts_null(OutboxEvents::PublishedAt))
                     .col(null(c.code(OutboxEvents::ClaimedBy)))
                     .col(c.ts_null(OutboxEvents::ClaimedAt))
-                    .col(ColumnDef::new(OutboxEvents::Attempts).integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(OutboxEvents::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(index("ix_outbox_events_published_at_id", OutboxEvents::Table, &["published_at", "id"]))
+            .create_index(index(
+                "ix_outbox_events_published_at_id",
+                OutboxEvents::Table,
+                &["published_at", "id"],
+            ))
             .await?;
 
         manager
@@ -249,7 +301,11 @@ impl MigrationTrait for Migration {
                     .col(c.id(ConsumedMessages::MessageId))
                     .col(c.code(ConsumedMessages::Consumer))
                     .col(c.ts(ConsumedMessages::ConsumedAt))
-                    .primary_key(Index::create().col(ConsumedMessages::MessageId).col(ConsumedMessages::Consumer))
+                    .primary_key(
+                        Index::create()
+                            .col(ConsumedMessages::MessageId)
+                            .col(ConsumedMessages::Consumer),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -274,7 +330,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("ix_dead_letters_status_created_at", DeadLetters::Table, &["status", "created_at"]))
+            .create_index(index(
+                "ix_dead_letters_status_created_at",
+                DeadLetters::Table,
+                &["status", "created_at"],
+            ))
             .await?;
 
         manager
@@ -298,7 +358,11 @@ impl MigrationTrait for Migration {
                     .col(c.auto_pk(InventoryReservationItems::Id))
                     .col(c.id(InventoryReservationItems::ReservationId))
                     .col(c.code(InventoryReservationItems::SkuId))
-                    .col(ColumnDef::new(InventoryReservationItems::Quantity).integer().not_null())
+                    .col(
+                        ColumnDef::new(InventoryReservationItems::Quantity)
+                            .integer()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -330,9 +394,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                index("ux_inventory_release_events_reservation", InventoryReleaseEvents::Table, &["reservation_id"])
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_inventory_release_events_reservation",
+                    InventoryReleaseEvents::Table,
+                    &["reservation_id"],
+                )
+                .unique()
+                .to_owned(),
             )
             .await?;
         manager
@@ -402,7 +470,9 @@ impl MigrationTrait for Migration {
             Users::Table.into_iden(),
         ];
         for table in tables {
-            manager.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -17,13 +17,19 @@ async fn run() -> Result<(), String> {
     let url = std::env::var("DATABASE_URL")
         .or_else(|_| std::env::var("ORDERSAGA_DATABASE_URL"))
         .map_err(|_| "set DATABASE_URL (or ORDERSAGA_DATABASE_URL) to the database to migrate".to_owned())?;
-    let db = Database::connect(&url).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let db = Database::connect(&url)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
     let result = match command.as_str() {
         "up" => Migrator::up(&db, None).await,
         "down" => Migrator::down(&db, Some(1)).await,
         "status" => Migrator::status(&db).await,
         "fresh" => Migrator::fresh(&db).await,
-        other => return Err(format!("unknown command `{other}`; expected up, down, status or fresh")),
+        other => {
+            return Err(format!(
+                "unknown command `{other}`; expected up, down, status or fresh"
+            ));
+        }
     };
     result.map_err(|e| e.to_string())
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use actors::auth::{IssueToken, IssuedToken, Introspect, Login, ROLE_BUYER, Register};
+use actors::auth::{Introspect, IssueToken, IssuedToken, Login, ROLE_BUYER, Register};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/token", web::post().to(issue_token))
@@ -34,12 +34,19 @@ pub struct TokenResponse {
 
 impl From<IssuedToken> for TokenResponse {
     fn from(t: IssuedToken) -> Self {
-        TokenResponse { access_token: t.access_token, token_type: "Bearer".to_owned(), expires_in: t.expires_in }
+        TokenResponse {
+            access_token: t.access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: t.expires_in,
+        }
     }
 }
 
 /// Mock issuer: a token for any user (roles default to `buyer`); `404` when switched off.
-async fn issue_token(state: web::Data<AppState>, body: web::Json<TokenRequest>) -> Result<HttpResponse, ApiError> {
+async fn issue_token(
+    state: web::Data<AppState>,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let token = state
         .engine
@@ -60,7 +67,10 @@ pub struct Credentials {
 }
 
 /// Creates a user with role `buyer`; `409` when the username is taken.
-async fn register(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
     let user = state.engine.auth.send(Register { username, password }).await??;
     let roles: Vec<&str> = user.roles.split(',').filter(|r| !r.is_empty()).collect();
@@ -84,9 +94,17 @@ async fn introspect(
     state: web::Data<AppState>,
     body: web::Json<IntrospectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = state.engine.auth.send(Introspect { token: body.into_inner().token }).await?;
+    let claims = state
+        .engine
+        .auth
+        .send(Introspect {
+            token: body.into_inner().token,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(match claims {
-        Some(c) => json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss}),
+        Some(c) => {
+            json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss})
+        }
         None => json!({"active": false}),
     }))
 }

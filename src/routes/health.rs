@@ -23,16 +23,25 @@ async fn live() -> HttpResponse {
 
 /// `200` when the database (and a configured broker) answers, `503` otherwise.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let database = matches!(tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await, Ok(Ok(())));
+    let database = matches!(
+        tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,
+        Ok(Ok(()))
+    );
     let body = json!({
         "status": if database { "ready" } else { "unavailable" },
         "checks": { "database": if database { "up" } else { "down" } },
     });
-    if database { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if database {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 /// Prometheus text format.
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.run_upkeep();
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }

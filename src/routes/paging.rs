@@ -30,10 +30,14 @@ impl PageQuery {
         let page = self.page.unwrap_or(0);
         let size = self.size.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&size) {
-            return Err(ApiError::BadRequest(format!("size must be between 1 and {MAX_PAGE_SIZE}")));
+            return Err(ApiError::BadRequest(format!(
+                "size must be between 1 and {MAX_PAGE_SIZE}"
+            )));
         }
         if page > MAX_PAGE {
-            return Err(ApiError::BadRequest(format!("page must be between 0 and {MAX_PAGE}")));
+            return Err(ApiError::BadRequest(format!(
+                "page must be between 0 and {MAX_PAGE}"
+            )));
         }
         Ok(PageRequest { page, size })
     }
@@ -95,9 +99,33 @@ mod tests {
 
     #[test]
     fn sizes_are_bounded() {
-        assert!(PageQuery { page: None, size: Some(0) }.validate().is_err());
-        assert!(PageQuery { page: None, size: Some(101) }.validate().is_err());
-        assert_eq!(PageQuery::default().validate().ok(), Some(req(0, DEFAULT_PAGE_SIZE)));
-        assert!(PageQuery { page: Some(MAX_PAGE + 1), size: None }.validate().is_err());
+        assert!(
+            PageQuery {
+                page: None,
+                size: Some(0)
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PageQuery {
+                page: None,
+                size: Some(101)
+            }
+            .validate()
+            .is_err()
+        );
+        assert_eq!(
+            PageQuery::default().validate().ok(),
+            Some(req(0, DEFAULT_PAGE_SIZE))
+        );
+        assert!(
+            PageQuery {
+                page: Some(MAX_PAGE + 1),
+                size: None
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -65,7 +65,14 @@ impl From<InventoryError> for ApiError {
 }
 
 async fn set(state: &AppState, sku_id: String, available_qty: i64) -> Result<HttpResponse, ApiError> {
-    let row = state.engine.inventory.send(SetStock { sku_id, available_qty }).await??;
+    let row = state
+        .engine
+        .inventory
+        .send(SetStock {
+            sku_id,
+            available_qty,
+        })
+        .await??;
     Ok(HttpResponse::Ok().json(StockView::from(row)))
 }
 

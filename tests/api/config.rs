@@ -1,0 +1,180 @@
+//! The binary: bad configuration stops it with one line, and data survives a restart.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TEST_SECRET, TestDb};
+use crate::on_every_backend;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ordersaga");
+
+/// A command for the binary in a fresh directory, with no ORDERSAGA_ settings inherited.
+fn ordersaga(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ORDERSAGA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ordersaga-cfg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `serve` with `env` and expects it to stop at once with one line naming `setting`.
+fn assert_refused(env: &[(&str, &str)], file: Option<&str>, setting: &str) {
+    let dir = temp_dir();
+    let mut cmd = ordersaga(&dir);
+    cmd.arg("serve")
+        .env("ORDERSAGA_BIND", "127.0.0.1:0")
+        .envs(env.iter().copied());
+    if let Some(contents) = file {
+        std::fs::write(dir.join("ordersaga.toml"), contents).unwrap();
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("started with {env:?} {file:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "exit status of {env:?} {file:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].contains(setting), "names {setting}: {stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_configuration_stops_the_start_with_one_line() {
+    assert_refused(&[("ORDERSAGA_PAYMENT_MODE", "SOMETIMES")], None, "payment_mode");
+    assert_refused(&[("ORDERSAGA_JWT_SECRET", "too-short")], None, "jwt_secret");
+    assert_refused(&[("ORDERSAGA_DATABASE_URL", "oracle://db")], None, "database_url");
+    assert_refused(&[("ORDERSAGA_AMQP_URL", "http://broker")], None, "amqp_url");
+    assert_refused(
+        &[("ORDERSAGA_SQLITE_SYNCHRONOUS", "SOMETIMES")],
+        None,
+        "sqlite_synchronous",
+    );
+    assert_refused(&[("ORDERSAGA_BIND", "nowhere")], None, "bind");
+    assert_refused(&[], Some("paymnet_mode = \"FAIL\"\n"), "paymnet_mode");
+    assert_refused(&[], Some("[auth]\nmock_isuer = false\n"), "mock_isuer");
+    assert_refused(
+        &[("ORDERSAGA_RETRY__MAX_ATTEMPTS", "0")],
+        None,
+        "retry.max_attempts",
+    );
+}
+
+/// A `serve` child process, killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `ordersaga serve` on `db` and waits until it is ready.
+pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let dir = temp_dir();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut cmd = ordersaga(&dir);
+    cmd.arg("serve")
+        .env("ORDERSAGA_BIND", format!("127.0.0.1:{port}"))
+        .env("ORDERSAGA_DATABASE_URL", &db.url)
+        .env("ORDERSAGA_JWT_SECRET", TEST_SECRET)
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let child = cmd.spawn().unwrap();
+    let server = Server {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client
+            .get(format!("{}/health/ready", server.address))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not become ready; log in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+on_every_backend! {
+    async fn stock_survives_a_restart(backend) {
+        let Some(db) = TestDb::create(backend).await else { return };
+        let client = reqwest::Client::new();
+        let server = start_server(&db, &[]).await;
+        let token: Value = client
+            .post(format!("{}/api/auth/token", server.address))
+            .json(&json!({"userId": "admin-1", "roles": ["admin"]}))
+            .send().await.unwrap().json().await.unwrap();
+        let token = token["accessToken"].as_str().unwrap().to_owned();
+        let set = client
+            .post(format!("{}/api/stocks", server.address))
+            .bearer_auth(&token)
+            .json(&json!({"skuId": "KEEP-1", "availableQty": 42}))
+            .send().await.unwrap();
+        assert_eq!(set.status(), 200);
+        drop(server);
+
+        let server = start_server(&db, &[]).await;
+        let stock: Value = client
+            .get(format!("{}/api/stocks/KEEP-1", server.address))
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(stock["availableQty"], 42);
+        // The token was signed with the shared secret, so it still verifies after the restart.
+        let again = client
+            .put(format!("{}/api/stocks/KEEP-1", server.address))
+            .bearer_auth(&token)
+            .json(&json!({"availableQty": 7}))
+            .send().await.unwrap();
+        assert_eq!(again.status(), 200);
+    }
+}

@@ -1,0 +1,337 @@
+//! Spawning the application for a test: its own database, port 0, a client.
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
+
+use ordersaga::config::{Secret, Settings};
+use ordersaga::startup::Application;
+use ordersaga::state::AppState;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+/// The token key of every test app, so tests can forge tokens against it.
+pub const TEST_SECRET: &str = "ordersaga-test-secret-0123456789abcdef";
+
+/// The databases a test can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Backend {
+    fn admin_env(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("ORDERSAGA_TEST_POSTGRES"),
+            Backend::MySql => Some("ORDERSAGA_TEST_MYSQL"),
+        }
+    }
+}
+
+/// Whether a missing service fails the test (CI) rather than skipping it.
+pub fn services_required() -> bool {
+    std::env::var("ORDERSAGA_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// A database of its own for one test, dropped (or deleted) when this value is dropped.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+    file: Option<PathBuf>,
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    // scheme://user@host:port/db?params → scheme://user@host:port/name?params
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+impl TestDb {
+    /// Creates the database, or returns `None` (after saying why) when the backend is not configured
+    /// and not required.
+    pub async fn create(backend: Backend) -> Option<TestDb> {
+        let name = format!("ordersaga_test_{}", uuid::Uuid::new_v4().simple());
+        let Some(env) = backend.admin_env() else {
+            let file = std::env::temp_dir().join(format!("{name}.db"));
+            let url = format!("sqlite://{}?mode=rwc", file.display());
+            return Some(TestDb {
+                backend,
+                url,
+                admin_url: None,
+                name,
+                file: Some(file),
+            });
+        };
+        let admin_url = match std::env::var(env) {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    !services_required(),
+                    "{env} is not set but ORDERSAGA_REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipped on {backend:?}: {env} is not set");
+                return None;
+            }
+        };
+        let admin = Database::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {env} ({admin_url}): {e}"));
+        let create = match backend {
+            Backend::Postgres => format!("CREATE DATABASE \"{name}\""),
+            _ => format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+        };
+        admin
+            .execute_unprepared(&create)
+            .await
+            .unwrap_or_else(|e| panic!("{create}: {e}"));
+        let _ = admin.close().await;
+        let url = replace_database(&admin_url, &name);
+        Some(TestDb {
+            backend,
+            url,
+            admin_url: Some(admin_url),
+            name,
+            file: None,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+            return;
+        }
+        let (Some(admin_url), backend, name) = (self.admin_url.clone(), self.backend, self.name.clone())
+        else {
+            return;
+        };
+        // Dropping needs async I/O and Drop is not async: do it on a thread with its own runtime.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let admin = Database::connect(&admin_url).await.ok()?;
+                let sql = match backend {
+                    Backend::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    _ => format!("DROP DATABASE IF EXISTS `{name}`"),
+                };
+                let result = admin.execute_unprepared(&sql).await;
+                let _ = admin.close().await;
+                result.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: test database {} was not dropped", self.name);
+        }
+    }
+}
+
+fn init_test_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            ordersaga::observability::init_tracing(ordersaga::config::LogFormat::Text);
+        }
+    });
+}
+
+/// Settings of a test app on `db`: port 0, the test secret, fast timings.
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".to_owned(),
+        database_url: db.url.clone(),
+        jwt_secret: Some(Secret::new(TEST_SECRET)),
+        http_workers: Some(2),
+        ..Settings::default()
+    };
+    settings.database.max_connections = Some(5);
+    settings.retry.initial_delay_ms = 20;
+    settings.retry.max_delay_ms = 200;
+    settings.outbox.poll_interval_ms = 100;
+    settings
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    /// Held so that the database is dropped with the app.
+    #[allow(dead_code)]
+    pub db: TestDb,
+}
+
+/// Spawns the app on `backend` with the test settings.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Spawns the app on `backend` with the test settings changed by `configure`.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    init_test_logging();
+    let db = TestDb::create(backend).await?;
+    let mut settings = test_settings(&db);
+    configure(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Some(TestApp {
+        address,
+        client,
+        state,
+        db,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A token from the mock issuer.
+    pub async fn token(&self, user_id: &str, roles: &[&str]) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/auth/token"))
+            .json(&json!({"userId": user_id, "roles": roles}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "the mock issuer answers");
+        let body: Value = response.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token("admin-1", &["admin"]).await
+    }
+
+    pub async fn buyer_token(&self, user_id: &str) -> String {
+        self.token(user_id, &["buyer"]).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.put(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Sets a SKU's stock as admin and checks it was accepted.
+    pub async fn set_stock(&self, sku_id: &str, qty: i64) {
+        let token = self.admin_token().await;
+        let response = self
+            .post(
+                "/api/stocks",
+                Some(&token),
+                &json!({"skuId": sku_id, "availableQty": qty}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "stock {sku_id} set");
+    }
+}
+
+/// Asserts a response is a problem document with `status`, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// Declares tests that run once per backend: `mod name { fn sqlite, fn postgres, fn mysql }`.
+/// The body receives the backend and spawns what it needs.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($backend: $crate::helpers::Backend) $body
+            #[actix_web::test]
+            async fn sqlite() { run($crate::helpers::Backend::Sqlite).await }
+            #[actix_web::test]
+            async fn postgres() { run($crate::helpers::Backend::Postgres).await }
+            #[actix_web::test]
+            async fn mysql() { run($crate::helpers::Backend::MySql).await }
+        }
+    )*};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            replace_database("postgres://p@h:5432/test", "x"),
+            "postgres://p@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("mysql://root@h:3306/test?ssl-mode=disabled", "x"),
+            "mysql://root@h:3306/x?ssl-mode=disabled"
+        );
+        assert_eq!(
+            replace_database("postgres://p@h:5432", "x"),
+            "postgres://p@h:5432/x"
+        );
+    }
+}

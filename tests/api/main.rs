@@ -1,0 +1,12 @@
+//! Black-box tests over HTTP. Each test runs on SQLite, and on PostgreSQL and MariaDB when
+//! `ORDERSAGA_TEST_POSTGRES` / `ORDERSAGA_TEST_MYSQL` name an admin URL (with
+//! `ORDERSAGA_REQUIRE_SERVICES=1` a missing service fails the test instead of skipping it).
+//! Every test gets its own database, dropped afterwards. `TEST_LOG=1` shows the application's logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod config;
+mod health;
+mod stocks;

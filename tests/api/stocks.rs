@@ -1,0 +1,108 @@
+//! Stock: upsert, get, list, roles and validation.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app};
+use crate::on_every_backend;
+
+on_every_backend! {
+    async fn admin_upserts_stock_with_post_and_put(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let token = app.admin_token().await;
+        let created = app.post("/api/stocks", Some(&token), &json!({"skuId": "SKU-001", "availableQty": 10})).await;
+        assert_eq!(created.status(), 200);
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["skuId"], "SKU-001");
+        assert_eq!(created["availableQty"], 10);
+        assert_eq!(created["reservedQty"], 0);
+        assert!(created["updatedAt"].is_string());
+
+        let updated = app.put("/api/stocks/SKU-001", Some(&token), &json!({"availableQty": 25})).await;
+        assert_eq!(updated.status(), 200);
+        let updated: Value = updated.json().await.unwrap();
+        assert_eq!(updated["availableQty"], 25);
+        assert!(updated["version"].as_i64().unwrap() > created["version"].as_i64().unwrap());
+
+        let fetched: Value = app.get("/api/stocks/SKU-001", None).await.json().await.unwrap();
+        assert_eq!(fetched, updated);
+    }
+
+    async fn put_creates_an_unknown_sku(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let token = app.admin_token().await;
+        let response = app.put("/api/stocks/NEW-1", Some(&token), &json!({"availableQty": 3})).await;
+        assert_eq!(response.status(), 200);
+        let fetched: Value = app.get("/api/v1/stocks/NEW-1", None).await.json().await.unwrap();
+        assert_eq!(fetched["availableQty"], 3);
+    }
+
+    async fn unknown_sku_answers_404(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        assert_problem(app.get("/api/stocks/NOPE", None).await, 404).await;
+    }
+
+    async fn changing_stock_needs_admin(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let buyer = app.buyer_token("u-1").await;
+        let body = json!({"skuId": "SKU-001", "availableQty": 10});
+        assert_problem(app.post("/api/stocks", Some(&buyer), &body).await, 403).await;
+        assert_problem(app.put("/api/stocks/SKU-001", Some(&buyer), &json!({"availableQty": 1})).await, 403).await;
+        assert_problem(app.post("/api/stocks", None, &body).await, 401).await;
+        assert_problem(app.put("/api/stocks/SKU-001", None, &json!({"availableQty": 1})).await, 401).await;
+        assert_problem(app.get("/api/stocks/SKU-001", None).await, 404).await;
+    }
+
+    async fn invalid_stock_requests_answer_400(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let token = app.admin_token().await;
+        for body in [
+            json!({"skuId": "SKU-001", "availableQty": -1}),
+            json!({"skuId": "", "availableQty": 1}),
+            json!({"skuId": "bad sku", "availableQty": 1}),
+            json!({"skuId": "SKU-001"}),
+            json!({"skuId": "SKU-001", "availableQty": "ten"}),
+            json!({"skuId": "SKU-001", "availableQty": 1.5}),
+        ] {
+            let response = app.post("/api/stocks", Some(&token), &body).await;
+            assert_problem(response, 400).await;
+        }
+        let malformed = app
+            .client
+            .post(app.url("/api/stocks"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{\"skuId\":")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(malformed, 400).await;
+    }
+
+    async fn an_oversized_body_answers_413(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let token = app.admin_token().await;
+        let big = json!({"skuId": "SKU-001", "availableQty": 1, "padding": "x".repeat(200_000)});
+        assert_problem(app.post("/api/stocks", Some(&token), &big).await, 413).await;
+    }
+
+    async fn stocks_are_listed_in_pages(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        for i in 0..5 {
+            app.set_stock(&format!("SKU-{i:03}"), i).await;
+        }
+        let first: Value = app.get("/api/stocks?page=0&size=2", None).await.json().await.unwrap();
+        assert_eq!(first["totalElements"], 5);
+        assert_eq!(first["totalPages"], 3);
+        assert_eq!(first["hasNext"], true);
+        let skus: Vec<&str> = first["items"].as_array().unwrap().iter().map(|s| s["skuId"].as_str().unwrap()).collect();
+        assert_eq!(skus, ["SKU-000", "SKU-001"]);
+        let last: Value = app.get("/api/v1/stocks?page=2&size=2", None).await.json().await.unwrap();
+        assert_eq!(last["items"].as_array().unwrap().len(), 1);
+        assert_eq!(last["hasNext"], false);
+        let beyond: Value = app.get("/api/stocks?page=9&size=2", None).await.json().await.unwrap();
+        assert_eq!(beyond["items"], json!([]));
+        for bad in ["size=0", "size=101", "page=-1", "page=abc"] {
+            assert_problem(app.get(&format!("/api/stocks?{bad}"), None).await, 400).await;
+        }
+    }
+}
