@@ -3,14 +3,24 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 
+use crate::archive::ArchiveActor;
 use crate::auth::{AuthActor, TokenService};
+use crate::bus::Transport;
+use crate::bus::memory::InProcessTransport;
 use crate::config::{
     ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentMode, PaymentSettings,
     RetrySettings, SagaSettings,
 };
 use crate::inventory::InventoryActor;
+use crate::mailbox::{Consumer, Mailbox};
+use crate::notification::NotificationActor;
+use crate::orders::{self, PlaceError, PlaceOrder, Placement};
+use crate::outbox::{OutboxRelay, OutboxSignal};
+use crate::payment::PaymentActor;
+use crate::saga::{Resume, SagaRegistry, Track};
+use crate::topology;
 
 /// What the engine needs to know.
 #[derive(Clone, Debug)]
@@ -31,25 +41,110 @@ pub struct EngineConfig {
 /// The running engine of one node.
 #[derive(Clone)]
 pub struct Engine {
+    pub db: DatabaseConnection,
+    /// This node's id (claims in the outbox are made in its name).
+    pub node_id: String,
     pub tokens: Arc<TokenService>,
     pub auth: Addr<AuthActor>,
     pub inventory: Addr<InventoryActor>,
+    pub payment: Addr<PaymentActor>,
+    pub sagas: Addr<SagaRegistry>,
+    pub archive: Addr<ArchiveActor>,
+    pub relay: Addr<OutboxRelay>,
+    pub transport: Arc<dyn Transport>,
+    pub outbox: OutboxSignal,
 }
 
 impl Engine {
-    /// Starts every actor on the current actix system.
+    /// Starts every actor on the current actix system, resumes unfinished sagas and starts the relay
+    /// (which sends whatever the outbox still holds).
     pub async fn start(db: DatabaseConnection, config: EngineConfig) -> anyhow::Result<Engine> {
+        let node_id = format!("node-{}", &crate::db::new_id()[..8]);
         let tokens = Arc::new(TokenService::new(
             &config.jwt_secret,
             &config.jwt_issuer,
             config.auth.leeway_seconds,
         ));
         let auth = AuthActor::new(db.clone(), tokens.clone(), config.auth.clone()).start();
+        let outbox = OutboxSignal::new();
         let inventory = InventoryActor::new(db.clone()).start();
+        let payment = PaymentActor::new(config.payment_mode, config.payment.clone()).start();
+        let sagas = SagaRegistry::new(db.clone(), config.saga.payment_timeout(), outbox.clone()).start();
+        let notifications = NotificationActor.start();
+        let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
+
+        let consumers = vec![
+            Consumer {
+                queue: topology::Q_INVENTORY_ORDER_CREATED,
+                apply: inventory.clone().recipient(),
+                prepare: None,
+            },
+            Consumer {
+                queue: topology::Q_INVENTORY_RELEASE_REQUESTED,
+                apply: inventory.clone().recipient(),
+                prepare: None,
+            },
+            Consumer {
+                queue: topology::Q_PAYMENT_INVENTORY_RESERVED,
+                apply: payment.clone().recipient(),
+                prepare: Some(payment.clone().recipient()),
+            },
+            Consumer {
+                queue: topology::Q_ORDER_INVENTORY_RESULT,
+                apply: sagas.clone().recipient(),
+                prepare: None,
+            },
+            Consumer {
+                queue: topology::Q_ORDER_PAYMENT_RESULT,
+                apply: sagas.clone().recipient(),
+                prepare: None,
+            },
+            Consumer {
+                queue: topology::Q_NOTIFICATION_ORDER_CREATED,
+                apply: notifications.recipient(),
+                prepare: None,
+            },
+        ];
+        let mailbox = Mailbox::new(db.clone(), config.retry.clone(), outbox.clone());
+        // SQLite has one writer: more workers per queue would only queue on its lock.
+        let workers = if db.get_database_backend() == DbBackend::Sqlite {
+            1
+        } else {
+            2
+        };
+        let transport: Arc<dyn Transport> = InProcessTransport::start(consumers, mailbox, workers);
+
+        let relay = OutboxRelay::new(
+            db.clone(),
+            transport.clone(),
+            outbox.clone(),
+            config.outbox.clone(),
+            node_id.clone(),
+        )
+        .start();
+        sagas.send(Resume).await??;
         Ok(Engine {
+            db,
+            node_id,
             tokens,
             auth,
             inventory,
+            payment,
+            sagas,
+            archive,
+            relay,
+            transport,
+            outbox,
         })
+    }
+
+    /// Places an order; a new one starts its saga and wakes the relay.
+    pub async fn place_order(&self, request: &PlaceOrder) -> Result<Placement, PlaceError> {
+        let placement = orders::place(&self.db, request).await?;
+        if let Placement::Created(_, update) = &placement {
+            self.outbox.wake();
+            self.sagas.do_send(Track(update.clone()));
+        }
+        Ok(placement)
     }
 }

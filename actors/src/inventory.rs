@@ -4,14 +4,30 @@
 //! retries when another writer got there first, so `available_qty` never goes below zero and every unit
 //! is accounted for in `available_qty` or in a `RESERVED` reservation.
 
+use std::collections::BTreeMap;
+
 use actix::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use crate::db;
-use entities::{products, stocks};
+use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReleased, InventoryReserved, SkuQuantity};
+use crate::mailbox::{Apply, ConsumeError, Effects, MAX_CONFLICT_RETRIES};
+use entities::{
+    inventory_release_events, inventory_reservation_items, inventory_reservations, products, stocks,
+};
+
+/// A reservation holds its stock.
+pub const RESERVED: &str = "RESERVED";
+/// A reservation gave its stock back.
+pub const RELEASED: &str = "RELEASED";
+/// Some SKU of the order has less available stock than asked for.
+pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
+/// Some SKU of the order does not exist.
+pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
 
 /// Largest stock quantity accepted for one SKU.
 pub const MAX_QTY: i64 = 1_000_000_000_000;
@@ -32,6 +48,10 @@ pub enum InventoryError {
     InvalidRequest(String),
     #[error(transparent)]
     Database(#[from] DbErr),
+    #[error("stock changed under the reservation too often; try again")]
+    Contended,
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Owns stock: every write to `stocks` goes through this actor's messages.
@@ -121,6 +141,312 @@ async fn set_stock(
         .ok_or_else(|| DbErr::RecordNotFound(format!("stock {sku_id} after upsert")))?;
     txn.commit().await?;
     Ok(row)
+}
+
+/// What reserving came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// Every line is held (now, or by an earlier reservation of the same order).
+    Reserved {
+        reservation_id: String,
+        items: Vec<SkuQuantity>,
+    },
+    /// Nothing was held; `reason` is `INSUFFICIENT_STOCK` or `UNKNOWN_SKU`.
+    Refused { reason: &'static str },
+}
+
+/// Quantities per SKU, merged and ordered by SKU (a stable locking order).
+fn merge(items: &[SkuQuantity]) -> Vec<SkuQuantity> {
+    let mut merged: BTreeMap<&str, i32> = BTreeMap::new();
+    for item in items {
+        *merged.entry(&item.sku_id).or_default() += item.quantity;
+    }
+    merged
+        .into_iter()
+        .map(|(sku_id, quantity)| SkuQuantity {
+            sku_id: sku_id.to_owned(),
+            quantity,
+        })
+        .collect()
+}
+
+/// Reserves all lines of an order or none, inside the caller's transaction. Stock rows are read, checked
+/// and then updated with their version as the condition; when another writer moved a version first the
+/// answer is a [`ConsumeError::Conflict`] and the caller runs the whole reservation again. Idempotent per
+/// order: an order that already has a reservation gets that one back.
+pub async fn reserve(
+    txn: &impl ConnectionTrait,
+    order_id: &str,
+    items: &[SkuQuantity],
+) -> Result<Reservation, ConsumeError> {
+    if let Some(existing) = inventory_reservations::Entity::find()
+        .filter(inventory_reservations::Column::OrderId.eq(order_id))
+        .one(txn)
+        .await?
+    {
+        let held = inventory_reservation_items::Entity::find()
+            .filter(inventory_reservation_items::Column::ReservationId.eq(existing.id.as_str()))
+            .order_by_asc(inventory_reservation_items::Column::SkuId)
+            .all(txn)
+            .await?;
+        let items = held
+            .into_iter()
+            .map(|i| SkuQuantity {
+                sku_id: i.sku_id,
+                quantity: i.quantity,
+            })
+            .collect();
+        return Ok(Reservation::Reserved {
+            reservation_id: existing.id,
+            items,
+        });
+    }
+    let wanted = merge(items);
+    let rows = stocks::Entity::find()
+        .filter(stocks::Column::SkuId.is_in(wanted.iter().map(|i| i.sku_id.as_str())))
+        .all(txn)
+        .await?;
+    let by_sku: BTreeMap<&str, &stocks::Model> = rows.iter().map(|r| (r.sku_id.as_str(), r)).collect();
+    for item in &wanted {
+        match by_sku.get(item.sku_id.as_str()) {
+            None => return Ok(Reservation::Refused { reason: UNKNOWN_SKU }),
+            Some(row) if row.available_qty < i64::from(item.quantity) => {
+                return Ok(Reservation::Refused {
+                    reason: INSUFFICIENT_STOCK,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let now = db::now();
+    for item in &wanted {
+        let row = by_sku[item.sku_id.as_str()];
+        let quantity = i64::from(item.quantity);
+        let updated = stocks::Entity::update_many()
+            .col_expr(
+                stocks::Column::AvailableQty,
+                Expr::col(stocks::Column::AvailableQty).sub(quantity),
+            )
+            .col_expr(
+                stocks::Column::ReservedQty,
+                Expr::col(stocks::Column::ReservedQty).add(quantity),
+            )
+            .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
+            .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
+            .filter(stocks::Column::SkuId.eq(row.sku_id.as_str()))
+            .filter(stocks::Column::Version.eq(row.version))
+            .exec(txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(ConsumeError::Conflict(format!(
+                "stock {} moved past version {}",
+                row.sku_id, row.version
+            )));
+        }
+    }
+    let reservation_id = db::new_id();
+    inventory_reservations::ActiveModel {
+        id: Set(reservation_id.clone()),
+        order_id: Set(order_id.to_owned()),
+        status: Set(RESERVED.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        released_at: Set(None),
+    }
+    .insert(txn)
+    .await?;
+    let lines = wanted
+        .iter()
+        .map(|item| inventory_reservation_items::ActiveModel {
+            reservation_id: Set(reservation_id.clone()),
+            sku_id: Set(item.sku_id.clone()),
+            quantity: Set(item.quantity),
+            ..Default::default()
+        });
+    inventory_reservation_items::Entity::insert_many(lines)
+        .exec_without_returning(txn)
+        .await?;
+    metrics::counter!("inventory_reservations_total").increment(1);
+    Ok(Reservation::Reserved {
+        reservation_id,
+        items: wanted,
+    })
+}
+
+/// Gives an order's reserved stock back and writes the release audit row, inside the caller's
+/// transaction. `None` when the reservation was released before (nothing happens twice).
+pub async fn release(
+    txn: &impl ConnectionTrait,
+    order_id: &str,
+    reason: &str,
+    trace_id: &str,
+) -> Result<Option<InventoryReleased>, ConsumeError> {
+    let reservation = inventory_reservations::Entity::find()
+        .filter(inventory_reservations::Column::OrderId.eq(order_id))
+        .one(txn)
+        .await?
+        .ok_or_else(|| ConsumeError::Poison(format!("no reservation for order {order_id}")))?;
+    if reservation.status == RELEASED {
+        return Ok(None);
+    }
+    let now = db::now();
+    let flipped = inventory_reservations::Entity::update_many()
+        .col_expr(inventory_reservations::Column::Status, Expr::value(RELEASED))
+        .col_expr(inventory_reservations::Column::ReleasedAt, Expr::value(now))
+        .col_expr(inventory_reservations::Column::UpdatedAt, Expr::value(now))
+        .filter(inventory_reservations::Column::Id.eq(reservation.id.as_str()))
+        .filter(inventory_reservations::Column::Status.eq(RESERVED))
+        .exec(txn)
+        .await?;
+    if flipped.rows_affected != 1 {
+        return Err(ConsumeError::Conflict(format!(
+            "reservation {} changed",
+            reservation.id
+        )));
+    }
+    let held = inventory_reservation_items::Entity::find()
+        .filter(inventory_reservation_items::Column::ReservationId.eq(reservation.id.as_str()))
+        .order_by_asc(inventory_reservation_items::Column::SkuId)
+        .all(txn)
+        .await?;
+    for item in &held {
+        let quantity = i64::from(item.quantity);
+        stocks::Entity::update_many()
+            .col_expr(
+                stocks::Column::AvailableQty,
+                Expr::col(stocks::Column::AvailableQty).add(quantity),
+            )
+            .col_expr(
+                stocks::Column::ReservedQty,
+                Expr::col(stocks::Column::ReservedQty).sub(quantity),
+            )
+            .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
+            .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
+            .filter(stocks::Column::SkuId.eq(item.sku_id.as_str()))
+            .exec(txn)
+            .await?;
+    }
+    let released_items: Vec<SkuQuantity> = held
+        .into_iter()
+        .map(|i| SkuQuantity {
+            sku_id: i.sku_id,
+            quantity: i.quantity,
+        })
+        .collect();
+    let release_id = db::new_id();
+    let released_json = serde_json::to_string(
+        &released_items
+            .iter()
+            .map(|i| serde_json::json!({"skuId": i.sku_id, "quantity": i.quantity}))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| ConsumeError::Transient(e.to_string()))?;
+    inventory_release_events::ActiveModel {
+        id: Set(release_id.clone()),
+        order_id: Set(order_id.to_owned()),
+        reservation_id: Set(reservation.id.clone()),
+        reason: Set(reason.to_owned()),
+        released_items: Set(released_json),
+        trace_id: Set(trace_id.to_owned()),
+        created_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    metrics::counter!("inventory_releases_total", "reason" => reason.to_owned()).increment(1);
+    Ok(Some(InventoryReleased {
+        release_id,
+        order_id: order_id.to_owned(),
+        reservation_id: reservation.id,
+        reason: reason.to_owned(),
+        released_items,
+    }))
+}
+
+impl Handler<Apply> for InventoryActor {
+    type Result = ResponseFuture<Result<Effects, ConsumeError>>;
+
+    fn handle(&mut self, msg: Apply, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            let envelope: &Envelope = &msg.envelope;
+            let txn = msg.txn.as_ref();
+            match &envelope.event {
+                Event::OrderCreated(order) => {
+                    let lines: Vec<SkuQuantity> = order
+                        .items
+                        .iter()
+                        .map(|l| SkuQuantity {
+                            sku_id: l.sku_id.clone(),
+                            quantity: l.quantity,
+                        })
+                        .collect();
+                    if lines.is_empty() || lines.iter().any(|l| l.quantity < 1) {
+                        return Err(ConsumeError::Poison(
+                            "an order needs lines with quantity ≥ 1".into(),
+                        ));
+                    }
+                    let event = match reserve(txn, &order.order_id, &lines).await? {
+                        Reservation::Reserved {
+                            reservation_id,
+                            items,
+                        } => Event::InventoryReserved(InventoryReserved {
+                            order_id: order.order_id.clone(),
+                            reservation_id,
+                            reserved_items: items,
+                        }),
+                        Reservation::Refused { reason } => Event::InventoryFailed(InventoryFailed {
+                            order_id: order.order_id.clone(),
+                            reservation_id: None,
+                            reason: reason.to_owned(),
+                        }),
+                    };
+                    Ok(Effects::publish(envelope.caused(event)))
+                }
+                Event::InventoryReleaseRequested(request) => {
+                    match release(txn, &request.order_id, &request.reason, &envelope.trace_id).await? {
+                        Some(released) => Ok(Effects::publish(
+                            envelope.caused(Event::InventoryReleased(released)),
+                        )),
+                        None => Ok(Effects::none()),
+                    }
+                }
+                other => Err(ConsumeError::Poison(format!(
+                    "{} is not for the inventory",
+                    other.event_type()
+                ))),
+            }
+        })
+    }
+}
+
+/// Reserves stock for an order directly (`POST /api/stocks/reserve`), all or nothing, idempotent per order.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Reservation, InventoryError>")]
+pub struct Reserve {
+    pub order_id: String,
+    pub items: Vec<SkuQuantity>,
+}
+
+impl Handler<Reserve> for InventoryActor {
+    type Result = ResponseFuture<Result<Reservation, InventoryError>>;
+
+    fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            for _ in 0..MAX_CONFLICT_RETRIES {
+                let txn = db::begin_write(&db).await?;
+                match reserve(&txn, &msg.order_id, &msg.items).await {
+                    Ok(reservation) => {
+                        txn.commit().await?;
+                        return Ok(reservation);
+                    }
+                    Err(ConsumeError::Conflict(_)) => continue,
+                    Err(ConsumeError::Transient(e)) => return Err(InventoryError::Unavailable(e)),
+                    Err(ConsumeError::Poison(e)) => return Err(InventoryError::InvalidRequest(e)),
+                }
+            }
+            Err(InventoryError::Contended)
+        })
+    }
 }
 
 /// One SKU's stock, if it exists.

@@ -9,15 +9,25 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use sea_orm::DeriveValueType;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An exact decimal amount of money.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, DeriveValueType,
-)]
+/// An exact decimal amount of money. In JSON it is a number written exactly (`19.90`); a string
+/// (`"19.90"`) is accepted on input too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, DeriveValueType)]
 #[sea_orm(value_type = "String")]
-#[serde(transparent)]
 pub struct Money(pub Decimal);
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        rust_decimal::serde::arbitrary_precision::serialize(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <Decimal as Deserialize>::deserialize(deserializer).map(Money)
+    }
+}
 
 impl Money {
     pub const ZERO: Money = Money(Decimal::ZERO);
@@ -58,5 +68,17 @@ mod tests {
         assert_eq!(m.to_string(), "19.90");
         let sum = Money(m.0 * Decimal::from(3));
         assert_eq!(sum.to_string(), "59.70");
+    }
+
+    #[test]
+    fn json_numbers_are_exact_both_ways() {
+        let m: Money = serde_json::from_str("0.1000000000000000055511151231").unwrap();
+        assert_eq!(m.to_string(), "0.1000000000000000055511151231");
+        assert_eq!(
+            serde_json::to_string(&Money("19.90".parse().unwrap())).unwrap(),
+            "19.90"
+        );
+        let from_string: Money = serde_json::from_str("\"12.5\"").unwrap();
+        assert_eq!(from_string.to_string(), "12.5");
     }
 }

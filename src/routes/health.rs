@@ -21,7 +21,7 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "up"}))
 }
 
-/// `200` when the database (and a configured broker) answers, `503` otherwise.
+/// `200` when the database and the bus answer, `503` otherwise.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = matches!(
         tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,

@@ -4,9 +4,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
 
+pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod orders;
 pub mod paging;
+pub mod sagas;
 pub mod stocks;
 
 /// Registers every route.
@@ -18,7 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The routes under `/api` (and `/api/v1`).
 fn api(cfg: &mut web::ServiceConfig) {
-    cfg.configure(auth::configure).configure(stocks::configure);
+    cfg.configure(auth::configure)
+        .configure(stocks::configure)
+        .configure(orders::configure)
+        .configure(sagas::configure)
+        .configure(admin::configure);
 }
 
 /// `404` as a problem document for any path no route matches.

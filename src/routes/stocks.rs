@@ -9,11 +9,13 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
-use actors::inventory::{self, InventoryError, SetStock};
+use actors::envelope::SkuQuantity;
+use actors::inventory::{self, InventoryError, Reservation, Reserve, SetStock};
 use entities::stocks;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stocks", web::post().to(upsert))
+    cfg.route("/stocks/reserve", web::post().to(reserve))
+        .route("/stocks", web::post().to(upsert))
         .route("/stocks", web::get().to(list))
         .route("/stocks/{skuId}", web::put().to(put))
         .route("/stocks/{skuId}", web::get().to(get));
@@ -60,6 +62,9 @@ impl From<InventoryError> for ApiError {
         match err {
             InventoryError::InvalidRequest(m) => ApiError::BadRequest(m),
             InventoryError::Database(e) => ApiError::database(e),
+            InventoryError::Contended | InventoryError::Unavailable(_) => {
+                ApiError::Unavailable(err.to_string())
+            }
         }
     }
 }
@@ -113,4 +118,65 @@ async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Resul
     let (rows, total) = inventory::list_stocks(&state.db, request.page, request.size).await?;
     let items = rows.into_iter().map(StockView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReserveRequest {
+    pub order_id: String,
+    pub items: Vec<ReserveLine>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReserveLine {
+    pub sku_id: String,
+    pub quantity: i64,
+}
+
+/// Reserves stock for an order directly (`admin`): all lines or none, idempotent per `orderId`.
+/// `200` with the reservation; `409` when a SKU is unknown or short (nothing is held then).
+async fn reserve(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<ReserveRequest>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let body = body.into_inner();
+    let order_id = crate::routes::orders::order_id(&body.order_id)?;
+    if body.items.is_empty() || body.items.len() > crate::routes::orders::MAX_LINES {
+        return Err(ApiError::BadRequest(format!(
+            "items must have 1 to {} lines",
+            crate::routes::orders::MAX_LINES
+        )));
+    }
+    let mut items = Vec::with_capacity(body.items.len());
+    for (i, line) in body.items.into_iter().enumerate() {
+        if !inventory::valid_sku_id(&line.sku_id) {
+            return Err(ApiError::BadRequest(format!(
+                "items[{i}].skuId has an unknown format"
+            )));
+        }
+        if !(1..=i64::from(crate::routes::orders::MAX_QUANTITY)).contains(&line.quantity) {
+            return Err(ApiError::BadRequest(format!(
+                "items[{i}].quantity must be between 1 and {}",
+                crate::routes::orders::MAX_QUANTITY
+            )));
+        }
+        items.push(SkuQuantity {
+            sku_id: line.sku_id,
+            quantity: line.quantity as i32,
+        });
+    }
+    match state.engine.inventory.send(Reserve { order_id: order_id.clone(), items }).await?? {
+        Reservation::Reserved { reservation_id, items } => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "reservationId": reservation_id,
+            "orderId": order_id,
+            "status": inventory::RESERVED,
+            "items": items.into_iter().map(|i| ReserveLine { sku_id: i.sku_id, quantity: i64::from(i.quantity) }).collect::<Vec<_>>(),
+        }))),
+        Reservation::Refused { reason } => {
+            Err(ApiError::Conflict(format!("nothing reserved: {reason}")))
+        }
+    }
 }

@@ -1,0 +1,399 @@
+//! The mailbox middleware: the one layer every consumer's messages pass through.
+//!
+//! For each delivery it
+//! 1. decodes the envelope (an unreadable one is poison: dead-lettered at once);
+//! 2. lets the consumer prepare outside any transaction (a gateway call, say), concurrently;
+//! 3. opens one transaction, claims `(message_id, consumer)` in the inbox (`consumed_messages`) — a
+//!    message already claimed is a duplicate and changes nothing — asks the consumer actor to apply the
+//!    message inside that transaction, writes the events it produced to the outbox, and commits;
+//! 4. after the commit, wakes the outbox relay and runs the consumer's after-commit hooks;
+//! 5. answers what the transport should do: acknowledge, retry after a bounded exponential back-off, or
+//!    dead-letter (after the last attempt, or at once for poison).
+//!
+//! Several deliveries of one queue share a transaction when they come together (one commit instead of
+//! many); if any of them fails, the batch is rolled back and each is run alone, so one bad message never
+//! holds back the others. Optimistic-lock conflicts are retried at once and do not count as attempts.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::join_all;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement};
+
+use crate::config::RetrySettings;
+use crate::db;
+use crate::dead_letters;
+use crate::envelope::{DecodeError, Envelope};
+use crate::outbox::{self, OutboxSignal};
+
+/// Conflicts (another writer changed a row this message read) retried at once before the message is
+/// treated as failed.
+pub const MAX_CONFLICT_RETRIES: u32 = 32;
+/// Longest pause between two conflict retries.
+const CONFLICT_PAUSE_MAX_MS: u64 = 5;
+
+/// What a consumer computed before the transaction, handed back to it in [`Apply`].
+pub type Prepared = Arc<dyn Any + Send + Sync>;
+
+/// Apply one message inside the middleware's transaction. The consumer must not commit; it returns the
+/// events to publish and the hooks to run once the transaction has committed.
+#[derive(Message)]
+#[rtype(result = "Result<Effects, ConsumeError>")]
+pub struct Apply {
+    pub txn: Arc<DatabaseTransaction>,
+    pub envelope: Arc<Envelope>,
+    pub queue: &'static str,
+    pub prepared: Option<Prepared>,
+}
+
+/// Work before the transaction (optional per consumer): nothing here is durable until `Apply` commits.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Prepared>, ConsumeError>")]
+pub struct Prepare {
+    pub envelope: Arc<Envelope>,
+    pub queue: &'static str,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+}
+
+/// A hook run after the transaction committed.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// What applying a message produced.
+#[derive(Default)]
+pub struct Effects {
+    /// Events to write to the outbox, in the same transaction.
+    pub publish: Vec<Envelope>,
+    /// Run after the commit (e.g. tell the saga actor its new state).
+    pub after_commit: Vec<AfterCommit>,
+}
+
+impl Effects {
+    pub fn none() -> Self {
+        Self::default()
+    }
+    pub fn publish(envelope: Envelope) -> Self {
+        Effects {
+            publish: vec![envelope],
+            after_commit: vec![],
+        }
+    }
+    pub fn and_then(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
+        self.after_commit.push(Box::new(hook));
+        self
+    }
+}
+
+impl fmt::Debug for Effects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Effects")
+            .field("publish", &self.publish)
+            .field("after_commit", &self.after_commit.len())
+            .finish()
+    }
+}
+
+/// Why a consumer could not apply a message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConsumeError {
+    /// Trying again later may work (a database or gateway hiccup).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Another writer changed a row this message read (optimistic lock): try again at once.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The message can never be applied.
+    #[error("poison: {0}")]
+    Poison(String),
+}
+
+impl From<DbErr> for ConsumeError {
+    fn from(err: DbErr) -> Self {
+        ConsumeError::Transient(format!("database: {err}"))
+    }
+}
+
+impl From<DecodeError> for ConsumeError {
+    fn from(err: DecodeError) -> Self {
+        ConsumeError::Poison(err.to_string())
+    }
+}
+
+/// A consumer: its queue and the actor that applies (and optionally prepares) its messages.
+#[derive(Clone)]
+pub struct Consumer {
+    pub queue: &'static str,
+    pub apply: Recipient<Apply>,
+    pub prepare: Option<Recipient<Prepare>>,
+}
+
+/// One message as a transport delivered it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub body: Arc<[u8]>,
+    pub routing_key: String,
+    /// 1 for the first delivery, 2 for the first retry, …
+    pub attempt: u32,
+    /// The transport's message id, when the body cannot tell it.
+    pub message_id: Option<String>,
+}
+
+/// What the transport does with a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Applied (or a duplicate): acknowledge.
+    Ack,
+    /// Deliver again to the same queue after `delay`, as attempt `attempt`.
+    Retry {
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+    /// Stored in the dead-letter store: acknowledge (and copy to the `.dlq` where there is one).
+    DeadLettered { reason: String },
+}
+
+/// The middleware, shared by every consumer of a node.
+#[derive(Clone)]
+pub struct Mailbox {
+    db: DatabaseConnection,
+    retry: RetrySettings,
+    outbox: OutboxSignal,
+}
+
+/// A decoded delivery on its way through the pipeline.
+struct Pending {
+    index: usize,
+    envelope: Arc<Envelope>,
+    prepared: Option<Prepared>,
+}
+
+impl Mailbox {
+    pub fn new(db: DatabaseConnection, retry: RetrySettings, outbox: OutboxSignal) -> Self {
+        Self { db, retry, outbox }
+    }
+
+    pub fn retry_settings(&self) -> &RetrySettings {
+        &self.retry
+    }
+
+    /// Runs deliveries of one queue through the middleware; returns a disposition per delivery, in order.
+    pub async fn handle(&self, consumer: &Consumer, deliveries: &[Delivery]) -> Vec<Disposition> {
+        let mut outcome: Vec<Option<Result<(), ConsumeError>>> = vec![None; deliveries.len()];
+        let mut envelopes: Vec<Option<Arc<Envelope>>> = vec![None; deliveries.len()];
+
+        // 1. decode
+        let mut pending = Vec::with_capacity(deliveries.len());
+        for (index, delivery) in deliveries.iter().enumerate() {
+            match Envelope::decode(&delivery.body) {
+                Ok(envelope) => {
+                    let envelope = Arc::new(envelope);
+                    envelopes[index] = Some(envelope.clone());
+                    pending.push(Pending {
+                        index,
+                        envelope,
+                        prepared: None,
+                    });
+                }
+                Err(e) => outcome[index] = Some(Err(e.into())),
+            }
+        }
+
+        // 2. prepare, concurrently
+        if let Some(prepare) = &consumer.prepare {
+            let results = join_all(pending.iter().map(|p| {
+                prepare.send(Prepare {
+                    envelope: p.envelope.clone(),
+                    queue: consumer.queue,
+                    attempt: deliveries[p.index].attempt,
+                })
+            }))
+            .await;
+            let mut ready = Vec::with_capacity(pending.len());
+            for (mut p, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(Ok(prepared)) => {
+                        p.prepared = prepared;
+                        ready.push(p);
+                    }
+                    Ok(Err(e)) => outcome[p.index] = Some(Err(e)),
+                    Err(e) => outcome[p.index] = Some(Err(ConsumeError::Transient(format!("consumer: {e}")))),
+                }
+            }
+            pending = ready;
+        }
+
+        // 3. apply: together if possible, alone otherwise
+        if pending.len() > 1 {
+            match self.apply_together(consumer, &pending).await {
+                Ok(()) => {
+                    for p in &pending {
+                        outcome[p.index] = Some(Ok(()));
+                    }
+                    pending.clear();
+                }
+                Err(e) => {
+                    tracing::debug!(queue = consumer.queue, error = %e, "batch failed; applying one by one")
+                }
+            }
+        }
+        for p in &pending {
+            outcome[p.index] = Some(self.apply_alone(consumer, p).await);
+        }
+
+        // 4. dispositions, dead letters stored
+        let mut dispositions = Vec::with_capacity(deliveries.len());
+        for (index, result) in outcome.into_iter().enumerate() {
+            let delivery = &deliveries[index];
+            let disposition =
+                match result.unwrap_or_else(|| Err(ConsumeError::Transient("not processed".into()))) {
+                    Ok(()) => {
+                        metrics::counter!("messages_consumed_total", "queue" => consumer.queue).increment(1);
+                        Disposition::Ack
+                    }
+                    Err(ConsumeError::Poison(reason)) => Disposition::DeadLettered { reason },
+                    Err(e) if delivery.attempt >= self.retry.max_attempts => Disposition::DeadLettered {
+                        reason: format!("gave up after {} attempts: {e}", delivery.attempt),
+                    },
+                    Err(e) => {
+                        metrics::counter!("message_retries_total", "queue" => consumer.queue).increment(1);
+                        Disposition::Retry {
+                            attempt: delivery.attempt + 1,
+                            delay: self.retry.delay_after(delivery.attempt),
+                            reason: e.to_string(),
+                        }
+                    }
+                };
+            if let Disposition::DeadLettered { reason } = &disposition {
+                let stored = dead_letters::store(
+                    &self.db,
+                    consumer.queue,
+                    delivery,
+                    envelopes[index].as_deref(),
+                    reason,
+                )
+                .await;
+                if let Err(e) = stored {
+                    // Not stored: keep the message alive rather than lose it.
+                    tracing::error!(queue = consumer.queue, error = %e, "could not store a dead letter; retrying");
+                    dispositions.push(Disposition::Retry {
+                        attempt: delivery.attempt,
+                        delay: self.retry.delay_after(delivery.attempt),
+                        reason: format!("dead-letter store unavailable: {e}"),
+                    });
+                    continue;
+                }
+                metrics::counter!("dead_letters_total", "queue" => consumer.queue).increment(1);
+                tracing::warn!(queue = consumer.queue, %reason, "message dead-lettered");
+            }
+            dispositions.push(disposition);
+        }
+        dispositions
+    }
+
+    /// All pending messages in one transaction; any failure rolls back all of them.
+    async fn apply_together(&self, consumer: &Consumer, pending: &[Pending]) -> Result<(), ConsumeError> {
+        let txn = Arc::new(db::begin_write(&self.db).await?);
+        let mut hooks = Vec::new();
+        for p in pending {
+            if let Some(effects) = self.apply_in(&txn, consumer, p).await? {
+                hooks.extend(effects.after_commit);
+            }
+        }
+        self.commit(txn, hooks).await
+    }
+
+    /// One message in its own transaction, conflicts retried at once.
+    async fn apply_alone(&self, consumer: &Consumer, p: &Pending) -> Result<(), ConsumeError> {
+        let mut conflicts = 0;
+        loop {
+            let result = async {
+                let txn = Arc::new(db::begin_write(&self.db).await?);
+                let hooks = match self.apply_in(&txn, consumer, p).await? {
+                    Some(effects) => effects.after_commit,
+                    None => vec![],
+                };
+                self.commit(txn, hooks).await
+            }
+            .await;
+            match result {
+                Err(ConsumeError::Conflict(reason)) if conflicts < MAX_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    metrics::counter!("message_conflicts_total", "queue" => consumer.queue).increment(1);
+                    tracing::debug!(queue = consumer.queue, %reason, conflicts, "conflict; trying again");
+                    let pause = rand::random_range(0..=CONFLICT_PAUSE_MAX_MS.min(conflicts as u64));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Inbox claim, the consumer's work, the outbox rows. `None` for a duplicate.
+    async fn apply_in(
+        &self,
+        txn: &Arc<DatabaseTransaction>,
+        consumer: &Consumer,
+        p: &Pending,
+    ) -> Result<Option<Effects>, ConsumeError> {
+        if !claim(txn.as_ref(), &p.envelope.event_id, consumer.queue).await? {
+            metrics::counter!("messages_duplicate_total", "queue" => consumer.queue).increment(1);
+            tracing::debug!(queue = consumer.queue, event_id = %p.envelope.event_id, "duplicate ignored");
+            return Ok(None);
+        }
+        let effects = consumer
+            .apply
+            .send(Apply {
+                txn: txn.clone(),
+                envelope: p.envelope.clone(),
+                queue: consumer.queue,
+                prepared: p.prepared.clone(),
+            })
+            .await
+            .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))??;
+        outbox::insert(txn.as_ref(), &effects.publish).await?;
+        Ok(Some(effects))
+    }
+
+    async fn commit(
+        &self,
+        txn: Arc<DatabaseTransaction>,
+        hooks: Vec<AfterCommit>,
+    ) -> Result<(), ConsumeError> {
+        let txn = Arc::try_unwrap(txn)
+            .map_err(|_| ConsumeError::Transient("a consumer kept the transaction".into()))?;
+        txn.commit().await?;
+        self.outbox.wake();
+        for hook in hooks {
+            hook();
+        }
+        Ok(())
+    }
+}
+
+/// Claims `(message_id, consumer)` in the inbox; `false` when it was claimed before (a duplicate).
+pub async fn claim(txn: &impl ConnectionTrait, message_id: &str, consumer: &str) -> Result<bool, DbErr> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DbBackend::MySql => {
+            "INSERT IGNORE INTO consumed_messages (message_id, consumer, consumed_at) VALUES (?, ?, ?)"
+        }
+        DbBackend::Postgres => {
+            "INSERT INTO consumed_messages (message_id, consumer, consumed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        }
+        _ => {
+            "INSERT INTO consumed_messages (message_id, consumer, consumed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+        }
+    };
+    let result = txn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [message_id.into(), consumer.into(), db::now().into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}

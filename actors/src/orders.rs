@@ -1,0 +1,323 @@
+//! Order placement and order queries.
+//!
+//! Placing an order is one transaction: the order, its lines, the saga row (`AWAITING_INVENTORY`) with its
+//! first history row, and the `order.created` event in the outbox. `(user_id, idempotency_key)` is unique,
+//! so the insert decides idempotency: a second request with the same key finds the first order (a replay
+//! when the body is the same, a refusal when it is not), and of two concurrent requests exactly one
+//! creates the order.
+
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, Set,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Identity;
+use crate::db;
+use crate::envelope::{Envelope, Event, OrderCreated, OrderLine};
+use crate::machine::SagaState;
+use crate::outbox;
+use crate::saga::{SagaUpdate, order_status};
+use entities::{Money, order_items, orders, orders_archive, saga_history, saga_instances};
+
+/// Attempts at placing before a lost race on the idempotency key is reported as an error.
+const PLACE_ATTEMPTS: usize = 3;
+
+/// A line of a new order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrderLine {
+    pub sku_id: String,
+    pub quantity: i32,
+    pub price: Money,
+}
+
+/// A validated order request.
+#[derive(Clone, Debug)]
+pub struct PlaceOrder {
+    pub identity: Identity,
+    pub trace_id: String,
+    pub idempotency_key: String,
+    pub user_id: String,
+    pub items: Vec<NewOrderLine>,
+}
+
+/// An order with its lines.
+#[derive(Clone, Debug)]
+pub struct OrderRecord {
+    pub order: orders::Model,
+    pub items: Vec<order_items::Model>,
+}
+
+/// What placing came to.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    /// A new order; its saga has started.
+    Created(OrderRecord, SagaUpdate),
+    /// The key was used before with the same body: the original order.
+    Replayed(OrderRecord),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("this Idempotency-Key was used with a different request body")]
+    KeyReused,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Σ quantity × price.
+pub fn total(items: &[NewOrderLine]) -> Money {
+    Money(
+        items
+            .iter()
+            .map(|l| Decimal::from(l.quantity) * l.price.0)
+            .sum::<Decimal>(),
+    )
+}
+
+/// SHA-256 of the request's meaning: the user and each line with its price normalized (`19.9` = `19.90`).
+pub fn request_hash(user_id: &str, items: &[NewOrderLine]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(user_id.as_bytes());
+    for line in items {
+        hasher.update(format!("\n{}|{}|{}", line.sku_id, line.quantity, line.price.normalized()).as_bytes());
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn find_by_key(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<orders::Model>, DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::UserId.eq(user_id))
+        .filter(orders::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await
+}
+
+async fn lines_of(db: &impl ConnectionTrait, order_id: &str) -> Result<Vec<order_items::Model>, DbErr> {
+    order_items::Entity::find()
+        .filter(order_items::Column::OrderId.eq(order_id))
+        .order_by_asc(order_items::Column::LineNo)
+        .all(db)
+        .await
+}
+
+/// Places an order (or finds the one its idempotency key already placed).
+pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> Result<Placement, PlaceError> {
+    let hash = request_hash(&request.user_id, &request.items);
+    let mut last_error = None;
+    for _ in 0..PLACE_ATTEMPTS {
+        let txn = db::begin_write(db).await?;
+        if let Some(existing) = find_by_key(&txn, &request.user_id, &request.idempotency_key).await? {
+            let items = lines_of(&txn, &existing.id).await?;
+            txn.commit().await?;
+            if existing.request_hash != hash {
+                return Err(PlaceError::KeyReused);
+            }
+            return Ok(Placement::Replayed(OrderRecord {
+                order: existing,
+                items,
+            }));
+        }
+        match insert_order(&txn, request, &hash).await {
+            Ok((record, update)) => {
+                txn.commit().await?;
+                metrics::counter!("orders_placed_total").increment(1);
+                return Ok(Placement::Created(record, update));
+            }
+            // Someone placed with this key meanwhile: the next round finds their order.
+            Err(e) if db::is_unique_violation(&e) => {
+                txn.rollback().await?;
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| DbErr::Custom("placing the order failed".into()))
+        .into())
+}
+
+async fn insert_order(
+    txn: &impl ConnectionTrait,
+    request: &PlaceOrder,
+    hash: &str,
+) -> Result<(OrderRecord, SagaUpdate), DbErr> {
+    let now = db::now();
+    let order_id = db::new_id();
+    let total = total(&request.items);
+    let order = orders::ActiveModel {
+        id: Set(order_id.clone()),
+        user_id: Set(request.user_id.clone()),
+        status: Set(order_status::PENDING.to_owned()),
+        total_amount: Set(total),
+        failure_reason: Set(None),
+        idempotency_key: Set(request.idempotency_key.clone()),
+        request_hash: Set(hash.to_owned()),
+        trace_id: Set(request.trace_id.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    let lines: Vec<order_items::ActiveModel> = request
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, line)| order_items::ActiveModel {
+            order_id: Set(order_id.clone()),
+            line_no: Set(i as i32 + 1),
+            sku_id: Set(line.sku_id.clone()),
+            quantity: Set(line.quantity),
+            price: Set(line.price),
+            ..Default::default()
+        })
+        .collect();
+    order_items::Entity::insert_many(lines)
+        .exec_without_returning(txn)
+        .await?;
+
+    let identity = serde_json::to_string(&request.identity).map_err(|e| DbErr::Json(e.to_string()))?;
+    saga_instances::ActiveModel {
+        order_id: Set(order_id.clone()),
+        state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
+        version: Set(1),
+        user_id: Set(request.user_id.clone()),
+        reservation_id: Set(None),
+        payment_id: Set(None),
+        failure_reason: Set(None),
+        trace_id: Set(request.trace_id.clone()),
+        identity: Set(identity),
+        started_at: Set(now),
+        updated_at: Set(now),
+        completed_at: Set(None),
+        deadline_at: Set(None),
+    }
+    .insert(txn)
+    .await?;
+
+    let created = Envelope::new(
+        Event::OrderCreated(OrderCreated {
+            order_id: order_id.clone(),
+            user_id: request.user_id.clone(),
+            items: request
+                .items
+                .iter()
+                .map(|l| OrderLine {
+                    sku_id: l.sku_id.clone(),
+                    quantity: l.quantity,
+                    price: l.price,
+                })
+                .collect(),
+            total_amount: total,
+        }),
+        request.trace_id.clone(),
+        request.identity.clone(),
+    );
+    saga_history::ActiveModel {
+        order_id: Set(order_id.clone()),
+        seq: Set(1),
+        at: Set(now),
+        event_type: Set("OrderPlaced".to_owned()),
+        event_id: Set(Some(created.event_id.clone())),
+        routing_key: Set(Some(created.routing_key().to_owned())),
+        from_state: Set(None),
+        to_state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
+        detail: Set(Some(format!("{} line(s), total {total}", request.items.len()))),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    outbox::insert(txn, std::slice::from_ref(&created)).await?;
+
+    let items = lines_of(txn, &order_id).await?;
+    let update = SagaUpdate {
+        order_id,
+        state: SagaState::AwaitingInventory,
+        version: 1,
+        deadline_at: None,
+    };
+    Ok((OrderRecord { order, items }, update))
+}
+
+/// An archived order's line as kept in `orders_archive.items`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedLine {
+    pub sku_id: String,
+    pub quantity: i32,
+    pub price: Money,
+}
+
+/// An order by id, from the live table or the archive.
+pub async fn find(db: &DatabaseConnection, order_id: &str) -> Result<Option<OrderRecord>, DbErr> {
+    if let Some(order) = orders::Entity::find_by_id(order_id.to_owned()).one(db).await? {
+        let items = lines_of(db, order_id).await?;
+        return Ok(Some(OrderRecord { order, items }));
+    }
+    let Some(archived) = orders_archive::Entity::find_by_id(order_id.to_owned())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let lines: Vec<ArchivedLine> =
+        serde_json::from_str(&archived.items).map_err(|e| DbErr::Json(format!("archived items: {e}")))?;
+    let items = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| order_items::Model {
+            id: 0,
+            order_id: archived.id.clone(),
+            line_no: i as i32 + 1,
+            sku_id: l.sku_id,
+            quantity: l.quantity,
+            price: l.price,
+        })
+        .collect();
+    let order = orders::Model {
+        id: archived.id,
+        user_id: archived.user_id,
+        status: archived.status,
+        total_amount: archived.total_amount,
+        failure_reason: archived.failure_reason,
+        idempotency_key: archived.idempotency_key,
+        request_hash: archived.request_hash,
+        trace_id: archived.trace_id,
+        created_at: archived.created_at,
+        updated_at: archived.updated_at,
+    };
+    Ok(Some(OrderRecord { order, items }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sku: &str, qty: i32, price: &str) -> NewOrderLine {
+        NewOrderLine {
+            sku_id: sku.into(),
+            quantity: qty,
+            price: price.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn totals_are_exact() {
+        let items = [line("A", 3, "0.10"), line("B", 1, "19.90")];
+        assert_eq!(total(&items).to_string(), "20.20");
+    }
+
+    #[test]
+    fn the_hash_ignores_trailing_zeros_but_not_content() {
+        let a = request_hash("u", &[line("A", 1, "19.9")]);
+        assert_eq!(a, request_hash("u", &[line("A", 1, "19.90")]));
+        assert_ne!(a, request_hash("u", &[line("A", 2, "19.9")]));
+        assert_ne!(a, request_hash("v", &[line("A", 1, "19.9")]));
+    }
+}

@@ -1,0 +1,321 @@
+//! The outbox: events are written in the transaction that causes them, and the `OutboxRelay` publishes
+//! what was committed.
+//!
+//! The relay claims unpublished rows in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL, so
+//! that several nodes never claim the same row), hands them to the transport, and marks a row published
+//! only once the transport has taken responsibility for it: a broker confirm on RabbitMQ; on the
+//! in-process bus, the moment every bound consumer has committed it (memory is not durable, so "sent"
+//! must mean "consumed"). A row whose publication failed is released for the next round; a row claimed by
+//! a node that died is claimed again after the lease. The relay is woken on every commit that wrote rows
+//! and polls as a fallback.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use tokio::sync::{Notify, mpsc};
+
+use crate::bus::{Confirm, OutboxMessage, Transport};
+use crate::config::OutboxSettings;
+use crate::db;
+use crate::envelope::Envelope;
+use entities::outbox_events;
+
+/// Messages handed to the transport and not yet confirmed, above which the relay stops claiming.
+pub const MAX_IN_FLIGHT: usize = 20_000;
+/// Pause after a failed database round before the relay tries again.
+const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// Most confirmations written in one `UPDATE`.
+const MARK_BATCH: usize = 1_000;
+
+/// Writes events to the outbox inside the caller's transaction.
+pub async fn insert(txn: &impl ConnectionTrait, envelopes: &[Envelope]) -> Result<(), DbErr> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let now = db::now();
+    let mut rows = Vec::with_capacity(envelopes.len());
+    for e in envelopes {
+        let payload = e.encode().map_err(|err| DbErr::Json(err.to_string()))?;
+        rows.push(outbox_events::ActiveModel {
+            event_id: Set(e.event_id.clone()),
+            event_type: Set(e.event_type().to_owned()),
+            routing_key: Set(e.routing_key().to_owned()),
+            aggregate_id: Set(e.event.order_id().to_owned()),
+            payload: Set(payload),
+            created_at: Set(now),
+            published_at: Set(None),
+            claimed_by: Set(None),
+            claimed_at: Set(None),
+            attempts: Set(0),
+            ..Default::default()
+        });
+    }
+    outbox_events::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Wakes the relay: call after a commit that wrote outbox rows. Cheap and never blocks.
+#[derive(Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+    async fn wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.0.notified()).await;
+    }
+}
+
+/// Publishes committed outbox rows.
+pub struct OutboxRelay {
+    db: DatabaseConnection,
+    transport: Arc<dyn Transport>,
+    signal: OutboxSignal,
+    settings: OutboxSettings,
+    node_id: String,
+}
+
+impl OutboxRelay {
+    pub fn new(
+        db: DatabaseConnection,
+        transport: Arc<dyn Transport>,
+        signal: OutboxSignal,
+        settings: OutboxSettings,
+        node_id: String,
+    ) -> Self {
+        Self {
+            db,
+            transport,
+            signal,
+            settings,
+            node_id,
+        }
+    }
+}
+
+impl Actor for OutboxRelay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let capacity = Arc::new(Notify::new());
+        let marker = mark_loop(
+            self.db.clone(),
+            rx,
+            in_flight.clone(),
+            capacity.clone(),
+            self.signal.clone(),
+        );
+        ctx.spawn(marker.into_actor(self));
+        let relay = Relay {
+            db: self.db.clone(),
+            transport: self.transport.clone(),
+            signal: self.signal.clone(),
+            settings: self.settings.clone(),
+            node_id: self.node_id.clone(),
+            confirms: tx,
+            in_flight,
+            capacity,
+        };
+        ctx.spawn(relay.run().into_actor(self));
+    }
+}
+
+/// The relay's loop state.
+struct Relay {
+    db: DatabaseConnection,
+    transport: Arc<dyn Transport>,
+    signal: OutboxSignal,
+    settings: OutboxSettings,
+    node_id: String,
+    confirms: mpsc::UnboundedSender<(i64, bool)>,
+    in_flight: Arc<AtomicUsize>,
+    capacity: Arc<Notify>,
+}
+
+impl Relay {
+    async fn run(self) {
+        if self.transport.single_node() {
+            // Only this node publishes on an in-process bus: claims left by an earlier run of it are void.
+            match release_claims(&self.db).await {
+                Ok(n) if n > 0 => tracing::info!(
+                    rows = n,
+                    "outbox: re-sending events an earlier run left unconfirmed"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox: could not release earlier claims"),
+            }
+        }
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        loop {
+            self.drain().await;
+            self.signal.wait(poll).await;
+        }
+    }
+
+    /// Publishes until nothing is left to claim.
+    async fn drain(&self) {
+        loop {
+            while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+                let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
+            }
+            let rows = match self.claim().await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox: claiming failed");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                return;
+            }
+            let oldest = rows.iter().map(|r| r.created_at).min();
+            if let Some(oldest) = oldest {
+                let lag = std::cmp::max((Utc::now() - oldest).num_milliseconds(), 0) as f64 / 1000.0;
+                metrics::gauge!("outbox_lag_seconds").set(lag);
+            }
+            self.in_flight.fetch_add(rows.len(), Ordering::AcqRel);
+            for row in rows {
+                let message = OutboxMessage {
+                    id: row.id,
+                    event_id: row.event_id,
+                    event_type: row.event_type,
+                    routing_key: row.routing_key,
+                    body: Arc::from(row.payload.into_bytes()),
+                };
+                let confirm = Confirm::new(row.id, self.confirms.clone());
+                self.transport.publish(message, confirm).await;
+            }
+        }
+    }
+
+    /// Claims the next batch for this node.
+    async fn claim(&self) -> Result<Vec<outbox_events::Model>, DbErr> {
+        use outbox_events::Column as C;
+        let txn = db::begin_write(&self.db).await?;
+        let now = db::now();
+        let lease = chrono::Duration::seconds(self.settings.claim_lease_seconds as i64);
+        let claimable = Condition::any().add(C::ClaimedBy.is_null()).add(
+            Condition::all()
+                .add(C::ClaimedBy.ne(self.node_id.as_str()))
+                .add(C::ClaimedAt.lt(now - lease)),
+        );
+        let rows = outbox_events::Entity::find()
+            .filter(C::PublishedAt.is_null())
+            .filter(claimable)
+            .order_by_asc(C::Id)
+            .limit(self.settings.batch_size)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&txn)
+            .await?;
+        if !rows.is_empty() {
+            outbox_events::Entity::update_many()
+                .col_expr(C::ClaimedBy, Expr::value(self.node_id.clone()))
+                .col_expr(C::ClaimedAt, Expr::value(now))
+                .filter(C::Id.is_in(rows.iter().map(|r| r.id)))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(rows)
+    }
+}
+
+/// Releases every claim on unpublished rows.
+async fn release_claims(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    use outbox_events::Column as C;
+    let result = outbox_events::Entity::update_many()
+        .col_expr(C::ClaimedBy, Expr::value(Option::<String>::None))
+        .col_expr(C::ClaimedAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+        .filter(C::PublishedAt.is_null())
+        .filter(C::ClaimedBy.is_not_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Writes confirmations in batches: confirmed rows are published, failed ones are released.
+async fn mark_loop(
+    db: DatabaseConnection,
+    mut rx: mpsc::UnboundedReceiver<(i64, bool)>,
+    in_flight: Arc<AtomicUsize>,
+    capacity: Arc<Notify>,
+    signal: OutboxSignal,
+) {
+    use outbox_events::Column as C;
+    let mut buffer = Vec::with_capacity(MARK_BATCH);
+    let mut published: HashSet<i64> = HashSet::new();
+    let mut failed: HashSet<i64> = HashSet::new();
+    loop {
+        if published.is_empty() && failed.is_empty() {
+            buffer.clear();
+            if rx.recv_many(&mut buffer, MARK_BATCH).await == 0 {
+                return;
+            }
+            for (id, ok) in buffer.drain(..) {
+                if ok {
+                    published.insert(id)
+                } else {
+                    failed.insert(id)
+                };
+            }
+        }
+        let result: Result<(), DbErr> = async {
+            if !published.is_empty() {
+                outbox_events::Entity::update_many()
+                    .col_expr(C::PublishedAt, Expr::value(db::now()))
+                    .filter(C::Id.is_in(published.iter().copied()))
+                    .exec(&db)
+                    .await?;
+            }
+            if !failed.is_empty() {
+                outbox_events::Entity::update_many()
+                    .col_expr(C::ClaimedBy, Expr::value(Option::<String>::None))
+                    .col_expr(C::ClaimedAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+                    .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+                    .filter(C::Id.is_in(failed.iter().copied()))
+                    .exec(&db)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let done = published.len() + failed.len();
+                metrics::counter!("outbox_published_total").increment(published.len() as u64);
+                let retry_soon = !failed.is_empty();
+                published.clear();
+                failed.clear();
+                in_flight.fetch_sub(done, Ordering::AcqRel);
+                capacity.notify_waiters();
+                if retry_soon {
+                    signal.wake();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox: recording confirmations failed; trying again");
+                tokio::time::sleep(ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+use sea_orm::sea_query::ExprTrait as _;

@@ -1,0 +1,180 @@
+//! The `PaymentActor`: a mock payment gateway behind the payment consumer.
+//!
+//! The gateway call happens in `Prepare`, outside any transaction (it may be slow: `payment.latency_ms`),
+//! and may fail transiently (`payment.transient_failure_rate`), which the middleware retries. Its answer
+//! is deterministic per order: `SUCCESS` always succeeds, `FAIL` always fails, `HASHED` succeeds for about
+//! half of the order ids; the payment id is derived from the order id, so a repeated call is the same
+//! payment. `Apply` records the payment and publishes its result in the middleware's transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sha2::{Digest, Sha256};
+
+use crate::config::{PaymentMode, PaymentSettings};
+use crate::db;
+use crate::envelope::{Event, PaymentFailed, PaymentSucceeded};
+use crate::mailbox::{Apply, ConsumeError, Effects, Prepare};
+use entities::{orders, payment_records};
+
+/// A payment that went through.
+pub const SUCCEEDED: &str = "SUCCEEDED";
+/// A payment the gateway declined.
+pub const FAILED: &str = "FAILED";
+/// Reason of a declined payment.
+pub const DECLINED: &str = "PAYMENT_DECLINED";
+
+/// The gateway's answer for one order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayResult {
+    pub payment_id: String,
+    pub approved: bool,
+}
+
+/// The payment id of an order: a UUID derived from the order id.
+pub fn payment_id(order_id: &str) -> String {
+    let digest = Sha256::digest(format!("payment:{order_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
+}
+
+/// Whether the gateway approves the order's payment in `mode`.
+pub fn approves(mode: PaymentMode, order_id: &str) -> bool {
+    match mode {
+        PaymentMode::Success => true,
+        PaymentMode::Fail => false,
+        PaymentMode::Hashed => Sha256::digest(order_id.as_bytes())[0] % 2 == 0,
+    }
+}
+
+/// The mock gateway and the payment consumer.
+pub struct PaymentActor {
+    mode: PaymentMode,
+    settings: PaymentSettings,
+}
+
+impl PaymentActor {
+    pub fn new(mode: PaymentMode, settings: PaymentSettings) -> Self {
+        Self { mode, settings }
+    }
+}
+
+impl Actor for PaymentActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Prepare> for PaymentActor {
+    type Result = ResponseFuture<Result<Option<Arc<dyn std::any::Any + Send + Sync>>, ConsumeError>>;
+
+    fn handle(&mut self, msg: Prepare, _: &mut Self::Context) -> Self::Result {
+        let mode = self.mode;
+        let latency = Duration::from_millis(self.settings.latency_ms);
+        let failure_rate = self.settings.transient_failure_rate;
+        Box::pin(async move {
+            let Event::InventoryReserved(reserved) = &msg.envelope.event else {
+                return Err(ConsumeError::Poison(format!(
+                    "{} is not for payments",
+                    msg.envelope.event_type()
+                )));
+            };
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            if failure_rate > 0.0 && rand::random::<f64>() < failure_rate {
+                metrics::counter!("payment_gateway_transient_failures_total").increment(1);
+                return Err(ConsumeError::Transient(
+                    "payment gateway unavailable (simulated)".into(),
+                ));
+            }
+            let result = GatewayResult {
+                payment_id: payment_id(&reserved.order_id),
+                approved: approves(mode, &reserved.order_id),
+            };
+            Ok(Some(Arc::new(result) as Arc<dyn std::any::Any + Send + Sync>))
+        })
+    }
+}
+
+impl Handler<Apply> for PaymentActor {
+    type Result = ResponseFuture<Result<Effects, ConsumeError>>;
+
+    fn handle(&mut self, msg: Apply, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            let Event::InventoryReserved(reserved) = &msg.envelope.event else {
+                return Err(ConsumeError::Poison(format!(
+                    "{} is not for payments",
+                    msg.envelope.event_type()
+                )));
+            };
+            let result = msg
+                .prepared
+                .as_ref()
+                .and_then(|p| p.downcast_ref::<GatewayResult>())
+                .ok_or_else(|| ConsumeError::Transient("no gateway answer".into()))?;
+            let txn = msg.txn.as_ref();
+            let order_id = reserved.order_id.as_str();
+            if payment_records::Entity::find()
+                .filter(payment_records::Column::OrderId.eq(order_id))
+                .one(txn)
+                .await?
+                .is_some()
+            {
+                // Paid before (under another message id): the result was published then.
+                return Ok(Effects::none());
+            }
+            let order = orders::Entity::find_by_id(order_id.to_owned())
+                .one(txn)
+                .await?
+                .ok_or_else(|| ConsumeError::Poison(format!("no order {order_id} to charge")))?;
+            payment_records::ActiveModel {
+                id: Set(result.payment_id.clone()),
+                order_id: Set(order_id.to_owned()),
+                amount: Set(order.total_amount),
+                status: Set(if result.approved { SUCCEEDED } else { FAILED }.to_owned()),
+                reason: Set((!result.approved).then(|| DECLINED.to_owned())),
+                created_at: Set(db::now()),
+            }
+            .insert(txn)
+            .await?;
+            let event = if result.approved {
+                Event::PaymentSucceeded(PaymentSucceeded {
+                    order_id: order_id.to_owned(),
+                    payment_id: result.payment_id.clone(),
+                })
+            } else {
+                Event::PaymentFailed(PaymentFailed {
+                    order_id: order_id.to_owned(),
+                    payment_id: result.payment_id.clone(),
+                    reason: DECLINED.to_owned(),
+                })
+            };
+            metrics::counter!("payments_total", "approved" => result.approved.to_string()).increment(1);
+            Ok(Effects::publish(msg.envelope.caused(event)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_ids_are_stable_uuids() {
+        assert_eq!(payment_id("o-1"), payment_id("o-1"));
+        assert_ne!(payment_id("o-1"), payment_id("o-2"));
+        assert!(uuid::Uuid::parse_str(&payment_id("o-1")).is_ok());
+    }
+
+    #[test]
+    fn hashed_mode_approves_about_half() {
+        let approved = (0..1000)
+            .filter(|i| approves(PaymentMode::Hashed, &format!("order-{i}")))
+            .count();
+        assert!((400..600).contains(&approved), "{approved}");
+        assert!(approves(PaymentMode::Success, "x"));
+        assert!(!approves(PaymentMode::Fail, "x"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Dead letters (`admin`): `GET /api/admin/dead-letters`, `POST …/{id}/replay`, `POST …/{id}/discard`.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::Authenticated;
+use crate::routes::paging::{Page, PageQuery};
+use crate::state::AppState;
+use actors::auth::ROLE_ADMIN;
+use actors::dead_letters::{self, DEAD, DISCARDED, DeadLetterError, REPLAYED};
+use entities::dead_letters as rows;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/dead-letters", web::get().to(list))
+        .route("/admin/dead-letters/{id}/replay", web::post().to(replay))
+        .route("/admin/dead-letters/{id}/discard", web::post().to(discard));
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeadLetterQuery {
+    pub consumer: Option<String>,
+    pub status: Option<String>,
+    pub page: Option<u64>,
+    pub size: Option<u64>,
+}
+
+/// A dead letter as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterView {
+    pub id: String,
+    pub message_id: String,
+    pub consumer: String,
+    pub routing_key: String,
+    pub event_type: String,
+    pub reason: String,
+    pub attempts: i32,
+    pub trace_id: Option<String>,
+    pub status: String,
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<rows::Model> for DeadLetterView {
+    fn from(m: rows::Model) -> Self {
+        DeadLetterView {
+            id: m.id,
+            message_id: m.message_id,
+            consumer: m.consumer,
+            routing_key: m.routing_key,
+            event_type: m.event_type,
+            reason: m.reason,
+            attempts: m.attempts,
+            trace_id: m.trace_id,
+            status: m.status,
+            payload: m.payload,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+impl From<DeadLetterError> for ApiError {
+    fn from(err: DeadLetterError) -> Self {
+        match err {
+            DeadLetterError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            DeadLetterError::NotDead { .. } => ApiError::Conflict(err.to_string()),
+            DeadLetterError::Transport(_) => ApiError::Unavailable(err.to_string()),
+            DeadLetterError::Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+/// Dead letters, newest first; `status` defaults to every status.
+async fn list(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<DeadLetterQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let query = query.into_inner();
+    let request = PageQuery {
+        page: query.page,
+        size: query.size,
+    }
+    .validate()?;
+    let status = query.status.as_deref().filter(|s| !s.is_empty());
+    if let Some(status) = status
+        && ![DEAD, REPLAYED, DISCARDED].contains(&status)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {DEAD}, {REPLAYED}, {DISCARDED}"
+        )));
+    }
+    let consumer = query.consumer.as_deref().filter(|s| !s.is_empty());
+    let (rows, total) = dead_letters::list(&state.db, consumer, status, request.page, request.size).await?;
+    let items = rows.into_iter().map(DeadLetterView::from).collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
+}
+
+/// Sends a dead letter back to the queue that gave up on it.
+async fn replay(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let row = dead_letters::replay(&state.db, state.engine.transport.as_ref(), &id).await?;
+    Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
+}
+
+/// Drops a dead letter for good.
+async fn discard(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let row = dead_letters::discard(&state.db, &id).await?;
+    Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
+}

@@ -1,0 +1,299 @@
+//! Orders: `POST /api/orders`, `GET /api/orders/{orderId}`, `GET /api/orders/{orderId}/saga`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::{Authenticated, TraceId};
+use crate::state::AppState;
+use actors::auth::ROLE_BUYER;
+use actors::inventory::valid_sku_id;
+use actors::orders::{self, NewOrderLine, OrderRecord, PlaceError, PlaceOrder, Placement};
+use actors::saga;
+use entities::Money;
+
+/// Most lines in one order.
+pub const MAX_LINES: usize = 100;
+/// Largest quantity of one line.
+pub const MAX_QUANTITY: i32 = 1_000_000;
+/// Largest unit price.
+pub const MAX_PRICE: i64 = 1_000_000_000;
+/// The idempotency header.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/orders", web::post().to(place))
+        .route("/orders/{orderId}", web::get().to(get))
+        .route("/orders/{orderId}/saga", web::get().to(get_saga));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRequest {
+    pub user_id: String,
+    pub items: Vec<LineRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineRequest {
+    pub sku_id: String,
+    pub quantity: i64,
+    pub price: Money,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineView {
+    pub sku_id: String,
+    pub quantity: i32,
+    pub price: Money,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub order_id: String,
+    pub user_id: String,
+    pub status: String,
+    pub items: Vec<LineView>,
+    pub total_amount: Money,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub trace_id: String,
+}
+
+impl From<OrderRecord> for OrderView {
+    fn from(r: OrderRecord) -> Self {
+        OrderView {
+            order_id: r.order.id,
+            user_id: r.order.user_id,
+            status: r.order.status,
+            items: r
+                .items
+                .into_iter()
+                .map(|i| LineView {
+                    sku_id: i.sku_id,
+                    quantity: i.quantity,
+                    price: i.price,
+                })
+                .collect(),
+            total_amount: r.order.total_amount,
+            failure_reason: r.order.failure_reason,
+            created_at: r.order.created_at,
+            updated_at: r.order.updated_at,
+            trace_id: r.order.trace_id,
+        }
+    }
+}
+
+/// The `Idempotency-Key`: 1–255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(|| ApiError::BadRequest(format!("the {IDEMPOTENCY_KEY} header is required")))?;
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(ApiError::BadRequest(format!(
+            "{IDEMPOTENCY_KEY} must be 1-255 visible ASCII characters"
+        )));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Checks the lines: known format, no SKU twice, quantity 1…10⁶, price 0…10⁹.
+fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("items must not be empty".to_owned()));
+    }
+    if items.len() > MAX_LINES {
+        return Err(ApiError::BadRequest(format!(
+            "an order has at most {MAX_LINES} lines"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        if !valid_sku_id(&item.sku_id) {
+            return Err(ApiError::BadRequest(format!(
+                "items[{i}].skuId must be 1-64 characters of letters, digits and -_. starting with a letter or digit"
+            )));
+        }
+        if !seen.insert(item.sku_id.clone()) {
+            return Err(ApiError::BadRequest(format!(
+                "items[{i}].skuId `{}` appears twice",
+                item.sku_id
+            )));
+        }
+        if item.quantity < 1 || item.quantity > i64::from(MAX_QUANTITY) {
+            return Err(ApiError::BadRequest(format!(
+                "items[{i}].quantity must be between 1 and {MAX_QUANTITY}"
+            )));
+        }
+        if item.price.0 < Decimal::ZERO || item.price.0 > Decimal::from(MAX_PRICE) {
+            return Err(ApiError::BadRequest(format!(
+                "items[{i}].price must be between 0 and {MAX_PRICE}"
+            )));
+        }
+        out.push(NewOrderLine {
+            sku_id: item.sku_id,
+            quantity: item.quantity as i32,
+            price: item.price,
+        });
+    }
+    Ok(out)
+}
+
+/// Places an order (`buyer`). `201` for a new order, `200` with `Idempotent-Replayed: true` for the
+/// original of a repeated key, `422` when the key came with another body.
+async fn place(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    trace: TraceId,
+    req: HttpRequest,
+    body: web::Json<OrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let identity = caller.require(ROLE_BUYER)?.clone();
+    let key = idempotency_key(&req)?;
+    let body = body.into_inner();
+    if body.user_id != identity.user_id {
+        return Err(ApiError::BadRequest(
+            "userId must be the subject of the token".to_owned(),
+        ));
+    }
+    let request = PlaceOrder {
+        identity,
+        trace_id: trace.0,
+        idempotency_key: key,
+        user_id: body.user_id,
+        items: lines(body.items)?,
+    };
+    match state.engine.place_order(&request).await {
+        Ok(Placement::Created(record, _)) => {
+            let view = OrderView::from(record);
+            Ok(HttpResponse::Created()
+                .insert_header((header::LOCATION, format!("/api/orders/{}", view.order_id)))
+                .json(view))
+        }
+        Ok(Placement::Replayed(record)) => {
+            let view = OrderView::from(record);
+            Ok(HttpResponse::Ok()
+                .insert_header((header::LOCATION, format!("/api/orders/{}", view.order_id)))
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(view))
+        }
+        Err(PlaceError::KeyReused) => Err(ApiError::Unprocessable(PlaceError::KeyReused.to_string())),
+        Err(PlaceError::Database(e)) => Err(ApiError::database(e)),
+    }
+}
+
+/// The order id of the path: a UUID.
+pub fn order_id(path: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(path)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::BadRequest(format!("`{path}` is not an order id (a UUID)")))
+}
+
+async fn owned_order(state: &AppState, caller: &Authenticated, id: &str) -> Result<OrderRecord, ApiError> {
+    let id = order_id(id)?;
+    let record = orders::find(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
+    caller.require_owner_or_admin(&record.order.user_id)?;
+    Ok(record)
+}
+
+/// One order (its owner or an admin).
+async fn get(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let record = owned_order(&state, &caller, &path).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(record)))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryView {
+    pub seq: i32,
+    pub at: DateTime<Utc>,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub routing_key: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub detail: Option<String>,
+}
+
+/// A saga for inspection.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaView {
+    pub order_id: String,
+    pub state: String,
+    pub version: i64,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub trace_id: String,
+    pub identity: serde_json::Value,
+    pub failure_reason: Option<String>,
+    pub reservation_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub history: Vec<HistoryView>,
+}
+
+/// The identity JSON of a saga row as the API shows it: `{"userId","roles"}`.
+pub fn identity_view(raw: &str) -> serde_json::Value {
+    match serde_json::from_str::<actors::auth::Identity>(raw) {
+        Ok(i) => serde_json::json!({"userId": i.user_id, "roles": i.roles}),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// The saga of an order with its history (its owner or an admin).
+async fn get_saga(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let record = owned_order(&state, &caller, &path).await?;
+    let (saga, history) = saga::find(&state.db, &record.order.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no saga for order {}", record.order.id)))?;
+    Ok(HttpResponse::Ok().json(SagaView {
+        order_id: saga.order_id,
+        state: saga.state,
+        version: saga.version,
+        started_at: saga.started_at,
+        updated_at: saga.updated_at,
+        completed_at: saga.completed_at,
+        deadline_at: saga.deadline_at,
+        trace_id: saga.trace_id,
+        identity: identity_view(&saga.identity),
+        failure_reason: saga.failure_reason,
+        reservation_id: saga.reservation_id,
+        payment_id: saga.payment_id,
+        history: history
+            .into_iter()
+            .map(|h| HistoryView {
+                seq: h.seq,
+                at: h.at,
+                event_type: h.event_type,
+                event_id: h.event_id,
+                routing_key: h.routing_key,
+                from_state: h.from_state,
+                to_state: h.to_state,
+                detail: h.detail,
+            })
+            .collect(),
+    }))
+}

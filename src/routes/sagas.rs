@@ -1,0 +1,98 @@
+//! `GET /api/sagas` (`admin`): a page of sagas, and counts per state.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::Authenticated;
+use crate::routes::paging::{Page, PageQuery};
+use crate::state::AppState;
+use actors::auth::ROLE_ADMIN;
+use actors::machine::SagaState;
+use actors::saga;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sagas", web::get().to(list));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaQuery {
+    pub state: Option<String>,
+    pub older_than_seconds: Option<u64>,
+    pub page: Option<u64>,
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaSummary {
+    pub order_id: String,
+    pub state: String,
+    pub version: i64,
+    pub user_id: String,
+    pub failure_reason: Option<String>,
+    pub trace_id: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SagaPage {
+    #[serde(flatten)]
+    page: Page<SagaSummary>,
+    counts: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<SagaQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let query = query.into_inner();
+    let request = PageQuery {
+        page: query.page,
+        size: query.size,
+    }
+    .validate()?;
+    let wanted = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<SagaState>().map_err(|_| {
+            let known: Vec<&str> = SagaState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!("state must be one of {}", known.join(", ")))
+        })?),
+        None => None,
+    };
+    let older_than = query.older_than_seconds.map(Duration::from_secs);
+    let (rows, total) = saga::list(&state.db, wanted, older_than, request.page, request.size).await?;
+    let counts = saga::counts(&state.db)
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_owned(), serde_json::Value::from(n)))
+        .collect();
+    let items = rows
+        .into_iter()
+        .map(|r| SagaSummary {
+            order_id: r.order_id,
+            state: r.state,
+            version: r.version,
+            user_id: r.user_id,
+            failure_reason: r.failure_reason,
+            trace_id: r.trace_id,
+            started_at: r.started_at,
+            updated_at: r.updated_at,
+            completed_at: r.completed_at,
+            deadline_at: r.deadline_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(SagaPage {
+        page: Page::new(items, request, total),
+        counts,
+    }))
+}
