@@ -8,5 +8,10 @@ mod helpers;
 
 mod auth;
 mod config;
+mod crash;
+mod dead_letters;
 mod health;
+mod idempotency;
+mod orders;
+mod sagas;
 mod stocks;
