@@ -220,7 +220,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         http_workers: Some(2),
         ..Settings::default()
     };
-    settings.database.max_connections = Some(5);
+    if db.backend != Backend::Sqlite {
+        settings.database.max_connections = Some(5);
+    }
     settings.retry.initial_delay_ms = 20;
     settings.retry.max_delay_ms = 200;
     settings.outbox.poll_interval_ms = 100;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, line, spawn_app, spawn_app_with};
 use crate::on_every_backend;
-use entities::{inventory_release_events, inventory_reservations, outbox_events, payment_records};
+use entities::{inventory_release_events, inventory_reservations, orders, outbox_events, payment_records};
 
 async fn release_events_of(app: &crate::helpers::TestApp, order_id: &str) -> u64 {
     inventory_release_events::Entity::find()
@@ -126,6 +126,19 @@ on_every_backend! {
             .unwrap()
             .unwrap();
         assert_eq!(reservation.status, "RELEASED");
+        // Every event of the order carries the trace and identity of the request that placed it.
+        for event in outbox_events::Entity::find()
+            .filter(outbox_events::Column::AggregateId.eq(id))
+            .all(&app.state.db)
+            .await
+            .unwrap()
+        {
+            let envelope: Value = serde_json::from_str(&event.payload).unwrap();
+            assert_eq!(envelope["trace_id"], order["traceId"], "{}", event.routing_key);
+            assert_eq!(envelope["identity"], json!({"user_id": "u-1", "roles": ["buyer"]}), "{}", event.routing_key);
+            assert_eq!(envelope["version"], 1);
+            assert!(event.published_at.is_some(), "{} was published", event.routing_key);
+        }
     }
 
     async fn hashed_payments_decide_per_order_and_conserve_stock(backend) {
@@ -271,5 +284,22 @@ on_every_backend! {
         assert_problem(app.get(&format!("{unknown}/saga"), Some(&admin)).await, 404).await;
         assert_problem(app.get("/api/orders/not-a-uuid", Some(&admin)).await, 400).await;
         assert_eq!(app.get(&format!("/api/v1/orders/{}", order["orderId"].as_str().unwrap()), Some(&owner)).await.status(), 200);
+    }
+}
+
+on_every_backend! {
+    async fn old_terminal_orders_move_to_the_archive_and_stay_readable(backend) {
+        let Some(app) = spawn_app_with(backend, |s| s.archive.after_days = 0).await else { return };
+        app.set_stock("SKU-Z", 5).await;
+        let order = app.order("u-1", vec![line("SKU-Z", 1, "4.25")]).await;
+        let id = order["orderId"].as_str().unwrap();
+        app.ended(id).await;
+        let moved = app.state.engine.archive.send(actors::archive::RunArchive).await.unwrap().unwrap();
+        assert_eq!(moved, 1);
+        assert_eq!(orders::Entity::find().count(&app.state.db).await.unwrap(), 0);
+        let read: Value = app.get(&format!("/api/orders/{id}"), Some(&app.buyer_token("u-1").await)).await.json().await.unwrap();
+        assert_eq!(read["status"], "CONFIRMED");
+        assert_eq!(read["items"], json!([line("SKU-Z", 1, "4.25")]));
+        assert_eq!(read["totalAmount"].to_string(), "4.25");
     }
 }
