@@ -245,13 +245,14 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let checks: [(&str, Result<(), String>); 6] = [
+        let checks: [(&str, Result<(), String>); 7] = [
             ("auth", self.auth.validate()),
             ("saga", self.saga.validate()),
             ("payment", self.payment.validate()),
             ("retry", self.retry.validate()),
             ("outbox", self.outbox.validate()),
             ("broker", self.broker.validate()),
+            ("archive", self.archive.validate()),
         ];
         for (section, check) in checks {
             if let Err(problem) = check {
@@ -260,9 +261,6 @@ impl Settings {
                 return Err(ConfigError::setting(&format!("{section}.{key}"), problem));
             }
         }
-        self.archive
-            .validate()
-            .map_err(|p| ConfigError::setting("archive", p))?;
         Ok(())
     }
 

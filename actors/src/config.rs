@@ -217,18 +217,20 @@ impl OutboxSettings {
     }
 }
 
-/// RabbitMQ (used when `amqp_url` is set).
+/// RabbitMQ (used when `amqp_url` is set). Retries on the broker follow `[retry]` like everywhere else.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerSettings {
-    /// HMAC-SHA256 key that signs every envelope (`x-signature`); all nodes must share it.
+    /// HMAC-SHA256 key that signs every envelope (`x-signature`); all nodes must share it. Unset: the
+    /// token secret (`jwt_secret`) is used.
     pub signing_key: Option<Secret>,
-    /// Unacknowledged messages per consumer.
+    /// Unacknowledged messages per consumer queue.
     pub prefetch: u16,
-    /// How long a failed message waits in its `.retry` queue, in milliseconds.
-    pub retry_delay_ms: u64,
-    /// Prefix of every exchange and queue name (isolates deployments sharing a vhost).
+    /// Prefix of the exchange and queue names (isolates deployments sharing a vhost).
     pub name_prefix: String,
+    /// Declare the queues as quorum queues (replicated; for a RabbitMQ cluster). Queues that exist with
+    /// another type must be deleted first: RabbitMQ does not change a queue's type.
+    pub quorum_queues: bool,
 }
 
 impl Default for BrokerSettings {
@@ -236,8 +238,8 @@ impl Default for BrokerSettings {
         Self {
             signing_key: None,
             prefetch: 64,
-            retry_delay_ms: 1_000,
             name_prefix: String::new(),
+            quorum_queues: false,
         }
     }
 }
@@ -247,13 +249,13 @@ impl BrokerSettings {
         if self.prefetch == 0 {
             return Err("prefetch: must be at least 1".into());
         }
-        if self.retry_delay_ms == 0 {
-            return Err("retry_delay_ms: must be at least 1".into());
-        }
         if let Some(key) = &self.signing_key
             && key.expose().len() < 32
         {
             return Err("signing_key: must be at least 32 bytes".into());
+        }
+        if self.name_prefix.len() > 64 || self.name_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err("name_prefix: must be at most 64 characters without spaces".into());
         }
         Ok(())
     }
@@ -287,10 +289,10 @@ impl Default for ArchiveSettings {
 impl ArchiveSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.chunk_size == 0 {
-            return Err("chunk_size must be at least 1".into());
+            return Err("chunk_size: must be at least 1".into());
         }
         if self.interval_seconds == 0 {
-            return Err("interval_seconds must be at least 1".into());
+            return Err("interval_seconds: must be at least 1".into());
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use crate::archive::ArchiveActor;
 use crate::auth::{AuthActor, TokenService};
 use crate::bus::Transport;
+use crate::bus::amqp::{BrokerBridge, BrokerConfig};
 use crate::bus::memory::InProcessTransport;
 use crate::config::{
     ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentMode, PaymentSettings,
@@ -106,13 +107,31 @@ impl Engine {
             },
         ];
         let mailbox = Mailbox::new(db.clone(), config.retry.clone(), outbox.clone());
-        // SQLite has one writer: more workers per queue would only queue on its lock.
-        let workers = if db.get_database_backend() == DbBackend::Sqlite {
-            1
-        } else {
-            2
+        let transport: Arc<dyn Transport> = match &config.amqp_url {
+            Some(url) => {
+                let signing_key = match &config.broker.signing_key {
+                    Some(key) => key.expose().as_bytes().to_vec(),
+                    None => config.jwt_secret.clone(),
+                };
+                let broker = BrokerConfig {
+                    url: url.clone(),
+                    name_prefix: config.broker.name_prefix.clone(),
+                    prefetch: config.broker.prefetch,
+                    signing_key,
+                    quorum_queues: config.broker.quorum_queues,
+                };
+                BrokerBridge::start(broker, consumers, mailbox)
+            }
+            None => {
+                // SQLite has one writer: more workers per queue would only queue on its lock.
+                let workers = if db.get_database_backend() == DbBackend::Sqlite {
+                    1
+                } else {
+                    2
+                };
+                InProcessTransport::start(consumers, mailbox, workers)
+            }
         };
-        let transport: Arc<dyn Transport> = InProcessTransport::start(consumers, mailbox, workers);
 
         let relay = OutboxRelay::new(
             db.clone(),

@@ -1,7 +1,8 @@
 //! The mailbox middleware: the one layer every consumer's messages pass through.
 //!
 //! For each delivery it
-//! 1. decodes the envelope (an unreadable one is poison: dead-lettered at once);
+//! 1. decodes the envelope (an unreadable one, or one the transport rejected as unsigned or forged, is
+//!    poison: dead-lettered at once);
 //! 2. lets the consumer prepare outside any transaction (a gateway call, say), concurrently;
 //! 3. opens one transaction, claims `(message_id, consumer)` in the inbox (`consumed_messages`) — a
 //!    message already claimed is a duplicate and changes nothing — asks the consumer actor to apply the
@@ -139,6 +140,9 @@ pub struct Delivery {
     pub attempt: u32,
     /// The transport's message id, when the body cannot tell it.
     pub message_id: Option<String>,
+    /// Set by the transport when the message must not be applied (a missing or forged signature): it is
+    /// dead-lettered with this reason.
+    pub rejected: Option<String>,
 }
 
 /// What the transport does with a delivery.
@@ -188,6 +192,10 @@ impl Mailbox {
         // 1. decode
         let mut pending = Vec::with_capacity(deliveries.len());
         for (index, delivery) in deliveries.iter().enumerate() {
+            if let Some(reason) = &delivery.rejected {
+                outcome[index] = Some(Err(ConsumeError::Poison(reason.clone())));
+                continue;
+            }
             match Envelope::decode(&delivery.body) {
                 Ok(envelope) => {
                     let envelope = Arc::new(envelope);

@@ -172,6 +172,10 @@ impl Relay {
     /// Publishes until nothing is left to claim.
     async fn drain(&self) {
         loop {
+            if !self.transport.is_ready() {
+                // Rows wait in the outbox until the transport is back.
+                return;
+            }
             while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
                 let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
             }

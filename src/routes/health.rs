@@ -27,11 +27,17 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,
         Ok(Ok(()))
     );
+    let transport = &state.engine.transport;
+    let bus = transport.is_ready();
+    let ready = database && bus;
     let body = json!({
-        "status": if database { "ready" } else { "unavailable" },
-        "checks": { "database": if database { "up" } else { "down" } },
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": {
+            "database": if database { "up" } else { "down" },
+            "bus": { "transport": transport.name(), "status": if bus { "up" } else { "down" } },
+        },
     });
-    if database {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -137,6 +137,7 @@ on_every_backend! {
             routing_key: "order.created".to_owned(),
             attempt: 1,
             message_id: Some(created.event_id.clone()),
+            rejected: None,
         };
         for _ in 0..3 {
             for consumer in [&inventory, &notifier] {

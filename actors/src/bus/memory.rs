@@ -130,6 +130,7 @@ impl Transport for InProcessTransport {
                 routing_key: message.routing_key.clone(),
                 attempt: 1,
                 message_id: Some(message.event_id.clone()),
+                rejected: None,
             };
             if tx
                 .send(Item {
@@ -154,6 +155,7 @@ impl Transport for InProcessTransport {
             routing_key: routing_key.to_owned(),
             attempt: 1,
             message_id: None,
+            rejected: None,
         };
         tx.send(Item {
             delivery,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+pub mod amqp;
 pub mod memory;
 
 /// A committed outbox row on its way out.

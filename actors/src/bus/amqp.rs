@@ -1,0 +1,631 @@
+//! The RabbitMQ transport: the `BrokerBridge` actor owns the connection, declares the topology, consumes
+//! the queues through the mailbox middleware and publishes the outbox with publisher confirms.
+//!
+//! Topology (declared idempotently at every (re)connection; names get `broker.name_prefix`):
+//! - exchange `ecom.events` (topic, durable);
+//! - per consumer queue `Q` (durable, bound to the exchange with its patterns), a `Q.retry` queue whose
+//!   messages dead-letter back into `Q` when their per-message TTL expires, and a `Q.dlq` queue.
+//!
+//! A retry is published to `Q.retry` through the default exchange (which routes by queue name), and
+//! dead-letters from there through the default exchange again with routing key `Q`. It therefore comes
+//! back to the one queue that failed. Dead-lettering it to `ecom.events` with its original routing key
+//! instead would deliver it again to every queue bound to that key, and consumers that had already
+//! applied it would see it twice. The delay is the middleware's bounded exponential back-off, carried as
+//! the message's `expiration`; the attempt count travels in `x-retry-count`.
+//!
+//! Every envelope is signed (`x-signature`, HMAC-SHA256 of the body); a delivery without a valid
+//! signature is dead-lettered with the reason and never applied. A delivery is acknowledged only after
+//! the consumer's transaction committed (or after it was stored as a dead letter); RabbitMQ redelivers
+//! anything unacknowledged, and the inbox makes a redelivery a no-op.
+//!
+//! When the connection is lost the bridge reports not ready, the relay stops publishing (rows stay in
+//! the outbox, orders are still accepted), and the bridge reconnects with back-off, declares the topology
+//! again and resumes consuming; the relay then drains the outbox.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use serde::Deserialize;
+
+use super::{Confirm, OutboxMessage, Transport};
+use crate::envelope;
+use crate::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use crate::topology::{self, EXCHANGE};
+
+/// First pause before reconnecting; doubled up to [`RECONNECT_MAX`].
+pub const RECONNECT_INITIAL: Duration = Duration::from_millis(200);
+/// Longest pause between two connection attempts.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// How often a live connection is checked.
+const HEALTH_CHECK: Duration = Duration::from_millis(250);
+
+/// Header: HMAC-SHA256 of the body.
+pub const H_SIGNATURE: &str = "x-signature";
+/// Header: retries so far (absent on a first delivery).
+pub const H_RETRY_COUNT: &str = "x-retry-count";
+/// Header: why a message was dead-lettered.
+pub const H_DLQ_REASON: &str = "x-dlq-reason";
+/// Header: the routing key the event was published with (kept on retries and dead letters, which travel
+/// under the queue's name).
+pub const H_ROUTING_KEY: &str = "x-routing-key";
+pub const H_TRACE_ID: &str = "x-trace-id";
+pub const H_EVENT_TYPE: &str = "x-event-type";
+pub const H_EVENT_ID: &str = "x-event-id";
+
+/// What the bridge needs.
+#[derive(Clone)]
+pub struct BrokerConfig {
+    pub url: String,
+    pub name_prefix: String,
+    pub prefetch: u16,
+    pub signing_key: Vec<u8>,
+    pub quorum_queues: bool,
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("name_prefix", &self.name_prefix)
+            .field("prefetch", &self.prefetch)
+            .field("quorum_queues", &self.quorum_queues)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerConfig {
+    /// The exchange's name.
+    pub fn exchange(&self) -> String {
+        format!("{}{EXCHANGE}", self.name_prefix)
+    }
+    /// A consumer queue's name.
+    pub fn queue(&self, queue: &str) -> String {
+        format!("{}{queue}", self.name_prefix)
+    }
+    pub fn retry_queue(&self, queue: &str) -> String {
+        format!("{}{queue}.retry", self.name_prefix)
+    }
+    pub fn dead_letter_queue(&self, queue: &str) -> String {
+        format!("{}{queue}.dlq", self.name_prefix)
+    }
+}
+
+/// The live connection.
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+}
+
+struct Shared {
+    config: BrokerConfig,
+    link: RwLock<Option<Arc<Link>>>,
+    ready: AtomicBool,
+}
+
+impl Shared {
+    fn link(&self) -> Option<Arc<Link>> {
+        self.link.read().ok().and_then(|l| l.clone())
+    }
+    fn set_link(&self, link: Option<Arc<Link>>) {
+        self.ready.store(link.is_some(), Ordering::Release);
+        if let Ok(mut slot) = self.link.write() {
+            *slot = link;
+        }
+    }
+}
+
+/// The transport's face: what the relay and the admin routes use.
+pub struct BrokerTransport {
+    shared: Arc<Shared>,
+}
+
+/// Owns the broker connection: connects, declares, consumes, and reconnects after a loss.
+pub struct BrokerBridge {
+    shared: Arc<Shared>,
+    consumers: Vec<Consumer>,
+    mailbox: Mailbox,
+}
+
+impl BrokerBridge {
+    /// Starts the bridge actor and returns the transport. The first connection is made in the
+    /// background: a node starts (and reports not ready) while the broker is away.
+    pub fn start(config: BrokerConfig, consumers: Vec<Consumer>, mailbox: Mailbox) -> Arc<BrokerTransport> {
+        let shared = Arc::new(Shared {
+            config,
+            link: RwLock::new(None),
+            ready: AtomicBool::new(false),
+        });
+        let transport = Arc::new(BrokerTransport {
+            shared: shared.clone(),
+        });
+        Actor::start(BrokerBridge {
+            shared,
+            consumers,
+            mailbox,
+        });
+        transport
+    }
+}
+
+impl Actor for BrokerBridge {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let run = supervise(self.shared.clone(), self.consumers.clone(), self.mailbox.clone());
+        ctx.spawn(run.into_actor(self));
+    }
+}
+
+/// Connects, serves until the connection is lost, and starts over, with back-off.
+async fn supervise(shared: Arc<Shared>, consumers: Vec<Consumer>, mailbox: Mailbox) {
+    let mut pause = RECONNECT_INITIAL;
+    loop {
+        match connect(&shared.config).await {
+            Ok(link) => {
+                let link = Arc::new(link);
+                let mut tasks = Vec::new();
+                let mut started = Ok(());
+                for consumer in &consumers {
+                    match start_consumer(&shared, &link, consumer.clone(), mailbox.clone()).await {
+                        Ok(task) => tasks.push(task),
+                        Err(e) => {
+                            started = Err(e);
+                            break;
+                        }
+                    }
+                }
+                match started {
+                    Ok(()) => {
+                        pause = RECONNECT_INITIAL;
+                        shared.set_link(Some(link.clone()));
+                        metrics::gauge!("broker_connected").set(1.0);
+                        tracing::info!("broker: connected, topology declared, consuming");
+                        while link.connection.status().connected() {
+                            tokio::time::sleep(HEALTH_CHECK).await;
+                        }
+                        tracing::warn!("broker: connection lost; reconnecting");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "broker: starting the consumers failed"),
+                }
+                shared.set_link(None);
+                metrics::gauge!("broker_connected").set(0.0);
+                for task in tasks {
+                    task.abort();
+                }
+                let _ = link.connection.close(200, "reconnecting".into()).await;
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?pause, "broker: cannot connect"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Opens the connection and the confirming publisher channel, and declares the topology.
+async fn connect(config: &BrokerConfig) -> lapin::Result<Link> {
+    let properties = ConnectionProperties::default().with_connection_name("ordersaga".into());
+    let connection = Connection::connect(&config.url, properties).await?;
+    let publisher = connection.create_channel().await?;
+    publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+    declare(&publisher, config).await?;
+    Ok(Link {
+        connection,
+        publisher,
+    })
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// Declares the exchange, the consumer queues with their `.retry` and `.dlq` companions, and the bindings.
+/// Declaring what exists with the same arguments changes nothing.
+pub async fn declare(channel: &Channel, config: &BrokerConfig) -> lapin::Result<()> {
+    let exchange = config.exchange();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    for spec in topology::QUEUES {
+        let queue = config.queue(spec.name);
+        let mut args = FieldTable::default();
+        if config.quorum_queues {
+            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        }
+        channel
+            .queue_declare(queue.as_str().into(), durable_queue(), args.clone())
+            .await?;
+        let mut retry_args = args.clone();
+        retry_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        retry_args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(queue.as_str().into()),
+        );
+        channel
+            .queue_declare(
+                config.retry_queue(spec.name).as_str().into(),
+                durable_queue(),
+                retry_args,
+            )
+            .await?;
+        channel
+            .queue_declare(
+                config.dead_letter_queue(spec.name).as_str().into(),
+                durable_queue(),
+                args,
+            )
+            .await?;
+        for pattern in spec.bindings {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    (*pattern).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts consuming one queue on its own channel.
+async fn start_consumer(
+    shared: &Arc<Shared>,
+    link: &Arc<Link>,
+    consumer: Consumer,
+    mailbox: Mailbox,
+) -> lapin::Result<tokio::task::JoinHandle<()>> {
+    let channel = link.connection.create_channel().await?;
+    channel
+        .basic_qos(shared.config.prefetch, BasicQosOptions::default())
+        .await?;
+    let stream = channel
+        .basic_consume(
+            shared.config.queue(consumer.queue).as_str().into(),
+            format!("ordersaga-{}", consumer.queue).as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let shared = shared.clone();
+    let link = link.clone();
+    Ok(tokio::spawn(consume(
+        shared, link, channel, stream, consumer, mailbox,
+    )))
+}
+
+fn header<'a>(headers: &'a Option<FieldTable>, name: &str) -> Option<&'a AMQPValue> {
+    headers.as_ref().and_then(|h| h.inner().get(name))
+}
+
+fn header_string(headers: &Option<FieldTable>, name: &str) -> Option<String> {
+    match header(headers, name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+fn header_count(headers: &Option<FieldTable>, name: &str) -> u32 {
+    match header(headers, name) {
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
+        _ => 0,
+    }
+}
+
+/// Reads deliveries in batches of up to `prefetch`, runs them through the middleware, and settles each.
+async fn consume(
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    channel: Channel,
+    stream: lapin::Consumer,
+    consumer: Consumer,
+    mailbox: Mailbox,
+) {
+    let mut batches = stream.ready_chunks(usize::from(shared.config.prefetch).max(1));
+    while let Some(batch) = batches.next().await {
+        let mut received = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Ok(delivery) => received.push(delivery),
+                Err(e) => {
+                    tracing::warn!(queue = consumer.queue, error = %e, "broker: consumer stopped");
+                    return;
+                }
+            }
+        }
+        let deliveries: Vec<Delivery> = received
+            .iter()
+            .map(|d| {
+                let headers = d.properties.headers();
+                let rejected = match header_string(headers, H_SIGNATURE) {
+                    None => Some("unsigned message: no x-signature header".to_owned()),
+                    Some(sig) if !envelope::verify_signature(&shared.config.signing_key, &d.data, &sig) => {
+                        Some("forged message: x-signature does not match".to_owned())
+                    }
+                    Some(_) => None,
+                };
+                Delivery {
+                    body: Arc::from(d.data.as_slice()),
+                    routing_key: header_string(headers, H_ROUTING_KEY)
+                        .unwrap_or_else(|| d.routing_key.to_string()),
+                    attempt: header_count(headers, H_RETRY_COUNT) + 1,
+                    message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
+                    rejected,
+                }
+            })
+            .collect();
+        let dispositions = mailbox.handle(&consumer, &deliveries).await;
+        for ((amqp, delivery), disposition) in received.iter().zip(&deliveries).zip(dispositions) {
+            settle(&shared, &link, &channel, &consumer, amqp, delivery, disposition).await;
+        }
+    }
+}
+
+/// Acknowledges, retries through `Q.retry`, or copies to `Q.dlq` and acknowledges.
+async fn settle(
+    shared: &Shared,
+    link: &Link,
+    channel: &Channel,
+    consumer: &Consumer,
+    amqp: &lapin::message::Delivery,
+    delivery: &Delivery,
+    disposition: Disposition,
+) {
+    let config = &shared.config;
+    let mut headers = amqp.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        H_ROUTING_KEY.into(),
+        AMQPValue::LongString(delivery.routing_key.as_str().into()),
+    );
+    let result = match disposition {
+        Disposition::Ack => Ok(()),
+        Disposition::Retry { attempt, delay, .. } => {
+            headers.insert(
+                H_RETRY_COUNT.into(),
+                AMQPValue::LongLongInt(i64::from(attempt.saturating_sub(1))),
+            );
+            let properties = amqp
+                .properties
+                .clone()
+                .with_headers(headers)
+                .with_expiration(delay.as_millis().max(1).to_string().as_str().into());
+            publish_confirmed(
+                &link.publisher,
+                "",
+                &config.retry_queue(consumer.queue),
+                &amqp.data,
+                properties,
+            )
+            .await
+        }
+        Disposition::DeadLettered { reason } => {
+            headers.insert(
+                H_DLQ_REASON.into(),
+                AMQPValue::LongString(truncate(&reason, 4096).into()),
+            );
+            headers.insert(
+                H_RETRY_COUNT.into(),
+                AMQPValue::LongLongInt(i64::from(delivery.attempt.saturating_sub(1))),
+            );
+            let properties = amqp.properties.clone().with_headers(headers);
+            let copied = publish_confirmed(
+                &link.publisher,
+                "",
+                &config.dead_letter_queue(consumer.queue),
+                &amqp.data,
+                properties,
+            )
+            .await;
+            if let Err(e) = copied {
+                // The dead letter is in the database already; the .dlq copy is for operators' tools.
+                tracing::warn!(queue = consumer.queue, error = %e, "broker: copying a dead letter to its .dlq failed");
+            }
+            Ok(())
+        }
+    };
+    let acked = match result {
+        Ok(()) => {
+            channel
+                .basic_ack(amqp.delivery_tag, BasicAckOptions::default())
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(queue = consumer.queue, error = %e, "broker: retry not stored; returning the message");
+            channel
+                .basic_nack(
+                    amqp.delivery_tag,
+                    BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+        }
+    };
+    if let Err(e) = acked {
+        // The channel is gone: the broker will redeliver, and the inbox makes that harmless.
+        tracing::debug!(queue = consumer.queue, error = %e, "broker: settling a delivery failed");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Publishes with `mandatory` and waits for the broker's confirm; a returned (unroutable) or nacked
+/// message is an error.
+async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), String> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match confirm.await.map_err(|e| e.to_string())? {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(returned)) => Err(format!(
+            "unroutable: {} {}",
+            returned.reply_code, returned.reply_text
+        )),
+        Confirmation::Nack(_) => Err("the broker refused the message".to_owned()),
+    }
+}
+
+/// The part of an envelope the headers need.
+#[derive(Deserialize)]
+struct EnvelopeHead {
+    trace_id: String,
+}
+
+/// The AMQP properties of an envelope: persistent, `message_id` = `event_id`, `type` = `event_type`, and
+/// the trace, type, id and signature headers.
+pub fn properties(
+    event_id: &str,
+    event_type: &str,
+    routing_key: &str,
+    body: &[u8],
+    signing_key: &[u8],
+) -> BasicProperties {
+    let trace_id = serde_json::from_slice::<EnvelopeHead>(body)
+        .map(|h| h.trace_id)
+        .unwrap_or_default();
+    let mut headers = FieldTable::default();
+    headers.insert(H_TRACE_ID.into(), AMQPValue::LongString(trace_id.as_str().into()));
+    headers.insert(H_EVENT_TYPE.into(), AMQPValue::LongString(event_type.into()));
+    headers.insert(H_EVENT_ID.into(), AMQPValue::LongString(event_id.into()));
+    headers.insert(H_ROUTING_KEY.into(), AMQPValue::LongString(routing_key.into()));
+    headers.insert(
+        H_SIGNATURE.into(),
+        AMQPValue::LongString(LongString::from(envelope::sign(signing_key, body))),
+    );
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(ShortString::from(event_id))
+        .with_type(ShortString::from(event_type))
+        .with_app_id("ordersaga".into())
+        .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64)
+        .with_headers(headers)
+}
+
+#[async_trait]
+impl Transport for BrokerTransport {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    async fn publish(&self, message: OutboxMessage, confirm: Confirm) {
+        let Some(link) = self.shared.link() else {
+            confirm.nack();
+            return;
+        };
+        let config = &self.shared.config;
+        let properties = properties(
+            &message.event_id,
+            &message.event_type,
+            &message.routing_key,
+            &message.body,
+            &config.signing_key,
+        );
+        let published = link
+            .publisher
+            .basic_publish(
+                config.exchange().as_str().into(),
+                message.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.body,
+                properties,
+            )
+            .await;
+        let pending = match published {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::debug!(error = %e, "broker: publish failed");
+                confirm.nack();
+                return;
+            }
+        };
+        // The confirm comes later; waiting for it here would publish one message per round trip.
+        let routing_key = message.routing_key;
+        tokio::spawn(async move {
+            match pending.await {
+                Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => confirm.ack(),
+                Ok(Confirmation::Ack(Some(returned))) => {
+                    tracing::error!(%routing_key, reply = %returned.reply_text, "broker: event routed to no queue");
+                    confirm.nack();
+                }
+                Ok(Confirmation::Nack(_)) | Err(_) => confirm.nack(),
+            }
+        });
+    }
+
+    async fn deliver_to(&self, queue: &str, routing_key: &str, body: Arc<[u8]>) -> Result<(), String> {
+        let link = self
+            .shared
+            .link()
+            .ok_or_else(|| "the broker is not connected".to_owned())?;
+        let config = &self.shared.config;
+        let head: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let event_id = head["event_id"].as_str().unwrap_or("replay").to_owned();
+        let event_type = head["event_type"].as_str().unwrap_or("unknown").to_owned();
+        let properties = properties(&event_id, &event_type, routing_key, &body, &config.signing_key);
+        publish_confirmed(&link.publisher, "", &config.queue(queue), &body, properties).await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    fn single_node(&self) -> bool {
+        false
+    }
+}
