@@ -4,8 +4,10 @@
 //! Every test gets its own database, dropped afterwards. `TEST_LOG=1` shows the application's logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixtures;
 mod helpers;
 
+mod audit;
 mod auth;
 mod config;
 mod health;

@@ -1,0 +1,137 @@
+//! Data for the audit and dashboard tests: orders placed through the API and taken to their end, and
+//! release events, sagas and dead letters written straight into the test's database when a test needs
+//! exact timestamps or many rows.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use entities::inventory_release_events;
+
+/// How long a saga may take to end in a test.
+pub const SAGA_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Places an order for `user_id` (with a token of its own) and returns the `201` body.
+pub async fn place_order(app: &TestApp, user_id: &str, lines: &[(&str, i64)]) -> Value {
+    let token = app.buyer_token(user_id).await;
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(sku, quantity)| json!({"skuId": sku, "quantity": quantity, "price": "19.90"}))
+        .collect();
+    let response = app
+        .client
+        .post(app.url("/api/orders"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"userId": user_id, "items": items}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "the order is accepted");
+    response.json().await.unwrap()
+}
+
+/// Polls the order (as admin) until its status is no longer `PENDING`, and returns it.
+pub async fn wait_until_ended(app: &TestApp, order_id: &str) -> Value {
+    let admin = app.admin_token().await;
+    let started = Instant::now();
+    loop {
+        let order: Value = app
+            .get(&format!("/api/orders/{order_id}"), Some(&admin))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if order["status"] != "PENDING" {
+            return order;
+        }
+        assert!(
+            started.elapsed() < SAGA_DEADLINE,
+            "order {order_id} was still PENDING after {SAGA_DEADLINE:?}: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A release event row to write directly.
+pub fn release_row(
+    created_at: DateTime<Utc>,
+    order_id: &str,
+    reason: &str,
+) -> inventory_release_events::Model {
+    inventory_release_events::Model {
+        id: uuid::Uuid::new_v4().to_string(),
+        order_id: order_id.to_owned(),
+        reservation_id: uuid::Uuid::new_v4().to_string(),
+        reason: reason.to_owned(),
+        released_items: r#"[{"skuId":"SKU-1","quantity":2},{"skuId":"SKU-2","quantity":1}]"#.to_owned(),
+        trace_id: uuid::Uuid::new_v4().to_string(),
+        created_at,
+    }
+}
+
+/// Writes release events straight into the database.
+pub async fn insert_releases(app: &TestApp, rows: &[inventory_release_events::Model]) {
+    for chunk in rows.chunks(200) {
+        let models = chunk
+            .iter()
+            .cloned()
+            .map(|m| inventory_release_events::ActiveModel {
+                id: Set(m.id),
+                order_id: Set(m.order_id),
+                reservation_id: Set(m.reservation_id),
+                reason: Set(m.reason),
+                released_items: Set(m.released_items),
+                trace_id: Set(m.trace_id),
+                created_at: Set(m.created_at),
+            });
+        inventory_release_events::Entity::insert_many(models)
+            .exec_without_returning(&app.state.db)
+            .await
+            .unwrap();
+    }
+}
+
+/// `n` release events of random orders, one second apart going back from `newest`, where every third
+/// event shares the timestamp of the one before it (so that the id has to break ties). Returned in the
+/// order the API must answer them: newest first, then id descending.
+pub async fn seed_releases(
+    app: &TestApp,
+    n: usize,
+    newest: DateTime<Utc>,
+) -> Vec<inventory_release_events::Model> {
+    let mut rows = Vec::with_capacity(n);
+    let mut at = newest;
+    for i in 0..n {
+        if i % 3 != 2 {
+            at -= chrono::Duration::seconds(1);
+        }
+        let reason = if i % 4 == 0 {
+            "PAYMENT_TIMEOUT"
+        } else {
+            "PAYMENT_FAILED"
+        };
+        rows.push(release_row(at, &uuid::Uuid::new_v4().to_string(), reason));
+    }
+    insert_releases(app, &rows).await;
+    newest_first(rows)
+}
+
+/// Sorts rows as the API orders them.
+pub fn newest_first(mut rows: Vec<inventory_release_events::Model>) -> Vec<inventory_release_events::Model> {
+    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    rows
+}
+
+/// The ids of the `items` of a page.
+pub fn ids(page: &Value, field: &str) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a page with items: {page}"))
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_owned())
+        .collect()
+}
