@@ -9,7 +9,7 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use entities::inventory_release_events;
+use entities::{dead_letters, inventory_release_events, saga_instances};
 
 /// How long a saga may take to end in a test.
 pub const SAGA_DEADLINE: Duration = Duration::from_secs(20);
@@ -134,4 +134,62 @@ pub fn ids(page: &Value, field: &str) -> Vec<String> {
         .iter()
         .map(|item| item[field].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// Writes a dead letter for `order_id` straight into the database and returns its id.
+pub async fn insert_dead_letter(app: &TestApp, order_id: &str, trace_id: &str, reason: &str) -> String {
+    let now = Utc::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let payload = json!({
+        "event_id": uuid::Uuid::new_v4().to_string(),
+        "event_type": "InventoryReserved",
+        "occurred_at": now,
+        "trace_id": trace_id,
+        "identity": {"user_id": "u-1", "roles": ["buyer"]},
+        "data": {"order_id": order_id, "reservation_id": "r-1", "reserved_items": []},
+        "version": 1
+    });
+    dead_letters::Entity::insert(dead_letters::ActiveModel {
+        id: Set(id.clone()),
+        message_id: Set(uuid::Uuid::new_v4().to_string()),
+        consumer: Set("q.payment.inventory-reserved".to_owned()),
+        routing_key: Set("inventory.reserved".to_owned()),
+        event_type: Set("InventoryReserved".to_owned()),
+        payload: Set(payload.to_string()),
+        reason: Set(reason.to_owned()),
+        attempts: Set(5),
+        trace_id: Set(Some(trace_id.to_owned())),
+        status: Set("DEAD".to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(&app.state.db)
+    .await
+    .unwrap();
+    id
+}
+
+/// Writes a saga that has waited in `state` since `since` without an engine actor watching it (no
+/// deadline, so the engine's sweep leaves it alone), and returns its order id.
+pub async fn insert_waiting_saga(app: &TestApp, state: &str, since: DateTime<Utc>) -> String {
+    let order_id = uuid::Uuid::new_v4().to_string();
+    saga_instances::Entity::insert(saga_instances::ActiveModel {
+        order_id: Set(order_id.clone()),
+        state: Set(state.to_owned()),
+        version: Set(1),
+        user_id: Set("u-stuck".to_owned()),
+        reservation_id: Set(None),
+        payment_id: Set(None),
+        failure_reason: Set(None),
+        trace_id: Set(uuid::Uuid::new_v4().to_string()),
+        identity: Set(r#"{"user_id":"u-stuck","roles":["buyer"]}"#.to_owned()),
+        started_at: Set(since),
+        updated_at: Set(since),
+        completed_at: Set(None),
+        deadline_at: Set(None),
+    })
+    .exec_without_returning(&app.state.db)
+    .await
+    .unwrap();
+    order_id
 }

@@ -10,5 +10,6 @@ mod helpers;
 mod audit;
 mod auth;
 mod config;
+mod dashboards;
 mod health;
 mod stocks;
