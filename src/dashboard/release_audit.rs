@@ -20,6 +20,9 @@ use actors::audit::{self, ReleaseFilter};
 pub const CHART_SAMPLE: u64 = 10_000;
 /// Most bars in the "releases over time" chart.
 const TIME_BUCKETS: usize = 24;
+/// Fewest bars in it when no `from` is given: the range then reaches back far enough to show the
+/// releases against the quiet before them.
+const MIN_TIME_BUCKETS: i32 = 12;
 /// SKUs shown in the "units released per SKU" chart.
 const TOP_SKUS: usize = 10;
 
@@ -159,6 +162,10 @@ async fn build(
         .unwrap_or(now - Duration::hours(1));
     let end = filter.to.unwrap_or(now).max(start);
     let width = format::bucket_width(end - start, TIME_BUCKETS, Duration::seconds(1));
+    let start = match filter.from {
+        Some(from) => from,
+        None => start.min(end - width * (MIN_TIME_BUCKETS - 1)),
+    };
     let starts = format::buckets(start, end, width);
     let mut per_reason: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
     let mut units: BTreeMap<String, i64> = BTreeMap::new();

@@ -15,6 +15,8 @@ const LEFT: f64 = 52.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 28.0;
 const BOTTOM: f64 = 30.0;
+/// Widest column, so that a few columns do not turn into slabs.
+const MAX_BAR: f64 = 56.0;
 /// Most labels written under the x axis; the others are left out (their marks keep a tooltip).
 const MAX_X_LABELS: usize = 8;
 
@@ -187,7 +189,7 @@ pub fn columns(
     let plot_height = plot_bottom - TOP;
     y_axis(&mut out, width, top, step, plot_bottom, plot_height, format);
     let slot = (width - LEFT - RIGHT) / labels.len() as f64;
-    let bar = (slot * 0.72).max(1.0);
+    let bar = (slot * 0.72).clamp(1.0, MAX_BAR);
     for (i, name) in labels.iter().enumerate() {
         let x = LEFT + slot * i as f64 + (slot - bar) / 2.0;
         let mut base = plot_bottom;
