@@ -50,7 +50,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     observability::init_tracing(settings.log_format);
 
-    let result = actix_web::rt::System::new().block_on(async move {
+    let result = crate::runtime::block_on(async move {
         match cli.command {
             Command::Serve { .. } => {
                 let app = startup::Application::build(settings).await?;
@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     });
-    match result {
+    match result.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ordersaga: {e:#}");

@@ -90,7 +90,7 @@ impl Default for Settings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// Pool size (default: 16 for PostgreSQL/MySQL, 8 for SQLite).
+    /// Pool size (default: 16 for PostgreSQL/MySQL, 1 for SQLite).
     pub max_connections: Option<u32>,
     /// Seconds to wait for a connection.
     pub connect_timeout_seconds: u64,

@@ -13,12 +13,14 @@ use crate::config::{DatabaseKind, Settings, SqliteSynchronous};
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the connection pool. SQLite gets WAL, the configured `synchronous`, a busy timeout and foreign
-/// keys; the file is created if missing.
+/// keys; the file is created if missing. SQLite has one writer at a time, and a writer that finds the
+/// lock taken sleeps and polls, so later writers can overtake it; with a single pooled connection (the
+/// SQLite default) database work queues in arrival order instead.
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let kind = settings.database_kind()?;
     let mut options = ConnectOptions::new(settings.database_url.clone());
     let max = settings.database.max_connections.unwrap_or(match kind {
-        DatabaseKind::Sqlite => 8,
+        DatabaseKind::Sqlite => 1,
         _ => 16,
     });
     options

@@ -11,5 +11,6 @@ pub mod error;
 pub mod extract;
 pub mod observability;
 pub mod routes;
+pub mod runtime;
 pub mod startup;
 pub mod state;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ordersaga::config::{Secret, Settings};
 use ordersaga::startup::Application;
 use ordersaga::state::AppState;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use serde_json::{Value, json};
 
 /// The token key of every test app, so tests can forge tokens against it.
@@ -43,6 +43,7 @@ pub struct TestDb {
     admin_url: Option<String>,
     name: String,
     file: Option<PathBuf>,
+    destroyed: bool,
 }
 
 fn replace_database(url: &str, name: &str) -> String {
@@ -76,6 +77,7 @@ impl TestDb {
                 admin_url: None,
                 name,
                 file: Some(file),
+                destroyed: false,
             });
         };
         let admin_url = match std::env::var(env) {
@@ -108,12 +110,47 @@ impl TestDb {
             admin_url: Some(admin_url),
             name,
             file: None,
+            destroyed: false,
         })
+    }
+}
+
+thread_local! {
+    /// Databases whose test has finished, dropped once the test's actix system is gone.
+    static FINISHED: std::cell::RefCell<Vec<TestDb>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Drops the databases of the test that ran on this thread. The test macro calls it after the test's
+/// system has stopped, so the app's connections are gone and nothing holds a lock.
+pub fn drop_finished_databases() {
+    let finished = FINISHED.with(|f| std::mem::take(&mut *f.borrow_mut()));
+    for mut db in finished {
+        db.destroy();
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.destroyed {
+            return;
+        }
+        // Inside a running test the app may still use the database: hand it to the thread's list.
+        let moved = TestDb {
+            backend: self.backend,
+            url: std::mem::take(&mut self.url),
+            admin_url: self.admin_url.take(),
+            name: std::mem::take(&mut self.name),
+            file: self.file.take(),
+            destroyed: false,
+        };
+        self.destroyed = true;
+        FINISHED.with(|f| f.borrow_mut().push(moved));
+    }
+}
+
+impl TestDb {
+    fn destroy(&mut self) {
+        self.destroyed = true;
         if let Some(file) = &self.file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
@@ -134,7 +171,24 @@ impl Drop for TestDb {
                 let admin = Database::connect(&admin_url).await.ok()?;
                 let sql = match backend {
                     Backend::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                    _ => format!("DROP DATABASE IF EXISTS `{name}`"),
+                    _ => {
+                        // The app may still hold a transaction there (its thread is the one waiting here):
+                        // end its sessions so the drop does not wait for their locks.
+                        // (The name is ours, `[a-z0-9_]` only, so it can be written into the query.)
+                        let sessions = admin
+                            .query_all_raw(Statement::from_string(
+                                DbBackend::MySql,
+                                format!("SELECT id FROM information_schema.processlist WHERE db = '{name}'"),
+                            ))
+                            .await
+                            .unwrap_or_default();
+                        for session in sessions {
+                            if let Ok(id) = session.try_get_by_index::<u64>(0) {
+                                let _ = admin.execute_unprepared(&format!("KILL {id}")).await;
+                            }
+                        }
+                        format!("DROP DATABASE IF EXISTS `{name}`")
+                    }
                 };
                 let result = admin.execute_unprepared(&sql).await;
                 let _ = admin.close().await;
@@ -166,7 +220,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         http_workers: Some(2),
         ..Settings::default()
     };
-    settings.database.max_connections = Some(5);
+    if db.backend != Backend::Sqlite {
+        settings.database.max_connections = Some(5);
+    }
     settings.retry.initial_delay_ms = 20;
     settings.retry.max_delay_ms = 200;
     settings.outbox.poll_interval_ms = 100;
@@ -305,14 +361,114 @@ macro_rules! on_every_backend {
             #[allow(unused_imports)]
             use super::*;
             async fn run($backend: $crate::helpers::Backend) $body
-            #[actix_web::test]
-            async fn sqlite() { run($crate::helpers::Backend::Sqlite).await }
-            #[actix_web::test]
-            async fn postgres() { run($crate::helpers::Backend::Postgres).await }
-            #[actix_web::test]
-            async fn mysql() { run($crate::helpers::Backend::MySql).await }
+            fn on(backend: $crate::helpers::Backend) {
+                let outcome = std::panic::catch_unwind(|| ordersaga::runtime::block_on(run(backend)));
+                $crate::helpers::drop_finished_databases();
+                match outcome {
+                    Ok(result) => result.unwrap(),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            #[test]
+            fn sqlite() { on($crate::helpers::Backend::Sqlite) }
+            #[test]
+            fn postgres() { on($crate::helpers::Backend::Postgres) }
+            #[test]
+            fn mysql() { on($crate::helpers::Backend::MySql) }
         }
     )*};
+}
+
+/// How long a test waits for sagas to end before it fails.
+pub const SAGA_WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` saying `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One order line for a request body.
+pub fn line(sku_id: &str, quantity: i64, price: &str) -> Value {
+    json!({"skuId": sku_id, "quantity": quantity, "price": serde_json::Number::from_string_unchecked(price.to_owned())})
+}
+
+impl TestApp {
+    /// `POST /api/orders` as `user` with `key`.
+    pub async fn place_order(
+        &self,
+        token: &str,
+        user: &str,
+        key: &str,
+        items: Vec<Value>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"userId": user, "items": items}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Places an order that must be accepted (`201`) and returns its body.
+    pub async fn order(&self, user: &str, items: Vec<Value>) -> Value {
+        let token = self.buyer_token(user).await;
+        let response = self
+            .place_order(&token, user, &uuid::Uuid::new_v4().to_string(), items)
+            .await;
+        assert_eq!(response.status(), 201, "order accepted");
+        response.json().await.unwrap()
+    }
+
+    /// Waits until the order's saga has ended and returns the order.
+    pub async fn ended(&self, order_id: &str) -> Value {
+        let token = self.admin_token().await;
+        let path = format!("/api/orders/{order_id}");
+        eventually(SAGA_WAIT, &format!("order {order_id} to end"), || async {
+            let order: Value = self.get(&path, Some(&token)).await.json().await.ok()?;
+            (order["status"] != "PENDING").then_some(order)
+        })
+        .await
+    }
+
+    /// The saga of an order, as admin.
+    pub async fn saga(&self, order_id: &str) -> Value {
+        let token = self.admin_token().await;
+        self.get(&format!("/api/orders/{order_id}/saga"), Some(&token))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `(availableQty, reservedQty)` of a SKU.
+    pub async fn stock(&self, sku_id: &str) -> (i64, i64) {
+        let stock: Value = self
+            .get(&format!("/api/stocks/{sku_id}"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            stock["availableQty"].as_i64().unwrap(),
+            stock["reservedQty"].as_i64().unwrap(),
+        )
+    }
 }
 
 #[cfg(test)]
