@@ -23,8 +23,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use fixtures::{insert_dead_letter, insert_waiting_saga, place_order, wait_until_ended};
-use helpers::{Backend, services_required, spawn_app_with};
+use fixtures::{insert_dead_letter, insert_waiting_saga};
+use helpers::{Backend, drop_finished_databases, line, services_required, spawn_app_with};
 use ordersaga::config::PaymentMode;
 
 /// How long the browser script may run.
@@ -58,8 +58,18 @@ fn missing_prerequisite(chromium: &Path) -> Option<String> {
     None
 }
 
-#[actix_web::test]
-async fn the_dashboards_work_in_a_headless_browser() {
+#[test]
+fn the_dashboards_work_in_a_headless_browser() {
+    // Like every test of the app: its own actix system, torn down before its database is dropped.
+    let outcome = std::panic::catch_unwind(|| ordersaga::runtime::block_on(drive_the_dashboards()));
+    drop_finished_databases();
+    match outcome {
+        Ok(result) => result.unwrap(),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+async fn drive_the_dashboards() {
     let chromium = std::env::var_os("ORDERSAGA_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -82,9 +92,12 @@ async fn the_dashboards_work_in_a_headless_browser() {
         if failed.len() >= 6 && confirmed.len() >= 4 {
             break;
         }
-        let lines = [(SKUS[i % 4], (i % 3 + 1) as i64), (SKUS[(i + 1) % 4], 1)];
-        let placed = place_order(&app, &format!("u-{}", i % 5), &lines).await;
-        let order = wait_until_ended(&app, placed["orderId"].as_str().unwrap()).await;
+        let lines = vec![
+            line(SKUS[i % 4], (i % 3 + 1) as i64, "19.90"),
+            line(SKUS[(i + 1) % 4], 1, "4.50"),
+        ];
+        let placed = app.order(&format!("u-{}", i % 5), lines).await;
+        let order = app.ended(placed["orderId"].as_str().unwrap()).await;
         let id = order["orderId"].as_str().unwrap().to_owned();
         match order["status"].as_str() {
             Some("FAILED") => failed.push((id, order["traceId"].as_str().unwrap().to_owned())),

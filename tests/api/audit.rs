@@ -6,10 +6,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use crate::fixtures::{
-    ids, insert_releases, newest_first, place_order, release_row, seed_releases, wait_until_ended,
-};
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::fixtures::{ids, insert_releases, newest_first, release_row, seed_releases};
+use crate::helpers::{TestApp, assert_problem, line, spawn_app, spawn_app_with};
 use crate::on_every_backend;
 use ordersaga::config::PaymentMode;
 
@@ -79,10 +77,13 @@ on_every_backend! {
         app.set_stock("SKU-A", 10).await;
         app.set_stock("SKU-B", 5).await;
         let mut orders = Vec::new();
-        for lines in [vec![("SKU-A", 2)], vec![("SKU-B", 2), ("SKU-A", 1)], vec![("SKU-B", 1)]] {
-            let placed = place_order(&app, "u-1", &lines).await;
-            let order_id = placed["orderId"].as_str().unwrap().to_owned();
-            let ended = wait_until_ended(&app, &order_id).await;
+        for lines in [
+            vec![line("SKU-A", 2, "19.90")],
+            vec![line("SKU-B", 2, "5.00"), line("SKU-A", 1, "19.90")],
+            vec![line("SKU-B", 1, "5.00")],
+        ] {
+            let placed = app.order("u-1", lines).await;
+            let ended = app.ended(placed["orderId"].as_str().unwrap()).await;
             assert_eq!(ended["status"], "FAILED", "{ended}");
             orders.push(ended);
         }

@@ -4,8 +4,8 @@
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
-use crate::fixtures::{insert_dead_letter, insert_waiting_saga, place_order, wait_until_ended};
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::fixtures::{insert_dead_letter, insert_waiting_saga};
+use crate::helpers::{TestApp, line, spawn_app, spawn_app_with};
 use crate::on_every_backend;
 use ordersaga::config::PaymentMode;
 
@@ -33,9 +33,9 @@ fn has_row(html: &str, order_id: &str) -> bool {
 async fn two_failed_orders(app: &TestApp) -> Vec<Value> {
     app.set_stock("SKU-A", 10).await;
     let mut orders = Vec::new();
-    for lines in [vec![("SKU-A", 2)], vec![("SKU-A", 1)]] {
-        let placed = place_order(app, "u-1", &lines).await;
-        let ended = wait_until_ended(app, placed["orderId"].as_str().unwrap()).await;
+    for quantity in [2, 1] {
+        let placed = app.order("u-1", vec![line("SKU-A", quantity, "19.90")]).await;
+        let ended = app.ended(placed["orderId"].as_str().unwrap()).await;
         assert_eq!(ended["status"], "FAILED");
         orders.push(ended);
     }
@@ -160,28 +160,22 @@ on_every_backend! {
             page(&app, path, 200).await;
         }
     }
-}
 
-#[actix_web::test]
-async fn the_dashboard_assets_are_served_by_the_binary() {
-    let Some(app) = spawn_app(crate::helpers::Backend::Sqlite).await else {
-        return;
-    };
-    for (path, content_type) in [
-        ("/dashboard/assets/dashboard.css", "text/css; charset=utf-8"),
-        ("/dashboard/assets/dashboard.js", "text/javascript; charset=utf-8"),
-        ("/dashboard/assets/icon.svg", "image/svg+xml"),
-    ] {
-        let response = app.get(path, None).await;
-        assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(response.headers()["content-type"], content_type, "{path}");
-        assert!(!response.text().await.unwrap().is_empty());
-    }
-    let html = page(&app, "/dashboard", 200).await;
-    for reference in ["http://", "https://", "//cdn", "<script>"] {
-        assert!(
-            !html.contains(reference),
-            "the page loads nothing from elsewhere and has no inline script: {reference}"
-        );
+    async fn the_dashboard_assets_are_served_by_the_binary(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        for (path, content_type) in [
+            ("/dashboard/assets/dashboard.css", "text/css; charset=utf-8"),
+            ("/dashboard/assets/dashboard.js", "text/javascript; charset=utf-8"),
+            ("/dashboard/assets/icon.svg", "image/svg+xml"),
+        ] {
+            let response = app.get(path, None).await;
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(response.headers()["content-type"], content_type, "{path}");
+            assert!(!response.text().await.unwrap().is_empty());
+        }
+        let html = page(&app, "/dashboard", 200).await;
+        for reference in ["http://", "https://", "//cdn", "<script>"] {
+            assert!(!html.contains(reference), "the page loads nothing from elsewhere and has no inline script: {reference}");
+        }
     }
 }

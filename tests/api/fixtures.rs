@@ -1,8 +1,6 @@
-//! Data for the audit and dashboard tests: orders placed through the API and taken to their end, and
-//! release events, sagas and dead letters written straight into the test's database when a test needs
-//! exact timestamps or many rows.
-
-use std::time::{Duration, Instant};
+//! Data for the audit and dashboard tests that the API cannot make on demand: release events, sagas and
+//! dead letters written straight into the test's database, when a test needs exact timestamps, many
+//! rows, a dead letter or a saga that stopped moving. (Orders go through the API: `TestApp::order`.)
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, EntityTrait};
@@ -10,51 +8,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 use entities::{dead_letters, inventory_release_events, saga_instances};
-
-/// How long a saga may take to end in a test.
-pub const SAGA_DEADLINE: Duration = Duration::from_secs(20);
-
-/// Places an order for `user_id` (with a token of its own) and returns the `201` body.
-pub async fn place_order(app: &TestApp, user_id: &str, lines: &[(&str, i64)]) -> Value {
-    let token = app.buyer_token(user_id).await;
-    let items: Vec<Value> = lines
-        .iter()
-        .map(|(sku, quantity)| json!({"skuId": sku, "quantity": quantity, "price": "19.90"}))
-        .collect();
-    let response = app
-        .client
-        .post(app.url("/api/orders"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({"userId": user_id, "items": items}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "the order is accepted");
-    response.json().await.unwrap()
-}
-
-/// Polls the order (as admin) until its status is no longer `PENDING`, and returns it.
-pub async fn wait_until_ended(app: &TestApp, order_id: &str) -> Value {
-    let admin = app.admin_token().await;
-    let started = Instant::now();
-    loop {
-        let order: Value = app
-            .get(&format!("/api/orders/{order_id}"), Some(&admin))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if order["status"] != "PENDING" {
-            return order;
-        }
-        assert!(
-            started.elapsed() < SAGA_DEADLINE,
-            "order {order_id} was still PENDING after {SAGA_DEADLINE:?}: {order}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A release event row to write directly.
 pub fn release_row(
