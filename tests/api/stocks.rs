@@ -106,3 +106,42 @@ on_every_backend! {
         }
     }
 }
+
+on_every_backend! {
+    async fn admins_reserve_stock_all_or_nothing_once_per_order(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("R-1", 5).await;
+        app.set_stock("R-2", 1).await;
+        let admin = app.admin_token().await;
+        let order_id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"orderId": order_id, "items": [{"skuId": "R-1", "quantity": 2}, {"skuId": "R-2", "quantity": 1}]});
+        let first = app.post("/api/stocks/reserve", Some(&admin), &body).await;
+        assert_eq!(first.status(), 200);
+        let first: Value = first.json().await.unwrap();
+        assert_eq!(first["status"], "RESERVED");
+        assert_eq!(first["orderId"], order_id.as_str());
+        let again: Value = app.post("/api/v1/stocks/reserve", Some(&admin), &body).await.json().await.unwrap();
+        assert_eq!(again["reservationId"], first["reservationId"], "idempotent per order");
+        let stock: Value = app.get("/api/stocks/R-1", None).await.json().await.unwrap();
+        assert_eq!((stock["availableQty"].as_i64(), stock["reservedQty"].as_i64()), (Some(3), Some(2)));
+
+        let short = json!({"orderId": uuid::Uuid::new_v4(), "items": [{"skuId": "R-1", "quantity": 1}, {"skuId": "R-2", "quantity": 1}]});
+        assert_problem(app.post("/api/stocks/reserve", Some(&admin), &short).await, 409).await;
+        let stock: Value = app.get("/api/stocks/R-1", None).await.json().await.unwrap();
+        assert_eq!(stock["availableQty"], 3, "nothing held when one line is short");
+        let unknown = json!({"orderId": uuid::Uuid::new_v4(), "items": [{"skuId": "NOPE", "quantity": 1}]});
+        assert_problem(app.post("/api/stocks/reserve", Some(&admin), &unknown).await, 409).await;
+
+        let buyer = app.buyer_token("u-1").await;
+        assert_problem(app.post("/api/stocks/reserve", Some(&buyer), &body).await, 403).await;
+        assert_problem(app.post("/api/stocks/reserve", None, &body).await, 401).await;
+        for bad in [
+            json!({"orderId": "not-a-uuid", "items": [{"skuId": "R-1", "quantity": 1}]}),
+            json!({"orderId": uuid::Uuid::new_v4(), "items": []}),
+            json!({"orderId": uuid::Uuid::new_v4(), "items": [{"skuId": "R-1", "quantity": 0}]}),
+            json!({"orderId": uuid::Uuid::new_v4(), "items": [{"skuId": "bad sku", "quantity": 1}]}),
+        ] {
+            assert_problem(app.post("/api/stocks/reserve", Some(&admin), &bad).await, 400).await;
+        }
+    }
+}
