@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod database;
 pub mod error;
 pub mod extract;

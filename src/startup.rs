@@ -37,6 +37,7 @@ impl Application {
 
     /// Like `build`, with a database connection that is already migrated.
     pub async fn build_with_db(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Application> {
+        let templates = crate::dashboard::templates().context("the dashboard templates do not parse")?;
         let engine = Engine::start(db.clone(), engine_config(&settings)).await?;
         let listener = TcpListener::bind(settings.bind_addr()?)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
@@ -48,6 +49,7 @@ impl Application {
             db,
             engine,
             metrics: observability::metrics_handle(),
+            templates,
         });
 
         let app_state = state.clone();

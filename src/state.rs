@@ -14,4 +14,6 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub engine: Engine,
     pub metrics: PrometheusHandle,
+    /// The dashboard templates, parsed once at start.
+    pub templates: tera::Tera,
 }

@@ -3,6 +3,7 @@
 //! Everything durable lives in the database; the actors are the moving parts around it.
 
 pub mod archive;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;

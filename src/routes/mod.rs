@@ -9,12 +9,14 @@ pub mod auth;
 pub mod health;
 pub mod orders;
 pub mod paging;
+pub mod release_events;
 pub mod sagas;
 pub mod stocks;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
+        .configure(crate::dashboard::configure)
         .service(web::scope("/api/v1").configure(api))
         .service(web::scope("/api").configure(api));
 }
@@ -22,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The routes under `/api` (and `/api/v1`).
 fn api(cfg: &mut web::ServiceConfig) {
     cfg.configure(auth::configure)
+        // Before the stock routes, so that `/stocks/release-events` is not read as a SKU.
+        .configure(release_events::configure)
         .configure(stocks::configure)
         .configure(orders::configure)
         .configure(sagas::configure)

@@ -4,11 +4,14 @@
 //! Every test gets its own database, dropped afterwards. `TEST_LOG=1` shows the application's logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixtures;
 mod helpers;
 
+mod audit;
 mod auth;
 mod config;
 mod crash;
+mod dashboards;
 mod dead_letters;
 mod health;
 mod idempotency;
