@@ -10,7 +10,7 @@
 //! stops when the saga ends. At start, every unfinished saga is resumed from the database; a periodic
 //! sweep catches deadlines nobody in memory is watching (a node that died).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -33,6 +33,8 @@ use entities::{orders, saga_history, saga_instances};
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Sagas loaded per query when resuming.
 const RESUME_PAGE: u64 = 1_000;
+/// Sagas in memory refreshed from the database per sweep.
+const REFRESH_SLICE: usize = 500;
 /// Pause before an actor tries a failed deadline transition again.
 const DEADLINE_RETRY: Duration = Duration::from_secs(1);
 
@@ -283,7 +285,9 @@ pub async fn apply_input(
 /// Supervises the `OrderSaga` actors of this node and consumes the saga's result queues.
 pub struct SagaRegistry {
     db: DatabaseConnection,
-    sagas: HashMap<String, Addr<OrderSaga>>,
+    sagas: BTreeMap<String, Addr<OrderSaga>>,
+    /// Where the next refresh of in-memory sagas starts (they are refreshed a slice at a time).
+    refresh_from: String,
     payment_timeout: Duration,
     outbox: OutboxSignal,
 }
@@ -292,7 +296,8 @@ impl SagaRegistry {
     pub fn new(db: DatabaseConnection, payment_timeout: Duration, outbox: OutboxSignal) -> Self {
         Self {
             db,
-            sagas: HashMap::new(),
+            sagas: BTreeMap::new(),
+            refresh_from: String::new(),
             payment_timeout,
             outbox,
         }
@@ -418,10 +423,26 @@ impl Handler<Resume> for SagaRegistry {
 impl Handler<Sweep> for SagaRegistry {
     type Result = ();
 
+    /// Two chores: start actors for overdue deadlines nobody here watches (their node died), and refresh
+    /// a slice of the sagas in memory from the database. With several nodes, a saga's events land on any
+    /// node, so a node may hold an actor for a saga another node has since finished; the refresh lets
+    /// such actors go.
     fn handle(&mut self, _: Sweep, ctx: &mut Self::Context) {
         metrics::gauge!("saga_actors_in_memory").set(self.sagas.len() as f64);
         let db = self.db.clone();
         let me = ctx.address();
+        let mut slice: Vec<String> = self
+            .sagas
+            .range(self.refresh_from.clone()..)
+            .take(REFRESH_SLICE)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if slice.len() < REFRESH_SLICE {
+            // Wrap around.
+            let more = REFRESH_SLICE - slice.len();
+            slice.extend(self.sagas.keys().take(more).filter(|id| **id < self.refresh_from).cloned());
+        }
+        self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
         let fut = async move {
             let overdue = saga_instances::Entity::find()
                 .filter(saga_instances::Column::State.eq(SagaState::AwaitingPayment.as_str()))
@@ -429,20 +450,31 @@ impl Handler<Sweep> for SagaRegistry {
                 .limit(RESUME_PAGE)
                 .all(&db)
                 .await;
-            match overdue {
-                Ok(rows) => rows,
-                Err(e) => {
+            let refreshed = if slice.is_empty() {
+                Ok(vec![])
+            } else {
+                saga_instances::Entity::find().filter(saga_instances::Column::OrderId.is_in(slice)).all(&db).await
+            };
+            match (overdue, refreshed) {
+                (Ok(overdue), Ok(refreshed)) => (overdue, refreshed),
+                (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(error = %e, "saga sweep failed");
-                    vec![]
+                    (vec![], vec![])
                 }
             }
         }
         .into_actor(self)
-        .map(move |rows, act, _| {
-            for row in rows {
+        .map(move |(overdue, refreshed), act, _| {
+            for row in overdue {
                 if !act.sagas.contains_key(&row.order_id)
                     && let Ok(update) = SagaUpdate::from_row(&row)
                 {
+                    me.do_send(Track(update));
+                }
+            }
+            // Actors ignore what they knew already; a finished saga's actor is let go.
+            for row in refreshed {
+                if let Ok(update) = SagaUpdate::from_row(&row) {
                     me.do_send(Track(update));
                 }
             }

@@ -126,7 +126,7 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
         child,
         address: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
+    let client = crate::helpers::test_client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = client
@@ -149,7 +149,7 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
 on_every_backend! {
     async fn stock_survives_a_restart(backend) {
         let Some(db) = TestDb::create(backend).await else { return };
-        let client = reqwest::Client::new();
+        let client = crate::helpers::test_client();
         let server = start_server(&db, &[]).await;
         let token: Value = client
             .post(format!("{}/api/auth/token", server.address))

@@ -50,7 +50,7 @@ on_every_backend! {
     async fn a_node_killed_mid_flight_loses_nothing_and_doubles_nothing(backend) {
         let Some(db) = TestDb::create(backend).await else { return };
         let env = [("ORDERSAGA_PAYMENT_MODE", "HASHED"), ("ORDERSAGA_PAYMENT__LATENCY_MS", "150")];
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let client = crate::helpers::test_client();
         let server = start_server(&db, &env).await;
         let base = server.address.clone();
         let admin = token(&client, &base, "admin-1", "admin").await;

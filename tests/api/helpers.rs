@@ -118,6 +118,8 @@ impl TestDb {
 thread_local! {
     /// Databases whose test has finished, dropped once the test's actix system is gone.
     static FINISHED: std::cell::RefCell<Vec<TestDb>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// RabbitMQ vhosts (management API, vhost) whose test has finished, deleted with the databases.
+    static FINISHED_VHOSTS: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Drops the databases of the test that ran on this thread. The test macro calls it after the test's
@@ -126,6 +128,10 @@ pub fn drop_finished_databases() {
     let finished = FINISHED.with(|f| std::mem::take(&mut *f.borrow_mut()));
     for mut db in finished {
         db.destroy();
+    }
+    let vhosts = FINISHED_VHOSTS.with(|f| std::mem::take(&mut *f.borrow_mut()));
+    for (api, vhost) in vhosts {
+        delete_vhost(&api, &vhost);
     }
 }
 
@@ -229,6 +235,16 @@ pub fn test_settings(db: &TestDb) -> Settings {
     settings
 }
 
+/// An HTTP client for tests. Idle connections are dropped before the server's keep-alive (5 s) would
+/// close them, so a request never goes out on a connection the server is closing.
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
 /// A running application and a client for it.
 pub struct TestApp {
     pub address: String,
@@ -256,13 +272,9 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     Some(TestApp {
         address,
-        client,
+        client: test_client(),
         state,
         db,
     })
@@ -468,6 +480,250 @@ impl TestApp {
             stock["availableQty"].as_i64().unwrap(),
             stock["reservedQty"].as_i64().unwrap(),
         )
+    }
+}
+
+/// A RabbitMQ vhost of its own for one test, deleted afterwards. Needs `ORDERSAGA_TEST_AMQP` (an AMQP
+/// URL of the broker) and its management API (`ORDERSAGA_TEST_RABBITMQ_API`, default
+/// `http://guest:guest@<host>:15672`).
+pub struct TestBroker {
+    pub vhost: String,
+    /// The AMQP URL of the vhost.
+    pub amqp_url: String,
+    /// The management API, e.g. `http://guest:guest@127.0.0.1:15672`.
+    pub api: String,
+    pub client: reqwest::Client,
+}
+
+/// Splits `scheme://user:pass@host:port/…` into (user, pass, host).
+fn credentials_and_host(url: &str) -> Option<(String, String, String)> {
+    let rest = url.split_once("://")?.1;
+    let (userinfo, hostpart) = rest.split_once('@')?;
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let host = hostpart.split(['/', ':', '?']).next()?.to_owned();
+    Some((user.to_owned(), pass.to_owned(), host))
+}
+
+impl TestBroker {
+    pub async fn create() -> Option<TestBroker> {
+        let amqp = match std::env::var("ORDERSAGA_TEST_AMQP") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    !services_required(),
+                    "ORDERSAGA_TEST_AMQP is not set but ORDERSAGA_REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipped: ORDERSAGA_TEST_AMQP is not set");
+                return None;
+            }
+        };
+        let (user, pass, host) =
+            credentials_and_host(&amqp).expect("ORDERSAGA_TEST_AMQP is amqp://user:pass@host:port/vhost");
+        let api = std::env::var("ORDERSAGA_TEST_RABBITMQ_API")
+            .unwrap_or_else(|_| format!("http://{user}:{pass}@{host}:15672"));
+        let vhost = format!("ordersaga_test_{}", uuid::Uuid::new_v4().simple());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let created = client.put(format!("{api}/api/vhosts/{vhost}")).send().await.unwrap_or_else(|e| {
+            panic!("the RabbitMQ management API at {api} does not answer ({e}); enable it with `rabbitmq-plugins enable rabbitmq_management`")
+        });
+        assert!(
+            created.status().is_success(),
+            "creating vhost {vhost}: {}",
+            created.status()
+        );
+        let permitted = client
+            .put(format!("{api}/api/permissions/{vhost}/{user}"))
+            .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            permitted.status().is_success(),
+            "permissions on {vhost}: {}",
+            permitted.status()
+        );
+        let amqp_url = format!("amqp://{user}:{pass}@{host}:5672/{vhost}");
+        Some(TestBroker {
+            vhost,
+            amqp_url,
+            api,
+            client,
+        })
+    }
+
+    /// `GET` on the management API under `/api/`, as JSON.
+    pub async fn api_get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}/api/{path}", self.api))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// `POST`/`PUT` on the management API.
+    pub async fn api_send(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .request(method, format!("{}/api/{path}", self.api))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    /// A queue bound to the exchange with `#`: it sees every event.
+    pub async fn tap(&self, name: &str) {
+        self.api_send(
+            reqwest::Method::PUT,
+            &format!("queues/{}/{name}", self.vhost),
+            &json!({"durable": false}),
+        )
+        .await;
+        self.api_send(
+            reqwest::Method::POST,
+            &format!("bindings/{}/e/ecom.events/q/{name}", self.vhost),
+            &json!({"routing_key": "#"}),
+        )
+        .await;
+    }
+
+    /// Takes up to `count` messages from a queue (they are removed).
+    pub async fn take(&self, queue: &str, count: usize) -> Vec<Value> {
+        let body = json!({"count": count, "ackmode": "ack_requeue_false", "encoding": "auto", "truncate": 1_000_000});
+        match self
+            .api_send(
+                reqwest::Method::POST,
+                &format!("queues/{}/{queue}/get", self.vhost),
+                &body,
+            )
+            .await
+        {
+            Value::Array(messages) => messages,
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+
+    /// Publishes a raw message to the exchange, as an outside client would.
+    pub async fn publish(&self, routing_key: &str, payload: &str, headers: Value) -> bool {
+        let body = json!({
+            "properties": {"headers": headers, "delivery_mode": 2},
+            "routing_key": routing_key,
+            "payload": payload,
+            "payload_encoding": "string",
+        });
+        let answer = self
+            .api_send(
+                reqwest::Method::POST,
+                &format!("exchanges/{}/ecom.events/publish", self.vhost),
+                &body,
+            )
+            .await;
+        answer["routed"] == true
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        FINISHED_VHOSTS.with(|f| {
+            f.borrow_mut()
+                .push((self.api.clone(), std::mem::take(&mut self.vhost)))
+        });
+    }
+}
+
+fn delete_vhost(api: &str, vhost: &str) {
+    if vhost.is_empty() {
+        return;
+    }
+    let (api, vhost) = (api.to_owned(), vhost.to_owned());
+    let deleted = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .ok()?;
+            client
+                .delete(format!("{api}/api/vhosts/{vhost}"))
+                .send()
+                .await
+                .ok()
+        })
+    })
+    .join();
+    if !matches!(&deleted, Ok(Some(r)) if r.status().is_success() || r.status() == 404) {
+        eprintln!("warning: a test vhost was not deleted");
+    }
+}
+
+/// Serializes tests that stop the broker against those that only use it: they take this lock for
+/// writing, the others for reading.
+pub static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Runs `rabbitmqctl` quietly.
+pub fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?}");
+}
+
+/// The broker stopped (`rabbitmqctl stop_app`: the broker goes away, its node stays up). It starts again
+/// when this is dropped, even if the test fails, so other tests find it running.
+pub struct BrokerOutage {
+    running: bool,
+}
+
+impl BrokerOutage {
+    pub fn begin() -> BrokerOutage {
+        rabbitmqctl(&["stop_app"]);
+        BrokerOutage { running: false }
+    }
+
+    /// Starts the broker again and waits until it accepts connections.
+    pub fn end(mut self) {
+        self.restart();
+    }
+
+    fn restart(&mut self) {
+        if !self.running {
+            self.running = true;
+            rabbitmqctl(&["start_app"]);
+            rabbitmqctl(&["await_startup"]);
+        }
+    }
+}
+
+impl Drop for BrokerOutage {
+    fn drop(&mut self) {
+        self.restart();
+    }
+}
+
+impl TestApp {
+    /// Waits until `/health/ready` answers 200 (the bus is connected).
+    pub async fn ready(&self) {
+        eventually(SAGA_WAIT, "the node to be ready", || async {
+            (self.get("/health/ready", None).await.status() == 200).then_some(())
+        })
+        .await;
     }
 }
 

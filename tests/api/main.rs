@@ -9,6 +9,7 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod broker;
 mod config;
 mod crash;
 mod dashboards;

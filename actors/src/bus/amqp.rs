@@ -45,7 +45,7 @@ use crate::topology::{self, EXCHANGE};
 /// First pause before reconnecting; doubled up to [`RECONNECT_MAX`].
 pub const RECONNECT_INITIAL: Duration = Duration::from_millis(200);
 /// Longest pause between two connection attempts.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// How often a live connection is checked.
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
 
