@@ -440,7 +440,13 @@ impl Handler<Sweep> for SagaRegistry {
         if slice.len() < REFRESH_SLICE {
             // Wrap around.
             let more = REFRESH_SLICE - slice.len();
-            slice.extend(self.sagas.keys().take(more).filter(|id| **id < self.refresh_from).cloned());
+            slice.extend(
+                self.sagas
+                    .keys()
+                    .take(more)
+                    .filter(|id| **id < self.refresh_from)
+                    .cloned(),
+            );
         }
         self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
         let fut = async move {
@@ -453,7 +459,10 @@ impl Handler<Sweep> for SagaRegistry {
             let refreshed = if slice.is_empty() {
                 Ok(vec![])
             } else {
-                saga_instances::Entity::find().filter(saga_instances::Column::OrderId.is_in(slice)).all(&db).await
+                saga_instances::Entity::find()
+                    .filter(saga_instances::Column::OrderId.is_in(slice))
+                    .all(&db)
+                    .await
             };
             match (overdue, refreshed) {
                 (Ok(overdue), Ok(refreshed)) => (overdue, refreshed),
