@@ -17,7 +17,7 @@ use crate::config::{
 use crate::inventory::InventoryActor;
 use crate::mailbox::{Consumer, Mailbox};
 use crate::notification::NotificationActor;
-use crate::orders::{self, PlaceError, PlaceOrder, Placement};
+use crate::orders::{OrderDesk, Place, PlaceError, PlaceOrder, Placement};
 use crate::outbox::{OutboxRelay, OutboxSignal};
 use crate::payment::PaymentActor;
 use crate::saga::{Resume, SagaRegistry, Track};
@@ -51,6 +51,7 @@ pub struct Engine {
     pub payment: Addr<PaymentActor>,
     pub sagas: Addr<SagaRegistry>,
     pub archive: Addr<ArchiveActor>,
+    pub desk: Addr<OrderDesk>,
     pub relay: Addr<OutboxRelay>,
     pub transport: Arc<dyn Transport>,
     pub outbox: OutboxSignal,
@@ -73,6 +74,12 @@ impl Engine {
         let sagas = SagaRegistry::new(db.clone(), config.saga.payment_timeout(), outbox.clone()).start();
         let notifications = NotificationActor.start();
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
+        let writers = if db.get_database_backend() == DbBackend::Sqlite {
+            1
+        } else {
+            4
+        };
+        let desk = OrderDesk::new(db.clone(), writers).start();
 
         let consumers = vec![
             Consumer {
@@ -151,6 +158,7 @@ impl Engine {
             payment,
             sagas,
             archive,
+            desk,
             relay,
             transport,
             outbox,
@@ -158,8 +166,11 @@ impl Engine {
     }
 
     /// Places an order; a new one starts its saga and wakes the relay.
-    pub async fn place_order(&self, request: &PlaceOrder) -> Result<Placement, PlaceError> {
-        let placement = orders::place(&self.db, request).await?;
+    pub async fn place_order(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
+        let placement =
+            self.desk.send(Place(request)).await.map_err(|e| {
+                PlaceError::Database(sea_orm::DbErr::Custom(format!("the order desk: {e}")))
+            })??;
         if let Placement::Created(_, update) = &placement {
             self.outbox.wake();
             self.sagas.do_send(Track(update.clone()));

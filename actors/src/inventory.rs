@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 
 use crate::db;
@@ -245,15 +245,15 @@ pub async fn reserve(
         }
     }
     let reservation_id = db::new_id();
-    inventory_reservations::ActiveModel {
+    inventory_reservations::Entity::insert(inventory_reservations::ActiveModel {
         id: Set(reservation_id.clone()),
         order_id: Set(order_id.to_owned()),
         status: Set(RESERVED.to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
         released_at: Set(None),
-    }
-    .insert(txn)
+    })
+    .exec_without_returning(txn)
     .await?;
     let lines = wanted
         .iter()
@@ -341,7 +341,7 @@ pub async fn release(
             .collect::<Vec<_>>(),
     )
     .map_err(|e| ConsumeError::Transient(e.to_string()))?;
-    inventory_release_events::ActiveModel {
+    inventory_release_events::Entity::insert(inventory_release_events::ActiveModel {
         id: Set(release_id.clone()),
         order_id: Set(order_id.to_owned()),
         reservation_id: Set(reservation.id.clone()),
@@ -349,8 +349,8 @@ pub async fn release(
         released_items: Set(released_json),
         trace_id: Set(trace_id.to_owned()),
         created_at: Set(now),
-    }
-    .insert(txn)
+    })
+    .exec_without_returning(txn)
     .await?;
     metrics::counter!("inventory_releases_total", "reason" => reason.to_owned()).increment(1);
     Ok(Some(InventoryReleased {

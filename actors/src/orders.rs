@@ -8,8 +8,7 @@
 
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -107,42 +106,97 @@ async fn lines_of(db: &impl ConnectionTrait, order_id: &str) -> Result<Vec<order
         .await
 }
 
-/// Places an order (or finds the one its idempotency key already placed).
-pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> Result<Placement, PlaceError> {
+/// What became of one request of a batch.
+pub type PlaceResult = Result<Placement, PlaceError>;
+
+/// Places a batch of orders. They share one transaction (one commit) when none of them runs into an
+/// error; otherwise each is placed alone, so one request never fails another. Results are in request
+/// order.
+pub async fn place_many(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Vec<PlaceResult> {
+    if requests.len() > 1 {
+        match place_together(db, requests).await {
+            Ok(results) => return results,
+            Err(e) => tracing::debug!(error = %e, "placing together failed; placing one by one"),
+        }
+    }
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        results.push(place(db, request).await);
+    }
+    results
+}
+
+/// Every request in one transaction. A key used before (or twice in the batch) fails the batch, and the
+/// requests are then placed one by one, which answers such a key with its original order.
+async fn place_together(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Result<Vec<PlaceResult>, DbErr> {
+    let txn = db::begin_write(db).await?;
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let hash = request_hash(&request.user_id, &request.items);
+        let (record, update) = insert_order(&txn, request, &hash).await?;
+        results.push(Ok(Placement::Created(record, update)));
+    }
+    txn.commit().await?;
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Placement::Created(..))))
+        .count();
+    metrics::counter!("orders_placed_total").increment(created as u64);
+    Ok(results)
+}
+
+/// The answer for a key that was used before: the original order, or a refusal for another body.
+async fn replay(
+    db: &impl ConnectionTrait,
+    existing: orders::Model,
+    hash: &str,
+) -> Result<PlaceResult, DbErr> {
+    if existing.request_hash != hash {
+        return Ok(Err(PlaceError::KeyReused));
+    }
+    let items = lines_of(db, &existing.id).await?;
+    Ok(Ok(Placement::Replayed(OrderRecord {
+        order: existing,
+        items,
+    })))
+}
+
+/// Places one order (or finds the one its idempotency key already placed). The insert comes first: in
+/// the common case the key is new and nothing needs reading; a unique-key violation means the key was
+/// used, and the next round reads the order that used it.
+pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult {
     let hash = request_hash(&request.user_id, &request.items);
     let mut last_error = None;
     for _ in 0..PLACE_ATTEMPTS {
         let txn = db::begin_write(db).await?;
-        if let Some(existing) = find_by_key(&txn, &request.user_id, &request.idempotency_key).await? {
-            let items = lines_of(&txn, &existing.id).await?;
-            txn.commit().await?;
-            if existing.request_hash != hash {
-                return Err(PlaceError::KeyReused);
-            }
-            return Ok(Placement::Replayed(OrderRecord {
-                order: existing,
-                items,
-            }));
-        }
         match insert_order(&txn, request, &hash).await {
             Ok((record, update)) => {
                 txn.commit().await?;
                 metrics::counter!("orders_placed_total").increment(1);
                 return Ok(Placement::Created(record, update));
             }
-            // Someone placed with this key meanwhile: the next round finds their order.
             Err(e) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
                 last_error = Some(e);
             }
             Err(e) => return Err(e.into()),
         }
+        // The key is taken (or was, by a transaction that has since rolled back): read it.
+        let txn = db::begin_write(db).await?;
+        if let Some(existing) = find_by_key(&txn, &request.user_id, &request.idempotency_key).await? {
+            let answer = replay(&txn, existing, &hash).await?;
+            txn.commit().await?;
+            return answer;
+        }
+        txn.rollback().await?;
     }
     Err(last_error
         .unwrap_or_else(|| DbErr::Custom("placing the order failed".into()))
         .into())
 }
 
+/// Writes the order, its lines, the saga row with its first history row, and `order.created` to the
+/// outbox. Nothing is read back: the record is built from what was written.
 async fn insert_order(
     txn: &impl ConnectionTrait,
     request: &PlaceOrder,
@@ -151,39 +205,48 @@ async fn insert_order(
     let now = db::now();
     let order_id = db::new_id();
     let total = total(&request.items);
-    let order = orders::ActiveModel {
-        id: Set(order_id.clone()),
-        user_id: Set(request.user_id.clone()),
-        status: Set(order_status::PENDING.to_owned()),
-        total_amount: Set(total),
-        failure_reason: Set(None),
-        idempotency_key: Set(request.idempotency_key.clone()),
-        request_hash: Set(hash.to_owned()),
-        trace_id: Set(request.trace_id.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(txn)
-    .await?;
-    let lines: Vec<order_items::ActiveModel> = request
+    let order = orders::Model {
+        id: order_id.clone(),
+        user_id: request.user_id.clone(),
+        status: order_status::PENDING.to_owned(),
+        total_amount: total,
+        failure_reason: None,
+        idempotency_key: request.idempotency_key.clone(),
+        request_hash: hash.to_owned(),
+        trace_id: request.trace_id.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    orders::Entity::insert(orders::ActiveModel::from(order.clone()))
+        .exec_without_returning(txn)
+        .await?;
+    let items: Vec<order_items::Model> = request
         .items
         .iter()
         .enumerate()
-        .map(|(i, line)| order_items::ActiveModel {
-            order_id: Set(order_id.clone()),
-            line_no: Set(i as i32 + 1),
-            sku_id: Set(line.sku_id.clone()),
-            quantity: Set(line.quantity),
-            price: Set(line.price),
-            ..Default::default()
+        .map(|(i, line)| order_items::Model {
+            id: 0,
+            order_id: order_id.clone(),
+            line_no: i as i32 + 1,
+            sku_id: line.sku_id.clone(),
+            quantity: line.quantity,
+            price: line.price,
         })
         .collect();
+    let lines = items.iter().map(|item| order_items::ActiveModel {
+        order_id: Set(item.order_id.clone()),
+        line_no: Set(item.line_no),
+        sku_id: Set(item.sku_id.clone()),
+        quantity: Set(item.quantity),
+        price: Set(item.price),
+        ..Default::default()
+    });
     order_items::Entity::insert_many(lines)
         .exec_without_returning(txn)
         .await?;
 
     let identity = serde_json::to_string(&request.identity).map_err(|e| DbErr::Json(e.to_string()))?;
-    saga_instances::ActiveModel {
+    saga_instances::Entity::insert(saga_instances::ActiveModel {
         order_id: Set(order_id.clone()),
         state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
         version: Set(1),
@@ -197,8 +260,8 @@ async fn insert_order(
         updated_at: Set(now),
         completed_at: Set(None),
         deadline_at: Set(None),
-    }
-    .insert(txn)
+    })
+    .exec_without_returning(txn)
     .await?;
 
     let created = Envelope::new(
@@ -219,7 +282,7 @@ async fn insert_order(
         request.trace_id.clone(),
         request.identity.clone(),
     );
-    saga_history::ActiveModel {
+    saga_history::Entity::insert(saga_history::ActiveModel {
         order_id: Set(order_id.clone()),
         seq: Set(1),
         at: Set(now),
@@ -230,12 +293,11 @@ async fn insert_order(
         to_state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
         detail: Set(Some(format!("{} line(s), total {total}", request.items.len()))),
         ..Default::default()
-    }
-    .insert(txn)
+    })
+    .exec_without_returning(txn)
     .await?;
     outbox::insert(txn, std::slice::from_ref(&created)).await?;
 
-    let items = lines_of(txn, &order_id).await?;
     let update = SagaUpdate {
         order_id,
         state: SagaState::AwaitingInventory,
@@ -319,5 +381,73 @@ mod tests {
         assert_eq!(a, request_hash("u", &[line("A", 1, "19.90")]));
         assert_ne!(a, request_hash("u", &[line("A", 2, "19.9")]));
         assert_ne!(a, request_hash("v", &[line("A", 1, "19.9")]));
+    }
+}
+
+/// Most orders written in one transaction by the [`OrderDesk`].
+pub const MAX_PLACE_BATCH: usize = 64;
+
+/// Places orders in batches (group commit): the requests that arrive while a batch is being written go
+/// into the next one, so under load many orders share one commit, and alone an order waits for nobody.
+pub struct OrderDesk {
+    db: DatabaseConnection,
+    pending: Vec<(PlaceOrder, tokio::sync::oneshot::Sender<PlaceResult>)>,
+    busy: usize,
+    writers: usize,
+}
+
+impl OrderDesk {
+    /// `writers`: batches written at the same time (1 for SQLite, which has one writer anyway).
+    pub fn new(db: DatabaseConnection, writers: usize) -> Self {
+        Self {
+            db,
+            pending: Vec::new(),
+            busy: 0,
+            writers: writers.max(1),
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut actix::Context<Self>) {
+        use actix::{ActorFutureExt, AsyncContext, WrapFuture};
+        while self.busy < self.writers && !self.pending.is_empty() {
+            let take = self.pending.len().min(MAX_PLACE_BATCH);
+            let (requests, replies): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
+            self.busy += 1;
+            let db = self.db.clone();
+            let write = async move { place_many(&db, &requests).await }
+                .into_actor(self)
+                .map(move |results, desk, ctx| {
+                    desk.busy -= 1;
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                    desk.flush(ctx);
+                });
+            ctx.spawn(write);
+        }
+    }
+}
+
+impl actix::Actor for OrderDesk {
+    type Context = actix::Context<Self>;
+}
+
+/// Place one order; answered once its batch has committed.
+#[derive(actix::Message)]
+#[rtype(result = "PlaceResult")]
+pub struct Place(pub PlaceOrder);
+
+impl actix::Handler<Place> for OrderDesk {
+    type Result = actix::ResponseFuture<PlaceResult>;
+
+    fn handle(&mut self, Place(request): Place, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.pending.push((request, reply));
+        self.flush(ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(DbErr::Custom("the order desk stopped".into()).into()))
+        })
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 
 use crate::config::{PaymentMode, PaymentSettings};
@@ -129,15 +129,15 @@ impl Handler<Apply> for PaymentActor {
                 .one(txn)
                 .await?
                 .ok_or_else(|| ConsumeError::Poison(format!("no order {order_id} to charge")))?;
-            payment_records::ActiveModel {
+            payment_records::Entity::insert(payment_records::ActiveModel {
                 id: Set(result.payment_id.clone()),
                 order_id: Set(order_id.to_owned()),
                 amount: Set(order.total_amount),
                 status: Set(if result.approved { SUCCEEDED } else { FAILED }.to_owned()),
                 reason: Set((!result.approved).then(|| DECLINED.to_owned())),
                 created_at: Set(db::now()),
-            }
-            .insert(txn)
+            })
+            .exec_without_returning(txn)
             .await?;
             let event = if result.approved {
                 Event::PaymentSucceeded(PaymentSucceeded {

@@ -17,8 +17,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use crate::auth::Identity;
@@ -230,7 +230,7 @@ pub async fn apply_input(
         None => detail(input, payment_timeout),
         Some(why) => format!("{why}: late or out of order, recorded and ignored"),
     };
-    saga_history::ActiveModel {
+    saga_history::Entity::insert(saga_history::ActiveModel {
         order_id: Set(order_id.to_owned()),
         seq: Set(version as i32),
         at: Set(now),
@@ -241,8 +241,8 @@ pub async fn apply_input(
         to_state: Set(transition.to.as_str().to_owned()),
         detail: Set(Some(detail)),
         ..Default::default()
-    }
-    .insert(txn)
+    })
+    .exec_without_returning(txn)
     .await?;
 
     if let Some((status, reason)) = order_change {

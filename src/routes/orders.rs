@@ -174,7 +174,7 @@ async fn place(
         user_id: body.user_id,
         items: lines(body.items)?,
     };
-    match state.engine.place_order(&request).await {
+    match state.engine.place_order(request).await {
         Ok(Placement::Created(record, _)) => {
             let view = OrderView::from(record);
             Ok(HttpResponse::Created()
