@@ -8,6 +8,7 @@ pub mod config;
 pub mod database;
 pub mod error;
 pub mod extract;
+pub mod loadtest;
 pub mod observability;
 pub mod routes;
 pub mod startup;
