@@ -9,4 +9,5 @@ mod helpers;
 mod auth;
 mod config;
 mod health;
+mod loadtest;
 mod stocks;
