@@ -555,9 +555,6 @@ pub async fn run(options: &Options, interrupt: Interrupt) -> Result<Report, Load
         watcher.abort();
     }
     progress.ended.finish();
-    for s in &skipped {
-        progress.warn(&format!("skipped {s}"));
-    }
 
     // 5. Figures.
     let timings: Vec<Timing> = records
