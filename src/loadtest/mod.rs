@@ -638,6 +638,7 @@ pub async fn run(options: &Options, interrupt: Interrupt) -> Result<Report, Load
         rejections,
         compensated,
         not_ended,
+        waited: options.wait,
         accepted_per_second: report::per_second(accepted_count, placing_took),
         clock_offset_ms: figures.clock_offset_ms,
         timeline: figures.timeline,

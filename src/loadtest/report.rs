@@ -113,6 +113,8 @@ pub struct Report {
     pub compensated: u64,
     /// Accepted orders still `PENDING` when the harness stopped waiting.
     pub not_ended: u64,
+    /// Whether the harness waited for the sagas (`false` with `--no-wait`: only placement was measured).
+    pub waited: bool,
     /// Accepted orders per second while placing.
     pub accepted_per_second: f64,
     /// The node's clock minus the harness's, as estimated from the orders (milliseconds).
@@ -307,6 +309,23 @@ pub fn render_summary(report: &Report) -> String {
     for (reason, n) in &report.rejections {
         let _ = writeln!(out, "                  {n} × {reason}");
     }
+    if !report.waited {
+        let _ = writeln!(out, "  sagas ended   not waited for (--no-wait)");
+        let _ = writeln!(
+            out,
+            "  throughput    {:.1} accepted/s over {:.2} s",
+            report.accepted_per_second, report.duration_seconds
+        );
+        let _ = writeln!(
+            out,
+            "  accept (ms)   p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+            report.latency_ms.accept.p50,
+            report.latency_ms.accept.p90,
+            report.latency_ms.accept.p99,
+            report.latency_ms.accept.max
+        );
+        return out;
+    }
     let _ = writeln!(
         out,
         "  sagas ended   {} ({} confirmed, {} failed of which {} compensated){}",
@@ -435,6 +454,81 @@ mod tests {
         assert_eq!((f.timeline[0].accepted, f.timeline[0].ended), (3, 1));
         assert_eq!((f.timeline[1].accepted, f.timeline[1].ended), (0, 1));
         assert_eq!(f.timeline[1].completion_p99_ms, Some(1_180.0));
+    }
+
+    fn sample_report() -> Report {
+        let latency = |p50: f64| LatencySummary {
+            p50,
+            p90: p50 * 2.0,
+            p99: p50 * 4.0,
+            max: p50 * 8.0,
+            mean: p50 * 1.5,
+            count: 4_000,
+        };
+        Report {
+            orders: 4_000,
+            accepted: 4_000,
+            completed: 4_000,
+            confirmed: 1_340,
+            failed: 2_660,
+            duration_seconds: 2.5,
+            orders_per_second: 1_600.0,
+            latency_ms: Latencies {
+                accept: latency(10.0),
+                completion: latency(20.0),
+            },
+            invariants: InvariantReport {
+                ok: true,
+                violations: vec![],
+                skipped: vec![],
+            },
+            run_id: "3f9a1c2e".to_owned(),
+            url: "http://127.0.0.1:8080".to_owned(),
+            load: LoadDescription::Closed { concurrency: 32 },
+            skus: 20,
+            stock: 100,
+            seed: 7,
+            started_at: start(),
+            rejected: 0,
+            rejections: BTreeMap::new(),
+            compensated: 0,
+            not_ended: 0,
+            waited: true,
+            accepted_per_second: 1_700.0,
+            clock_offset_ms: 0.0,
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn the_summary_shows_the_figures_of_the_contract() {
+        let text = render_summary(&sample_report());
+        assert!(text.contains("4000 sent, 4000 accepted, 0 rejected"), "{text}");
+        assert!(text.contains("1600.0 sagas/s over 2.50 s"), "{text}");
+        assert!(text.contains("completion") && text.contains("80.0"), "{text}");
+        assert!(text.contains("invariants    ok"), "{text}");
+
+        let mut failed = sample_report();
+        failed.invariants.ok = false;
+        failed.invariants.violations = vec![Violation {
+            kind: super::super::invariants::ViolationKind::LostOrder,
+            order_id: Some("o-1".to_owned()),
+            sku_id: None,
+            message: "order o-1 was accepted but the node does not know it (lost)".to_owned(),
+        }];
+        let text = render_summary(&failed);
+        assert!(
+            text.contains("FAILED: 1 violation(s)") && text.contains("o-1"),
+            "{text}"
+        );
+
+        let mut placed_only = sample_report();
+        placed_only.waited = false;
+        let text = render_summary(&placed_only);
+        assert!(
+            text.contains("not waited for") && !text.contains("invariants"),
+            "{text}"
+        );
     }
 
     #[test]
