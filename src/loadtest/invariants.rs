@@ -430,16 +430,24 @@ pub async fn collect(
 
     let sagas = collect_sagas(api, admin, plan, since).await?;
 
+    let read: Vec<Result<(String, Option<Stock>), LoadtestError>> = stream::iter(plan.initial_stock.keys())
+        .map(|sku_id| async move {
+            let stock = match api.stock(sku_id).await? {
+                Found::Yes(view) => Some(Stock {
+                    available: view.available_qty,
+                    reserved: view.reserved_qty,
+                }),
+                Found::No => None,
+            };
+            Ok((sku_id.clone(), stock))
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
     let mut stocks = BTreeMap::new();
-    for sku_id in plan.initial_stock.keys() {
-        let stock = match api.stock(sku_id).await? {
-            Found::Yes(view) => Some(Stock {
-                available: view.available_qty,
-                reserved: view.reserved_qty,
-            }),
-            Found::No => None,
-        };
-        stocks.insert(sku_id.clone(), stock);
+    for result in read {
+        let (sku_id, stock) = result?;
+        stocks.insert(sku_id, stock);
     }
 
     let mut skipped = Vec::new();
