@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod database;
 pub mod error;
 pub mod extract;
+pub mod loadtest;
 pub mod observability;
 pub mod routes;
 pub mod runtime;

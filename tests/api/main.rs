@@ -16,6 +16,7 @@ mod dashboards;
 mod dead_letters;
 mod health;
 mod idempotency;
+mod loadtest;
 mod orders;
 mod sagas;
 mod stocks;
