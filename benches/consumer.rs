@@ -120,7 +120,7 @@ async fn reserve_step(db: &DatabaseConnection) {
         sku_id: SKU.to_owned(),
         quantity: 1,
     }];
-    let reservation = match actors::inventory::reserve(&txn, &order_id, &items).await {
+    let reservation = match actors::inventory::reserve(&txn, &order_id, &items, false).await {
         Ok(actors::inventory::Reservation::Reserved { reservation_id, .. }) => reservation_id,
         Ok(refused) => panic!("reservation refused: {refused:?}"),
         Err(e) => panic!("reserve: {e}"),

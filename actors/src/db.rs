@@ -88,3 +88,50 @@ mod tests {
         assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal("gone".into()))));
     }
 }
+
+/// Writes that travel together: on SQLite they go to the database in one round trip (one call with
+/// several statements), elsewhere one after the other. Each statement should change one row per row it
+/// names, so the caller can compare [`Writes::execute`]'s total with what it expects: a version-checked
+/// update that matched nothing shows as a shortfall.
+#[derive(Default)]
+pub struct Writes {
+    statements: Vec<sea_orm::Statement>,
+}
+
+impl Writes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a statement built for `backend`.
+    pub fn push(&mut self, backend: DbBackend, query: &impl sea_orm::QueryTrait) {
+        self.statements.push(query.build(backend));
+    }
+
+    /// Runs the statements in order; answers the rows they changed in all.
+    pub async fn execute(self, db: &impl sea_orm::ConnectionTrait) -> Result<u64, DbErr> {
+        let backend = db.get_database_backend();
+        if backend != DbBackend::Sqlite || self.statements.len() < 2 {
+            let mut rows = 0;
+            for statement in self.statements {
+                rows += db.execute_raw(statement).await?.rows_affected();
+            }
+            return Ok(rows);
+        }
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        for statement in self.statements {
+            if !sql.is_empty() {
+                sql.push_str(";\n");
+            }
+            sql.push_str(&statement.sql);
+            if let Some(v) = statement.values {
+                values.extend(v.0);
+            }
+        }
+        let result = db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

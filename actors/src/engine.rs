@@ -69,10 +69,36 @@ impl Engine {
         ));
         let auth = AuthActor::new(db.clone(), tokens.clone(), config.auth.clone()).start();
         let outbox = OutboxSignal::new();
-        let inventory = InventoryActor::new(db.clone()).start();
-        let payment = PaymentActor::new(config.payment_mode, config.payment.clone()).start();
-        let sagas = SagaRegistry::new(db.clone(), config.saga.payment_timeout(), outbox.clone()).start();
-        let notifications = NotificationActor.start();
+        // On SQLite the single connection serializes the work anyway, and every extra thread costs
+        // wake-ups; on a server database the consumers get threads of their own.
+        let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+        let home = |name: &str| {
+            if sqlite {
+                actix::Arbiter::current()
+            } else {
+                match actix::Arbiter::try_new() {
+                    Ok(arbiter) => arbiter.handle(),
+                    Err(e) => {
+                        tracing::warn!(arbiter = name, error = %e, "no thread of its own; sharing the main one");
+                        actix::Arbiter::current()
+                    }
+                }
+            }
+        };
+        let (inventory_home, payment_home, saga_home) = (home("inventory"), home("payment"), home("saga"));
+        let inventory = {
+            let db = db.clone();
+            InventoryActor::start_in_arbiter(&inventory_home, move |_| InventoryActor::new(db))
+        };
+        let payment = {
+            let (mode, settings) = (config.payment_mode, config.payment.clone());
+            PaymentActor::start_in_arbiter(&payment_home, move |_| PaymentActor::new(mode, settings))
+        };
+        let sagas = {
+            let (db, timeout, outbox) = (db.clone(), config.saga.payment_timeout(), outbox.clone());
+            SagaRegistry::start_in_arbiter(&saga_home, move |_| SagaRegistry::new(db, timeout, outbox))
+        };
+        let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
         let writers = if db.get_database_backend() == DbBackend::Sqlite {
             1
@@ -86,31 +112,37 @@ impl Engine {
                 queue: topology::Q_INVENTORY_ORDER_CREATED,
                 apply: inventory.clone().recipient(),
                 prepare: None,
+                home: inventory_home.clone(),
             },
             Consumer {
                 queue: topology::Q_INVENTORY_RELEASE_REQUESTED,
                 apply: inventory.clone().recipient(),
                 prepare: None,
+                home: inventory_home.clone(),
             },
             Consumer {
                 queue: topology::Q_PAYMENT_INVENTORY_RESERVED,
                 apply: payment.clone().recipient(),
                 prepare: Some(payment.clone().recipient()),
+                home: payment_home.clone(),
             },
             Consumer {
                 queue: topology::Q_ORDER_INVENTORY_RESULT,
                 apply: sagas.clone().recipient(),
                 prepare: None,
+                home: saga_home.clone(),
             },
             Consumer {
                 queue: topology::Q_ORDER_PAYMENT_RESULT,
                 apply: sagas.clone().recipient(),
                 prepare: None,
+                home: saga_home.clone(),
             },
             Consumer {
                 queue: topology::Q_NOTIFICATION_ORDER_CREATED,
                 apply: notifications.recipient(),
                 prepare: None,
+                home: payment_home.clone(),
             },
         ];
         let mailbox = Mailbox::new(db.clone(), config.retry.clone(), outbox.clone());
@@ -134,7 +166,7 @@ impl Engine {
                 let workers = if db.get_database_backend() == DbBackend::Sqlite {
                     1
                 } else {
-                    2
+                    4
                 };
                 InProcessTransport::start(consumers, mailbox, workers)
             }

@@ -172,17 +172,22 @@ fn merge(items: &[SkuQuantity]) -> Vec<SkuQuantity> {
 
 /// Reserves all lines of an order or none, inside the caller's transaction. Stock rows are read, checked
 /// and then updated with their version as the condition; when another writer moved a version first the
-/// answer is a [`ConsumeError::Conflict`] and the caller runs the whole reservation again. Idempotent per
-/// order: an order that already has a reservation gets that one back.
+/// answer is a [`ConsumeError::Conflict`] and the caller runs the whole reservation again.
+///
+/// With `idempotent`, an order that already has a reservation gets that one back (the direct reservation
+/// API). The consumer of `order.created` passes `false`: its inbox already guarantees one reservation per
+/// event, and the unique reservation per order refuses a second one.
 pub async fn reserve(
     txn: &impl ConnectionTrait,
     order_id: &str,
     items: &[SkuQuantity],
+    idempotent: bool,
 ) -> Result<Reservation, ConsumeError> {
-    if let Some(existing) = inventory_reservations::Entity::find()
-        .filter(inventory_reservations::Column::OrderId.eq(order_id))
-        .one(txn)
-        .await?
+    if idempotent
+        && let Some(existing) = inventory_reservations::Entity::find()
+            .filter(inventory_reservations::Column::OrderId.eq(order_id))
+            .one(txn)
+            .await?
     {
         let held = inventory_reservation_items::Entity::find()
             .filter(inventory_reservation_items::Column::ReservationId.eq(existing.id.as_str()))
@@ -218,54 +223,60 @@ pub async fn reserve(
             Some(_) => {}
         }
     }
+    // The stock rows (each conditioned on the version read), the reservation and its lines go to the
+    // database together; a stock row that moved on shows as one row short.
     let now = db::now();
+    let backend = txn.get_database_backend();
+    let mut writes = db::Writes::new();
     for item in &wanted {
         let row = by_sku[item.sku_id.as_str()];
         let quantity = i64::from(item.quantity);
-        let updated = stocks::Entity::update_many()
-            .col_expr(
-                stocks::Column::AvailableQty,
-                Expr::col(stocks::Column::AvailableQty).sub(quantity),
-            )
-            .col_expr(
-                stocks::Column::ReservedQty,
-                Expr::col(stocks::Column::ReservedQty).add(quantity),
-            )
-            .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
-            .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
-            .filter(stocks::Column::SkuId.eq(row.sku_id.as_str()))
-            .filter(stocks::Column::Version.eq(row.version))
-            .exec(txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(ConsumeError::Conflict(format!(
-                "stock {} moved past version {}",
-                row.sku_id, row.version
-            )));
-        }
+        writes.push(
+            backend,
+            &stocks::Entity::update_many()
+                .col_expr(
+                    stocks::Column::AvailableQty,
+                    Expr::col(stocks::Column::AvailableQty).sub(quantity),
+                )
+                .col_expr(
+                    stocks::Column::ReservedQty,
+                    Expr::col(stocks::Column::ReservedQty).add(quantity),
+                )
+                .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
+                .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
+                .filter(stocks::Column::SkuId.eq(row.sku_id.as_str()))
+                .filter(stocks::Column::Version.eq(row.version)),
+        );
     }
     let reservation_id = db::new_id();
-    inventory_reservations::Entity::insert(inventory_reservations::ActiveModel {
-        id: Set(reservation_id.clone()),
-        order_id: Set(order_id.to_owned()),
-        status: Set(RESERVED.to_owned()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        released_at: Set(None),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    let lines = wanted
-        .iter()
-        .map(|item| inventory_reservation_items::ActiveModel {
-            reservation_id: Set(reservation_id.clone()),
-            sku_id: Set(item.sku_id.clone()),
-            quantity: Set(item.quantity),
-            ..Default::default()
-        });
-    inventory_reservation_items::Entity::insert_many(lines)
-        .exec_without_returning(txn)
-        .await?;
+    writes.push(
+        backend,
+        &inventory_reservations::Entity::insert(inventory_reservations::ActiveModel {
+            id: Set(reservation_id.clone()),
+            order_id: Set(order_id.to_owned()),
+            status: Set(RESERVED.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            released_at: Set(None),
+        }),
+    );
+    writes.push(
+        backend,
+        &inventory_reservation_items::Entity::insert_many(wanted.iter().map(|item| {
+            inventory_reservation_items::ActiveModel {
+                reservation_id: Set(reservation_id.clone()),
+                sku_id: Set(item.sku_id.clone()),
+                quantity: Set(item.quantity),
+                ..Default::default()
+            }
+        })),
+    );
+    let expected = 2 * wanted.len() as u64 + 1;
+    if writes.execute(txn).await? != expected {
+        return Err(ConsumeError::Conflict(format!(
+            "stock of order {order_id} moved while it was reserved"
+        )));
+    }
     metrics::counter!("inventory_reservations_total").increment(1);
     Ok(Reservation::Reserved {
         reservation_id,
@@ -384,7 +395,7 @@ impl Handler<Apply> for InventoryActor {
                             "an order needs lines with quantity ≥ 1".into(),
                         ));
                     }
-                    let event = match reserve(txn, &order.order_id, &lines).await? {
+                    let event = match reserve(txn, &order.order_id, &lines, false).await? {
                         Reservation::Reserved {
                             reservation_id,
                             items,
@@ -434,7 +445,7 @@ impl Handler<Reserve> for InventoryActor {
         Box::pin(async move {
             for _ in 0..MAX_CONFLICT_RETRIES {
                 let txn = db::begin_write(&db).await?;
-                match reserve(&txn, &msg.order_id, &msg.items).await {
+                match reserve(&txn, &msg.order_id, &msg.items, true).await {
                     Ok(reservation) => {
                         txn.commit().await?;
                         return Ok(reservation);

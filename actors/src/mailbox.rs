@@ -129,6 +129,9 @@ pub struct Consumer {
     pub queue: &'static str,
     pub apply: Recipient<Apply>,
     pub prepare: Option<Recipient<Prepare>>,
+    /// The arbiter (thread) the consumer's actor lives on; its queue is drained there too, so the
+    /// middleware and the actor share a thread.
+    pub home: actix::ArbiterHandle,
 }
 
 /// One message as a transport delivered it.
@@ -302,15 +305,25 @@ impl Mailbox {
         dispositions
     }
 
-    /// All pending messages in one transaction; any failure rolls back all of them.
+    /// All pending messages in one transaction; any failure rolls back all of them. The inbox claims are
+    /// one statement for the batch, and so are the outbox rows.
     async fn apply_together(&self, consumer: &Consumer, pending: &[Pending]) -> Result<(), ConsumeError> {
         let txn = Arc::new(db::begin_write(&self.db).await?);
+        let ids: Vec<&str> = pending.iter().map(|p| p.envelope.event_id.as_str()).collect();
+        let mut claimed = claim_many(txn.as_ref(), &ids, consumer.queue).await?;
         let mut hooks = Vec::new();
+        let mut publish = Vec::new();
         for p in pending {
-            if let Some(effects) = self.apply_in(&txn, consumer, p).await? {
-                hooks.extend(effects.after_commit);
+            // A message claimed now is applied once, even if the batch holds it twice.
+            if !claimed.remove(p.envelope.event_id.as_str()) {
+                self.duplicate(consumer, p);
+                continue;
             }
+            let effects = self.apply_claimed(&txn, consumer, p).await?;
+            hooks.extend(effects.after_commit);
+            publish.extend(effects.publish);
         }
+        outbox::insert(txn.as_ref(), &publish).await?;
         self.commit(txn, hooks).await
     }
 
@@ -348,11 +361,22 @@ impl Mailbox {
         p: &Pending,
     ) -> Result<Option<Effects>, ConsumeError> {
         if !claim(txn.as_ref(), &p.envelope.event_id, consumer.queue).await? {
-            metrics::counter!("messages_duplicate_total", "queue" => consumer.queue).increment(1);
-            tracing::debug!(queue = consumer.queue, event_id = %p.envelope.event_id, "duplicate ignored");
+            self.duplicate(consumer, p);
             return Ok(None);
         }
-        let effects = consumer
+        let effects = self.apply_claimed(txn, consumer, p).await?;
+        outbox::insert(txn.as_ref(), &effects.publish).await?;
+        Ok(Some(effects))
+    }
+
+    /// The consumer's work for a message whose inbox row is written.
+    async fn apply_claimed(
+        &self,
+        txn: &Arc<DatabaseTransaction>,
+        consumer: &Consumer,
+        p: &Pending,
+    ) -> Result<Effects, ConsumeError> {
+        consumer
             .apply
             .send(Apply {
                 txn: txn.clone(),
@@ -361,9 +385,12 @@ impl Mailbox {
                 prepared: p.prepared.clone(),
             })
             .await
-            .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))??;
-        outbox::insert(txn.as_ref(), &effects.publish).await?;
-        Ok(Some(effects))
+            .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))?
+    }
+
+    fn duplicate(&self, consumer: &Consumer, p: &Pending) {
+        metrics::counter!("messages_duplicate_total", "queue" => consumer.queue).increment(1);
+        tracing::debug!(queue = consumer.queue, event_id = %p.envelope.event_id, "duplicate ignored");
     }
 
     async fn commit(
@@ -404,4 +431,54 @@ pub async fn claim(txn: &impl ConnectionTrait, message_id: &str, consumer: &str)
         ))
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Claims many messages for one consumer; answers the ids claimed now (the others were claimed before).
+/// One statement where the database can say which rows it inserted (`RETURNING`: SQLite, PostgreSQL);
+/// one per message on MySQL/MariaDB.
+pub async fn claim_many(
+    txn: &impl ConnectionTrait,
+    message_ids: &[&str],
+    consumer: &str,
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    let backend = txn.get_database_backend();
+    let mut claimed = std::collections::HashSet::new();
+    if backend == DbBackend::MySql {
+        for id in message_ids {
+            if !claimed.contains(*id) && claim(txn, id, consumer).await? {
+                claimed.insert((*id).to_owned());
+            }
+        }
+        return Ok(claimed);
+    }
+    let unique: std::collections::BTreeSet<&str> = message_ids.iter().copied().collect();
+    if unique.is_empty() {
+        return Ok(claimed);
+    }
+    let now = db::now();
+    let mut sql = String::from("INSERT INTO consumed_messages (message_id, consumer, consumed_at) VALUES ");
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(unique.len() * 3);
+    for (i, id) in unique.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        match backend {
+            DbBackend::Postgres => {
+                let n = i * 3;
+                sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+            }
+            _ => sql.push_str("(?, ?, ?)"),
+        }
+        values.push((*id).into());
+        values.push(consumer.into());
+        values.push(now.into());
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING message_id");
+    for row in txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    {
+        claimed.insert(row.try_get::<String>("", "message_id")?);
+    }
+    Ok(claimed)
 }

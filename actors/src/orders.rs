@@ -126,23 +126,19 @@ pub async fn place_many(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Vec
     results
 }
 
-/// Every request in one transaction. A key used before (or twice in the batch) fails the batch, and the
-/// requests are then placed one by one, which answers such a key with its original order.
+/// Every request in one transaction, each table written with one statement for the whole batch. A key
+/// used before (or twice in the batch) fails the batch, and the requests are then placed one by one,
+/// which answers such a key with its original order.
 async fn place_together(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Result<Vec<PlaceResult>, DbErr> {
+    let orders: Vec<NewOrderRows> = requests.iter().map(NewOrderRows::new).collect::<Result<_, _>>()?;
     let txn = db::begin_write(db).await?;
-    let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        let hash = request_hash(&request.user_id, &request.items);
-        let (record, update) = insert_order(&txn, request, &hash).await?;
-        results.push(Ok(Placement::Created(record, update)));
-    }
+    insert_rows(&txn, &orders).await?;
     txn.commit().await?;
-    let created = results
-        .iter()
-        .filter(|r| matches!(r, Ok(Placement::Created(..))))
-        .count();
-    metrics::counter!("orders_placed_total").increment(created as u64);
-    Ok(results)
+    metrics::counter!("orders_placed_total").increment(orders.len() as u64);
+    Ok(orders
+        .into_iter()
+        .map(|o| Ok(Placement::Created(o.record, o.update)))
+        .collect())
 }
 
 /// The answer for a key that was used before: the original order, or a refusal for another body.
@@ -168,12 +164,13 @@ pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult
     let hash = request_hash(&request.user_id, &request.items);
     let mut last_error = None;
     for _ in 0..PLACE_ATTEMPTS {
+        let rows = NewOrderRows::new(request)?;
         let txn = db::begin_write(db).await?;
-        match insert_order(&txn, request, &hash).await {
-            Ok((record, update)) => {
+        match insert_rows(&txn, std::slice::from_ref(&rows)).await {
+            Ok(()) => {
                 txn.commit().await?;
                 metrics::counter!("orders_placed_total").increment(1);
-                return Ok(Placement::Created(record, update));
+                return Ok(Placement::Created(rows.record, rows.update));
             }
             Err(e) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
@@ -195,116 +192,147 @@ pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult
         .into())
 }
 
-/// Writes the order, its lines, the saga row with its first history row, and `order.created` to the
-/// outbox. Nothing is read back: the record is built from what was written.
-async fn insert_order(
-    txn: &impl ConnectionTrait,
-    request: &PlaceOrder,
-    hash: &str,
-) -> Result<(OrderRecord, SagaUpdate), DbErr> {
-    let now = db::now();
-    let order_id = db::new_id();
-    let total = total(&request.items);
-    let order = orders::Model {
-        id: order_id.clone(),
-        user_id: request.user_id.clone(),
-        status: order_status::PENDING.to_owned(),
-        total_amount: total,
-        failure_reason: None,
-        idempotency_key: request.idempotency_key.clone(),
-        request_hash: hash.to_owned(),
-        trace_id: request.trace_id.clone(),
-        created_at: now,
-        updated_at: now,
-    };
-    orders::Entity::insert(orders::ActiveModel::from(order.clone()))
-        .exec_without_returning(txn)
-        .await?;
-    let items: Vec<order_items::Model> = request
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, line)| order_items::Model {
-            id: 0,
-            order_id: order_id.clone(),
-            line_no: i as i32 + 1,
-            sku_id: line.sku_id.clone(),
-            quantity: line.quantity,
-            price: line.price,
-        })
-        .collect();
-    let lines = items.iter().map(|item| order_items::ActiveModel {
-        order_id: Set(item.order_id.clone()),
-        line_no: Set(item.line_no),
-        sku_id: Set(item.sku_id.clone()),
-        quantity: Set(item.quantity),
-        price: Set(item.price),
-        ..Default::default()
-    });
-    order_items::Entity::insert_many(lines)
-        .exec_without_returning(txn)
-        .await?;
+/// The rows one new order writes: the order, its lines, the saga row with its first history row, and
+/// `order.created` for the outbox.
+struct NewOrderRows {
+    record: OrderRecord,
+    update: SagaUpdate,
+    saga: saga_instances::ActiveModel,
+    history: saga_history::ActiveModel,
+    created: Envelope,
+}
 
-    let identity = serde_json::to_string(&request.identity).map_err(|e| DbErr::Json(e.to_string()))?;
-    saga_instances::Entity::insert(saga_instances::ActiveModel {
-        order_id: Set(order_id.clone()),
-        state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
-        version: Set(1),
-        user_id: Set(request.user_id.clone()),
-        reservation_id: Set(None),
-        payment_id: Set(None),
-        failure_reason: Set(None),
-        trace_id: Set(request.trace_id.clone()),
-        identity: Set(identity),
-        started_at: Set(now),
-        updated_at: Set(now),
-        completed_at: Set(None),
-        deadline_at: Set(None),
-    })
-    .exec_without_returning(txn)
-    .await?;
-
-    let created = Envelope::new(
-        Event::OrderCreated(OrderCreated {
-            order_id: order_id.clone(),
+impl NewOrderRows {
+    fn new(request: &PlaceOrder) -> Result<Self, DbErr> {
+        let hash = request_hash(&request.user_id, &request.items);
+        let now = db::now();
+        let order_id = db::new_id();
+        let total = total(&request.items);
+        let order = orders::Model {
+            id: order_id.clone(),
             user_id: request.user_id.clone(),
-            items: request
-                .items
-                .iter()
-                .map(|l| OrderLine {
-                    sku_id: l.sku_id.clone(),
-                    quantity: l.quantity,
-                    price: l.price,
-                })
-                .collect(),
+            status: order_status::PENDING.to_owned(),
             total_amount: total,
-        }),
-        request.trace_id.clone(),
-        request.identity.clone(),
-    );
-    saga_history::Entity::insert(saga_history::ActiveModel {
-        order_id: Set(order_id.clone()),
-        seq: Set(1),
-        at: Set(now),
-        event_type: Set("OrderPlaced".to_owned()),
-        event_id: Set(Some(created.event_id.clone())),
-        routing_key: Set(Some(created.routing_key().to_owned())),
-        from_state: Set(None),
-        to_state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
-        detail: Set(Some(format!("{} line(s), total {total}", request.items.len()))),
-        ..Default::default()
-    })
-    .exec_without_returning(txn)
-    .await?;
-    outbox::insert(txn, std::slice::from_ref(&created)).await?;
+            failure_reason: None,
+            idempotency_key: request.idempotency_key.clone(),
+            request_hash: hash,
+            trace_id: request.trace_id.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let items: Vec<order_items::Model> = request
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, line)| order_items::Model {
+                id: 0,
+                order_id: order_id.clone(),
+                line_no: i as i32 + 1,
+                sku_id: line.sku_id.clone(),
+                quantity: line.quantity,
+                price: line.price,
+            })
+            .collect();
+        let identity = serde_json::to_string(&request.identity).map_err(|e| DbErr::Json(e.to_string()))?;
+        let saga = saga_instances::ActiveModel {
+            order_id: Set(order_id.clone()),
+            state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
+            version: Set(1),
+            user_id: Set(request.user_id.clone()),
+            reservation_id: Set(None),
+            payment_id: Set(None),
+            failure_reason: Set(None),
+            trace_id: Set(request.trace_id.clone()),
+            identity: Set(identity),
+            started_at: Set(now),
+            updated_at: Set(now),
+            completed_at: Set(None),
+            deadline_at: Set(None),
+        };
+        let created = Envelope::new(
+            Event::OrderCreated(OrderCreated {
+                order_id: order_id.clone(),
+                user_id: request.user_id.clone(),
+                items: request
+                    .items
+                    .iter()
+                    .map(|l| OrderLine {
+                        sku_id: l.sku_id.clone(),
+                        quantity: l.quantity,
+                        price: l.price,
+                    })
+                    .collect(),
+                total_amount: total,
+            }),
+            request.trace_id.clone(),
+            request.identity.clone(),
+        );
+        let history = saga_history::ActiveModel {
+            order_id: Set(order_id.clone()),
+            seq: Set(1),
+            at: Set(now),
+            event_type: Set("OrderPlaced".to_owned()),
+            event_id: Set(Some(created.event_id.clone())),
+            routing_key: Set(Some(created.routing_key().to_owned())),
+            from_state: Set(None),
+            to_state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
+            detail: Set(Some(format!("{} line(s), total {total}", request.items.len()))),
+            ..Default::default()
+        };
+        let update = SagaUpdate {
+            order_id,
+            state: SagaState::AwaitingInventory,
+            version: 1,
+            deadline_at: None,
+        };
+        Ok(NewOrderRows {
+            record: OrderRecord { order, items },
+            update,
+            saga,
+            history,
+            created,
+        })
+    }
+}
 
-    let update = SagaUpdate {
-        order_id,
-        state: SagaState::AwaitingInventory,
-        version: 1,
-        deadline_at: None,
-    };
-    Ok((OrderRecord { order, items }, update))
+/// Writes new orders: one statement per table, whatever their number, in one round trip where the
+/// database allows it. Nothing is read back.
+async fn insert_rows(txn: &impl ConnectionTrait, orders: &[NewOrderRows]) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let mut writes = db::Writes::new();
+    writes.push(
+        backend,
+        &orders::Entity::insert_many(
+            orders
+                .iter()
+                .map(|o| orders::ActiveModel::from(o.record.order.clone())),
+        ),
+    );
+    writes.push(
+        backend,
+        &order_items::Entity::insert_many(orders.iter().flat_map(|o| &o.record.items).map(|item| {
+            order_items::ActiveModel {
+                order_id: Set(item.order_id.clone()),
+                line_no: Set(item.line_no),
+                sku_id: Set(item.sku_id.clone()),
+                quantity: Set(item.quantity),
+                price: Set(item.price),
+                ..Default::default()
+            }
+        })),
+    );
+    writes.push(
+        backend,
+        &saga_instances::Entity::insert_many(orders.iter().map(|o| o.saga.clone())),
+    );
+    writes.push(
+        backend,
+        &saga_history::Entity::insert_many(orders.iter().map(|o| o.history.clone())),
+    );
+    let created: Vec<Envelope> = orders.iter().map(|o| o.created.clone()).collect();
+    writes.push(backend, &outbox::insert_statement(&created)?);
+    writes.execute(txn).await?;
+    Ok(())
 }
 
 /// An archived order's line as kept in `orders_archive.items`.

@@ -41,6 +41,14 @@ pub async fn insert(txn: &impl ConnectionTrait, envelopes: &[Envelope]) -> Resul
     if envelopes.is_empty() {
         return Ok(());
     }
+    insert_statement(envelopes)?.exec_without_returning(txn).await?;
+    Ok(())
+}
+
+/// The insert of `envelopes` into the outbox (one statement), to run with other writes.
+pub fn insert_statement(
+    envelopes: &[Envelope],
+) -> Result<sea_orm::InsertMany<outbox_events::ActiveModel>, DbErr> {
     let now = db::now();
     let mut rows = Vec::with_capacity(envelopes.len());
     for e in envelopes {
@@ -59,10 +67,7 @@ pub async fn insert(txn: &impl ConnectionTrait, envelopes: &[Envelope]) -> Resul
             ..Default::default()
         });
     }
-    outbox_events::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    Ok(outbox_events::Entity::insert_many(rows))
 }
 
 /// Wakes the relay: call after a commit that wrote outbox rows. Cheap and never blocks.

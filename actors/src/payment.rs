@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sha2::{Digest, Sha256};
 
 use crate::config::{PaymentMode, PaymentSettings};
@@ -116,29 +117,30 @@ impl Handler<Apply> for PaymentActor {
                 .ok_or_else(|| ConsumeError::Transient("no gateway answer".into()))?;
             let txn = msg.txn.as_ref();
             let order_id = reserved.order_id.as_str();
-            if payment_records::Entity::find()
-                .filter(payment_records::Column::OrderId.eq(order_id))
-                .one(txn)
-                .await?
-                .is_some()
-            {
-                // Paid before (under another message id): the result was published then.
-                return Ok(Effects::none());
+            // The amount is the order's total, copied in the same statement.
+            use payment_records::Column as P;
+            let status = if result.approved { SUCCEEDED } else { FAILED };
+            let reason = (!result.approved).then(|| DECLINED.to_owned());
+            let charge = Query::insert()
+                .into_table(payment_records::Entity)
+                .columns([P::Id, P::OrderId, P::Amount, P::Status, P::Reason, P::CreatedAt])
+                .select_from(
+                    Query::select()
+                        .expr(Expr::val(result.payment_id.clone()))
+                        .column(orders::Column::Id)
+                        .column(orders::Column::TotalAmount)
+                        .expr(Expr::val(status))
+                        .expr(Expr::val(reason))
+                        .expr(Expr::val(db::now()))
+                        .from(orders::Entity)
+                        .and_where(Expr::col(orders::Column::Id).eq(order_id))
+                        .to_owned(),
+                )
+                .map_err(|e| ConsumeError::Transient(format!("building the payment insert: {e}")))?
+                .to_owned();
+            if txn.execute(&charge).await?.rows_affected() != 1 {
+                return Err(ConsumeError::Poison(format!("no order {order_id} to charge")));
             }
-            let order = orders::Entity::find_by_id(order_id.to_owned())
-                .one(txn)
-                .await?
-                .ok_or_else(|| ConsumeError::Poison(format!("no order {order_id} to charge")))?;
-            payment_records::Entity::insert(payment_records::ActiveModel {
-                id: Set(result.payment_id.clone()),
-                order_id: Set(order_id.to_owned()),
-                amount: Set(order.total_amount),
-                status: Set(if result.approved { SUCCEEDED } else { FAILED }.to_owned()),
-                reason: Set((!result.approved).then(|| DECLINED.to_owned())),
-                created_at: Set(db::now()),
-            })
-            .exec_without_returning(txn)
-            .await?;
             let event = if result.approved {
                 Event::PaymentSucceeded(PaymentSucceeded {
                     order_id: order_id.to_owned(),

@@ -206,19 +206,17 @@ pub async fn apply_input(
         update.deadline_at = Set(deadline_at);
     }
 
-    let written = saga_instances::Entity::update_many()
-        .set(update)
-        .filter(saga_instances::Column::OrderId.eq(order_id))
-        .filter(saga_instances::Column::Version.eq(row.version))
-        .exec(txn)
-        .await?;
-    if written.rows_affected != 1 {
-        return Err(ConsumeError::Conflict(format!(
-            "saga {order_id} moved past version {}",
-            row.version
-        )));
-    }
-
+    // The saga row (conditioned on the version read), its history row and the order's status go to the
+    // database together; a saga row that moved on shows as one row short.
+    let backend = txn.get_database_backend();
+    let mut writes = db::Writes::new();
+    writes.push(
+        backend,
+        &saga_instances::Entity::update_many()
+            .set(update)
+            .filter(saga_instances::Column::OrderId.eq(order_id))
+            .filter(saga_instances::Column::Version.eq(row.version)),
+    );
     let (event_id, routing_key) = match &cause {
         Cause::Event(envelope) => (
             Some(envelope.event_id.clone()),
@@ -230,29 +228,38 @@ pub async fn apply_input(
         None => detail(input, payment_timeout),
         Some(why) => format!("{why}: late or out of order, recorded and ignored"),
     };
-    saga_history::Entity::insert(saga_history::ActiveModel {
-        order_id: Set(order_id.to_owned()),
-        seq: Set(version as i32),
-        at: Set(now),
-        event_type: Set(input.name().to_owned()),
-        event_id: Set(event_id),
-        routing_key: Set(routing_key),
-        from_state: Set(Some(transition.from.as_str().to_owned())),
-        to_state: Set(transition.to.as_str().to_owned()),
-        detail: Set(Some(detail)),
-        ..Default::default()
-    })
-    .exec_without_returning(txn)
-    .await?;
-
+    writes.push(
+        backend,
+        &saga_history::Entity::insert(saga_history::ActiveModel {
+            order_id: Set(order_id.to_owned()),
+            seq: Set(version as i32),
+            at: Set(now),
+            event_type: Set(input.name().to_owned()),
+            event_id: Set(event_id),
+            routing_key: Set(routing_key),
+            from_state: Set(Some(transition.from.as_str().to_owned())),
+            to_state: Set(transition.to.as_str().to_owned()),
+            detail: Set(Some(detail)),
+            ..Default::default()
+        }),
+    );
+    let mut expected = 2;
     if let Some((status, reason)) = order_change {
-        orders::Entity::update_many()
-            .col_expr(orders::Column::Status, Expr::value(status))
-            .col_expr(orders::Column::FailureReason, Expr::value(reason))
-            .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-            .filter(orders::Column::Id.eq(order_id))
-            .exec(txn)
-            .await?;
+        writes.push(
+            backend,
+            &orders::Entity::update_many()
+                .col_expr(orders::Column::Status, Expr::value(status))
+                .col_expr(orders::Column::FailureReason, Expr::value(reason))
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(orders::Column::Id.eq(order_id)),
+        );
+        expected += 1;
+    }
+    if writes.execute(txn).await? != expected {
+        return Err(ConsumeError::Conflict(format!(
+            "saga {order_id} moved past version {}",
+            row.version
+        )));
     }
 
     if transition.applied() {

@@ -43,7 +43,6 @@ pub struct TestDb {
     admin_url: Option<String>,
     name: String,
     file: Option<PathBuf>,
-    destroyed: bool,
 }
 
 fn replace_database(url: &str, name: &str) -> String {
@@ -77,7 +76,6 @@ impl TestDb {
                 admin_url: None,
                 name,
                 file: Some(file),
-                destroyed: false,
             });
         };
         let admin_url = match std::env::var(env) {
@@ -110,63 +108,79 @@ impl TestDb {
             admin_url: Some(admin_url),
             name,
             file: None,
-            destroyed: false,
         })
     }
 }
 
 thread_local! {
-    /// Databases whose test has finished, dropped once the test's actix system is gone.
-    static FINISHED: std::cell::RefCell<Vec<TestDb>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// RabbitMQ vhosts (management API, vhost) whose test has finished, deleted with the databases.
-    static FINISHED_VHOSTS: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Databases and vhosts whose test has finished, removed once the test's actix system is gone (or,
+    /// for a test outside the macro, when its thread ends).
+    static FINISHED: std::cell::RefCell<Vec<Leftover>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Drops the databases of the test that ran on this thread. The test macro calls it after the test's
-/// system has stopped, so the app's connections are gone and nothing holds a lock.
+/// Removes what the test that ran on this thread left. The test macro calls it after the test's system
+/// has stopped, so the app's connections are gone and nothing holds a lock.
 pub fn drop_finished_databases() {
     let finished = FINISHED.with(|f| std::mem::take(&mut *f.borrow_mut()));
-    for mut db in finished {
-        db.destroy();
-    }
-    let vhosts = FINISHED_VHOSTS.with(|f| std::mem::take(&mut *f.borrow_mut()));
-    for (api, vhost) in vhosts {
-        delete_vhost(&api, &vhost);
+    drop(finished);
+}
+
+/// A test database or vhost to remove; removed when dropped.
+enum Leftover {
+    Database {
+        backend: Backend,
+        admin_url: Option<String>,
+        name: String,
+        file: Option<PathBuf>,
+    },
+    Vhost {
+        api: String,
+        vhost: String,
+    },
+}
+
+fn leave(leftover: Leftover) {
+    // During thread teardown the list may be gone: then remove it right away.
+    if let Err(std::thread::AccessError { .. }) = FINISHED.try_with(|f| f.borrow_mut().push(leftover)) {}
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        match self {
+            Leftover::Database {
+                backend,
+                admin_url,
+                name,
+                file,
+            } => destroy_database(*backend, admin_url.take(), name, file.take()),
+            Leftover::Vhost { api, vhost } => delete_vhost(api, vhost),
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if self.destroyed {
-            return;
-        }
         // Inside a running test the app may still use the database: hand it to the thread's list.
-        let moved = TestDb {
+        leave(Leftover::Database {
             backend: self.backend,
-            url: std::mem::take(&mut self.url),
             admin_url: self.admin_url.take(),
             name: std::mem::take(&mut self.name),
             file: self.file.take(),
-            destroyed: false,
-        };
-        self.destroyed = true;
-        FINISHED.with(|f| f.borrow_mut().push(moved));
+        });
     }
 }
 
-impl TestDb {
-    fn destroy(&mut self) {
-        self.destroyed = true;
-        if let Some(file) = &self.file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
-            return;
+fn destroy_database(backend: Backend, admin_url: Option<String>, name: &str, file: Option<PathBuf>) {
+    if let Some(file) = &file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
         }
-        let (Some(admin_url), backend, name) = (self.admin_url.clone(), self.backend, self.name.clone())
-        else {
-            return;
-        };
+        return;
+    }
+    let Some(admin_url) = admin_url else { return };
+    let name = name.to_owned();
+    let shown = name.clone();
+    {
         // Dropping needs async I/O and Drop is not async: do it on a thread with its own runtime.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -203,7 +217,7 @@ impl TestDb {
         })
         .join();
         if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("warning: test database {} was not dropped", self.name);
+            eprintln!("warning: test database {shown} was not dropped");
         }
     }
 }
@@ -636,9 +650,9 @@ impl TestBroker {
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        FINISHED_VHOSTS.with(|f| {
-            f.borrow_mut()
-                .push((self.api.clone(), std::mem::take(&mut self.vhost)))
+        leave(Leftover::Vhost {
+            api: self.api.clone(),
+            vhost: std::mem::take(&mut self.vhost),
         });
     }
 }

@@ -126,11 +126,13 @@ on_every_backend! {
             queue: topology::Q_INVENTORY_ORDER_CREATED,
             apply: engine.inventory.clone().recipient(),
             prepare: None,
+            home: actix::Arbiter::current(),
         };
         let notifier = Consumer {
             queue: topology::Q_NOTIFICATION_ORDER_CREATED,
             apply: NotificationActor.start().recipient(),
             prepare: None,
+            home: actix::Arbiter::current(),
         };
         let delivery = Delivery {
             body: Arc::from(created.payload.into_bytes()),

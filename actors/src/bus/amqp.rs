@@ -295,7 +295,7 @@ async fn start_consumer(
     link: &Arc<Link>,
     consumer: Consumer,
     mailbox: Mailbox,
-) -> lapin::Result<tokio::task::JoinHandle<()>> {
+) -> lapin::Result<futures::future::AbortHandle> {
     let channel = link.connection.create_channel().await?;
     channel
         .basic_qos(shared.config.prefetch, BasicQosOptions::default())
@@ -310,9 +310,12 @@ async fn start_consumer(
         .await?;
     let shared = shared.clone();
     let link = link.clone();
-    Ok(tokio::spawn(consume(
-        shared, link, channel, stream, consumer, mailbox,
-    )))
+    let home = consumer.home.clone();
+    let (task, abort) = futures::future::abortable(consume(shared, link, channel, stream, consumer, mailbox));
+    home.spawn(async move {
+        let _ = task.await;
+    });
+    Ok(abort)
 }
 
 fn header<'a>(headers: &'a Option<FieldTable>, name: &str) -> Option<&'a AMQPValue> {

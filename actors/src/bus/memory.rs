@@ -56,7 +56,9 @@ impl InProcessTransport {
             let (tx, rx) = mpsc::unbounded_channel();
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
             for _ in 0..workers.max(1) {
-                tokio::spawn(drain(consumer.clone(), mailbox.clone(), rx.clone(), tx.clone()));
+                consumer
+                    .home
+                    .spawn(drain(consumer.clone(), mailbox.clone(), rx.clone(), tx.clone()));
             }
             queues.insert(consumer.queue, tx);
         }
