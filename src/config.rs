@@ -45,6 +45,9 @@ pub struct Settings {
     pub payment_mode: PaymentMode,
     /// SQLite `synchronous` pragma: `FULL` or `NORMAL`.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// On SQLite, keep the engine's thread and the SQLite connection's thread on one core (the HTTP
+    /// workers still use every core); see `affinity`.
+    pub sqlite_pin_threads: bool,
     /// Largest JSON request body in bytes.
     pub body_limit_bytes: usize,
     /// HTTP worker threads (default: one per core).
@@ -71,6 +74,7 @@ impl Default for Settings {
             jwt_issuer: "ordersaga".to_owned(),
             payment_mode: PaymentMode::Success,
             sqlite_synchronous: SqliteSynchronous::Full,
+            sqlite_pin_threads: true,
             body_limit_bytes: 64 * 1024,
             http_workers: None,
             log_format: LogFormat::Text,

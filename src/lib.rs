@@ -3,6 +3,7 @@
 //! This crate is the service around the engine (crate `actors`): configuration, start-up, the HTTP API,
 //! and the command line (`serve`, `migrate`, `loadtest`).
 
+pub mod affinity;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -13,7 +13,8 @@ use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::TracingLogger;
 
-use crate::config::Settings;
+use crate::affinity::{self, Pinned};
+use crate::config::{DatabaseKind, Settings};
 use crate::error::handlers;
 use crate::state::AppState;
 use crate::{database, observability, routes};
@@ -30,13 +31,33 @@ impl Application {
     /// Connects to the database, applies migrations, starts the engine and binds the listener.
     /// Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // Before the connection opens, so that its thread starts on the same core (see `affinity`).
+        let pinned = if settings.sqlite_pin_threads && settings.database_kind()? == DatabaseKind::Sqlite {
+            affinity::pin_current_thread()
+        } else {
+            None
+        };
+        if let Some(pinned) = &pinned {
+            tracing::info!(
+                core = pinned.core,
+                "the engine and its SQLite connection run on one core"
+            );
+        }
         let db = database::connect(&settings).await?;
         database::migrate(&db).await?;
-        Self::build_with_db(settings, db).await
+        Self::start(settings, db, pinned).await
     }
 
-    /// Like `build`, with a database connection that is already migrated.
+    /// Like `build`, with a database connection that is already migrated (and no thread pinned).
     pub async fn build_with_db(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Application> {
+        Self::start(settings, db, None).await
+    }
+
+    async fn start(
+        settings: Settings,
+        db: DatabaseConnection,
+        pinned: Option<Pinned>,
+    ) -> anyhow::Result<Application> {
         let templates = crate::dashboard::templates().context("the dashboard templates do not parse")?;
         let engine = Engine::start(db.clone(), engine_config(&settings)).await?;
         let listener = TcpListener::bind(settings.bind_addr()?)
@@ -54,6 +75,10 @@ impl Application {
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
+            // Called once on each worker's thread as it starts.
+            if let Some(pinned) = &pinned {
+                pinned.release_current_thread();
+            }
             App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(observability::http_metrics))

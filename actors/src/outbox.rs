@@ -29,8 +29,11 @@ use crate::db;
 use crate::envelope::Envelope;
 use entities::outbox_events;
 
-/// Messages handed to the transport and not yet confirmed, above which the relay stops claiming.
-pub const MAX_IN_FLIGHT: usize = 20_000;
+/// Messages handed to the transport and not yet confirmed, above which the relay stops claiming. On the
+/// in-process bus a publication is confirmed when its consumers settle it, so a slow consumer (a slow
+/// payment gateway) keeps its messages in flight: the bound is high enough that 100,000 sagas waiting on
+/// payments do not hold back the other queues, at about 2 KB of memory each.
+pub const MAX_IN_FLIGHT: usize = 150_000;
 /// Pause after a failed database round before the relay tries again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 /// Most confirmations written in one `UPDATE`.

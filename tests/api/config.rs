@@ -91,6 +91,12 @@ pub struct Server {
     pub address: String,
 }
 
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -177,4 +183,76 @@ on_every_backend! {
             .send().await.unwrap();
         assert_eq!(again.status(), 200);
     }
+}
+
+/// The cores each thread of process `pid` may run on, by thread name ("0", "0-1", …).
+#[cfg(target_os = "linux")]
+fn cores_by_thread(pid: u32) -> Vec<(String, String)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let cores = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        threads.push((name, cores));
+    }
+    threads
+}
+
+#[cfg(target_os = "linux")]
+#[actix_web::test]
+async fn on_sqlite_the_engine_and_its_connection_share_one_core_and_http_workers_use_all() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    if !all.contains(['-', ',']) {
+        println!("skipped: the tests may run on one core only ({all})");
+        return;
+    }
+    let Some(db) = TestDb::create(crate::helpers::Backend::Sqlite).await else {
+        return;
+    };
+
+    let server = start_server(&db, &[]).await;
+    let threads = cores_by_thread(server.pid());
+    let cores_of = |prefix: &str| -> Vec<&str> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, cores)| cores.as_str())
+            .collect()
+    };
+    let engine = cores_of("ordersaga");
+    let connection = cores_of("sqlx-sqlite");
+    let http = cores_of("actix-rt|system");
+    assert_eq!(engine.len(), 1, "{threads:?}");
+    assert!(!connection.is_empty() && !http.is_empty(), "{threads:?}");
+    assert!(
+        !engine[0].contains(['-', ',']),
+        "the engine thread is on one core: {threads:?}"
+    );
+    assert!(connection.iter().all(|c| *c == engine[0]), "{threads:?}");
+    assert!(
+        http.iter().all(|c| *c == all),
+        "HTTP workers use every core: {threads:?}"
+    );
+    drop(server);
+
+    let server = start_server(&db, &[("ORDERSAGA_SQLITE_PIN_THREADS", "false")]).await;
+    let threads = cores_by_thread(server.pid());
+    assert!(
+        threads.iter().all(|(_, cores)| *cores == all),
+        "nothing pinned: {threads:?}"
+    );
 }

@@ -238,6 +238,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
         database_url: db.url.clone(),
         jwt_secret: Some(Secret::new(TEST_SECRET)),
         http_workers: Some(2),
+        // Many nodes share the test process; pinning is tested on a child process (config.rs).
+        sqlite_pin_threads: false,
         ..Settings::default()
     };
     if db.backend != Backend::Sqlite {
