@@ -74,11 +74,41 @@ fn mysql_transient(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::Statement;
 
     #[test]
     fn now_has_microsecond_precision() {
         let t = now();
         assert_eq!(t.timestamp_subsec_nanos() % 1_000, 0);
+    }
+
+    #[test]
+    fn postgres_writes_become_one_statement_with_parameters_renumbered() {
+        let first = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            r#"UPDATE "t" SET "a" = $1 WHERE "id" = $2 AND "v" = $3"#,
+            [1.into(), "x".into(), 7.into()],
+        );
+        let second = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            r#"INSERT INTO "h" ("id", "n") VALUES ($1, $2), ($3, $4)"#,
+            ["x".into(), 1.into(), "x".into(), 2.into()],
+        );
+        let together = postgres_together(vec![first, second]);
+        assert_eq!(
+            together.sql,
+            r#"WITH w0 AS (UPDATE "t" SET "a" = $1 WHERE "id" = $2 AND "v" = $3 RETURNING 1), "#.to_owned()
+                + r#"w1 AS (INSERT INTO "h" ("id", "n") VALUES ($4, $5), ($6, $7) RETURNING 1) "#
+                + "SELECT (SELECT count(*) FROM w0) + (SELECT count(*) FROM w1) AS changed"
+        );
+        assert_eq!(together.values.map(|v| v.0.len()), Some(7));
+    }
+
+    #[test]
+    fn renumbering_leaves_a_lone_dollar_alone() {
+        let mut out = String::new();
+        push_renumbered(&mut out, "a $ b $10 $2x", 5);
+        assert_eq!(out, "a $ b $15 $7x");
     }
 
     #[test]
@@ -89,10 +119,15 @@ mod tests {
     }
 }
 
-/// Writes that travel together: on SQLite they go to the database in one round trip (one call with
-/// several statements), elsewhere one after the other. Each statement should change one row per row it
-/// names, so the caller can compare [`Writes::execute`]'s total with what it expects: a version-checked
-/// update that matched nothing shows as a shortfall.
+/// Writes that travel together, in one round trip where the database allows it: on SQLite as one call
+/// with several statements, on PostgreSQL as one statement whose `WITH` clauses are the writes; on
+/// MySQL/MariaDB one after the other. Each statement should change one row per row it names, so the
+/// caller can compare [`Writes::execute`]'s total with what it expects: a version-checked update that
+/// matched nothing shows as a shortfall.
+///
+/// On PostgreSQL the writes of one call see the database as it was before the call (one snapshot), so
+/// none of them may depend on a row another one writes, except through a foreign key (checked at the
+/// end of the statement).
 #[derive(Default)]
 pub struct Writes {
     statements: Vec<sea_orm::Statement>,
@@ -108,15 +143,23 @@ impl Writes {
         self.statements.push(query.build(backend));
     }
 
-    /// Runs the statements in order; answers the rows they changed in all.
+    /// Runs the statements; answers the rows they changed in all.
     pub async fn execute(self, db: &impl sea_orm::ConnectionTrait) -> Result<u64, DbErr> {
         let backend = db.get_database_backend();
-        if backend != DbBackend::Sqlite || self.statements.len() < 2 {
+        if self.statements.len() < 2 || backend == DbBackend::MySql {
             let mut rows = 0;
             for statement in self.statements {
                 rows += db.execute_raw(statement).await?.rows_affected();
             }
             return Ok(rows);
+        }
+        if backend == DbBackend::Postgres {
+            let changed = db
+                .query_one_raw(postgres_together(self.statements))
+                .await?
+                .ok_or_else(|| DbErr::Custom("the writes answered no row".into()))?
+                .try_get::<i64>("", "changed")?;
+            return Ok(u64::try_from(changed).unwrap_or(0));
         }
         let mut sql = String::new();
         let mut values = Vec::new();
@@ -134,4 +177,52 @@ impl Writes {
             .await?;
         Ok(result.rows_affected())
     }
+}
+
+/// PostgreSQL statements as one: `WITH w0 AS (… RETURNING 1), w1 AS (…) SELECT count(w0) + count(w1)`,
+/// their parameters renumbered to follow each other.
+fn postgres_together(statements: Vec<sea_orm::Statement>) -> sea_orm::Statement {
+    let mut sql = String::from("WITH ");
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let count = statements.len();
+    for (i, statement) in statements.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("w{i} AS ("));
+        push_renumbered(&mut sql, &statement.sql, values.len());
+        sql.push_str(" RETURNING 1)");
+        if let Some(v) = statement.values {
+            values.extend(v.0);
+        }
+    }
+    sql.push_str(" SELECT ");
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(" + ");
+        }
+        sql.push_str(&format!("(SELECT count(*) FROM w{i})"));
+    }
+    sql.push_str(" AS changed");
+    sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// Appends `sql` with each placeholder `$n` written as `$(n + offset)`. Statements built by sea-query
+/// pass every value as a parameter, so a `$` followed by digits is always a placeholder.
+fn push_renumbered(out: &mut String, sql: &str, offset: usize) {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&format!("${}", n + offset)),
+            Err(_) => {
+                out.push('$');
+                out.push_str(&after[..digits]);
+            }
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
 }

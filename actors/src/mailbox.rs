@@ -132,6 +132,10 @@ pub struct Consumer {
     /// The arbiter (thread) the consumer's actor lives on; its queue is drained there too, so the
     /// middleware and the actor share a thread.
     pub home: actix::ArbiterHandle,
+    /// Its messages write rows that most messages of the queue share (the stock of a few SKUs): the
+    /// in-process bus then drains the queue with one worker, since concurrent batches would mostly
+    /// conflict on those rows and fall back to one message at a time.
+    pub serial: bool,
 }
 
 /// One message as a transport delivered it.

@@ -126,12 +126,14 @@ on_every_backend! {
             queue: topology::Q_INVENTORY_ORDER_CREATED,
             apply: engine.inventory.clone().recipient(),
             prepare: None,
+            serial: false,
             home: actix::Arbiter::current(),
         };
         let notifier = Consumer {
             queue: topology::Q_NOTIFICATION_ORDER_CREATED,
             apply: NotificationActor.start().recipient(),
             prepare: None,
+            serial: false,
             home: actix::Arbiter::current(),
         };
         let delivery = Delivery {

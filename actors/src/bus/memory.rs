@@ -48,14 +48,15 @@ pub struct InProcessTransport {
 }
 
 impl InProcessTransport {
-    /// Creates a queue per consumer and starts draining them on the current runtime, `workers` tasks per
-    /// queue.
+    /// Creates a queue per consumer and starts draining them on the consumer's arbiter, `workers` tasks
+    /// per queue (one for a consumer whose messages share rows, [`Consumer::serial`]).
     pub fn start(consumers: Vec<Consumer>, mailbox: Mailbox, workers: usize) -> Arc<Self> {
         let mut queues = HashMap::new();
         for consumer in consumers {
             let (tx, rx) = mpsc::unbounded_channel();
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            for _ in 0..workers.max(1) {
+            let workers = if consumer.serial { 1 } else { workers.max(1) };
+            for _ in 0..workers {
                 consumer
                     .home
                     .spawn(drain(consumer.clone(), mailbox.clone(), rx.clone(), tx.clone()));
