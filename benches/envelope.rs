@@ -1,14 +1,14 @@
-//! Event envelopes: encoding to and decoding from the JSON of the bus.
-//!
-//! Envelope signatures (HMAC-SHA256 in `x-signature`) come with the RabbitMQ transport; their
-//! benchmark belongs beside these once that code exists.
+//! Event envelopes: encoding to and decoding from the JSON of the bus, and the HMAC-SHA256 signature
+//! (`x-signature`) the RabbitMQ transport adds to each body and checks on receipt.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use actors::auth::Identity;
-use actors::envelope::{Envelope, Event, InventoryReleased, OrderCreated, OrderLine, SkuQuantity};
+use actors::envelope::{
+    Envelope, Event, InventoryReleased, OrderCreated, OrderLine, SkuQuantity, sign, verify_signature,
+};
 use entities::Money;
 
 fn money(text: &str) -> Money {
@@ -71,6 +71,14 @@ fn envelopes(c: &mut Criterion) {
         group.bench_function("encode", |b| b.iter(|| black_box(&envelope).encode()));
         group.bench_function("decode", |b| {
             b.iter(|| Envelope::decode(black_box(text.as_bytes())))
+        });
+        let key = b"a-signing-key-of-thirty-two-bytes!";
+        let signature = sign(key, text.as_bytes());
+        group.bench_function("sign", |b| {
+            b.iter(|| sign(black_box(key), black_box(text.as_bytes())))
+        });
+        group.bench_function("verify signature", |b| {
+            b.iter(|| verify_signature(black_box(key), black_box(text.as_bytes()), black_box(&signature)))
         });
         group.finish();
     }
