@@ -8,10 +8,9 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::release_audit::refresh_param;
-use super::{DEFAULT_REFRESH_SECONDS, Layout, MAX_REFRESH_SECONDS, Pager, format, link, render, respond};
+use super::{Layout, Pager, format, link, paging_pairs, parse_refresh, render, respond};
 use crate::error::ApiError;
-use crate::routes::release_events::{parse_number, parse_page};
+use crate::routes::release_events::parse_page;
 use crate::state::AppState;
 use actors::audit;
 use actors::dead_letters::{self, DEAD, DISCARDED, REPLAYED};
@@ -98,13 +97,7 @@ fn status_class(status: &str) -> String {
 
 async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
-    let refresh = parse_number(
-        "refresh",
-        &query.refresh,
-        DEFAULT_REFRESH_SECONDS,
-        0,
-        MAX_REFRESH_SECONDS,
-    )?;
+    let refresh = parse_refresh(&query.refresh)?;
     let request = parse_page(&query.page, &query.size)?;
     let status = query
         .status
@@ -156,30 +149,9 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
     )
     .await?;
     let keep = |page: u64| {
-        link(
-            "/dashboard/dead-letters",
-            &[
-                ("status", status.clone()),
-                ("consumer", consumer.clone()),
-                (
-                    "page",
-                    if page == 0 {
-                        String::new()
-                    } else {
-                        page.to_string()
-                    },
-                ),
-                (
-                    "size",
-                    if request.size == 20 {
-                        String::new()
-                    } else {
-                        request.size.to_string()
-                    },
-                ),
-                ("refresh", refresh_param(refresh)),
-            ],
-        )
+        let mut pairs = vec![("status", status.clone()), ("consumer", consumer.clone())];
+        pairs.extend(paging_pairs(page, request.size, refresh));
+        link("/dashboard/dead-letters", &pairs)
     };
     let pager = Pager::new(request.page, request.size, total, rows.len(), keep);
     let page = DeadLettersPage {

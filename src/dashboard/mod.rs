@@ -19,6 +19,8 @@ use serde::Serialize;
 use tera::Tera;
 
 use crate::error::ApiError;
+use crate::routes::paging::DEFAULT_PAGE_SIZE;
+use crate::routes::release_events::parse_number;
 use crate::state::AppState;
 
 pub mod dead_letters;
@@ -209,6 +211,29 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
     serde_urlencoded::to_string(kept).unwrap_or_default()
 }
 
+/// The `refresh` parameter of a dashboard page: seconds between live updates, 0 for none.
+pub fn parse_refresh(raw: &Option<String>) -> Result<u64, ApiError> {
+    parse_number("refresh", raw, DEFAULT_REFRESH_SECONDS, 0, MAX_REFRESH_SECONDS)
+}
+
+/// A link parameter's value, or empty (so [`link`] leaves it out) when it is the default.
+pub fn unless_default<T: PartialEq + ToString>(value: T, default: T) -> String {
+    if value == default {
+        String::new()
+    } else {
+        value.to_string()
+    }
+}
+
+/// The paging and refresh parameters every dashboard's links carry, each left out at its default.
+pub fn paging_pairs(page: u64, size: u64, refresh: u64) -> [(&'static str, String); 3] {
+    [
+        ("page", unless_default(page, 0)),
+        ("size", unless_default(size, DEFAULT_PAGE_SIZE)),
+        ("refresh", unless_default(refresh, DEFAULT_REFRESH_SECONDS)),
+    ]
+}
+
 /// `path?query`, or `path` when the query is empty.
 pub fn link(path: &str, pairs: &[(&str, String)]) -> String {
     let query = query_string(pairs);
@@ -266,6 +291,16 @@ mod tests {
     #[test]
     fn the_templates_parse() {
         assert!(templates().is_ok(), "{:?}", templates().err());
+    }
+
+    #[test]
+    fn paging_parameters_are_left_out_at_their_defaults() {
+        let defaults = paging_pairs(0, DEFAULT_PAGE_SIZE, DEFAULT_REFRESH_SECONDS);
+        assert_eq!(link("/dashboard", &defaults), "/dashboard");
+        assert_eq!(
+            link("/dashboard", &paging_pairs(2, 50, 0)),
+            "/dashboard?page=2&size=50&refresh=0"
+        );
     }
 
     #[test]

@@ -8,10 +8,11 @@ use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::svg::{self, Series};
-use super::{DEFAULT_REFRESH_SECONDS, Layout, MAX_REFRESH_SECONDS, Pager, format, link, render, respond};
+use super::{Layout, Pager, format, link, paging_pairs, parse_refresh, render, respond};
 use crate::error::ApiError;
+use crate::routes::paging::DEFAULT_PAGE_SIZE;
 use crate::routes::release_events::{
-    MAX_EXPORT_LIMIT, ReleasedItem, parse_filter, parse_instant, parse_number, parse_page, released_items,
+    MAX_EXPORT_LIMIT, ReleasedItem, parse_filter, parse_instant, parse_page, released_items,
 };
 use crate::state::AppState;
 use actors::audit::{self, ReleaseFilter};
@@ -95,13 +96,7 @@ struct AuditPage {
 /// The dashboard page; a bad filter shows the form with the problem (`400`).
 pub async fn page(state: web::Data<AppState>, query: web::Query<AuditQuery>) -> HttpResponse {
     let query = query.into_inner();
-    let refresh = match parse_number(
-        "refresh",
-        &query.refresh,
-        DEFAULT_REFRESH_SECONDS,
-        0,
-        MAX_REFRESH_SECONDS,
-    ) {
+    let refresh = match parse_refresh(&query.refresh) {
         Ok(r) => r,
         Err(e) => return super::error_page(&state, "audit", &e),
     };
@@ -117,7 +112,7 @@ pub async fn page(state: web::Data<AppState>, query: web::Query<AuditQuery>) -> 
                     // A date-time field can only show a valid value.
                     from: shown_instant("from", &query.from),
                     to: shown_instant("to", &query.to),
-                    size: 20,
+                    size: DEFAULT_PAGE_SIZE,
                     active: true,
                 },
                 error: Some(message),
@@ -204,23 +199,7 @@ async fn build(
     let size = request.size;
     let page_url = |page: u64| {
         let mut p = pairs.clone();
-        p.push((
-            "page",
-            if page == 0 {
-                String::new()
-            } else {
-                page.to_string()
-            },
-        ));
-        p.push((
-            "size",
-            if size == 20 {
-                String::new()
-            } else {
-                size.to_string()
-            },
-        ));
-        p.push(("refresh", refresh_param(refresh)));
+        p.extend(paging_pairs(page, size, refresh));
         link("/dashboard", &p)
     };
     let pager = Pager::new(request.page, size, total, rows.len(), page_url);
@@ -284,15 +263,6 @@ fn shown_instant(name: &str, value: &Option<String>) -> String {
         .flatten()
         .map(format::input_value)
         .unwrap_or_default()
-}
-
-/// The `refresh` parameter to keep in links: empty when it is the default.
-pub fn refresh_param(refresh: u64) -> String {
-    if refresh == DEFAULT_REFRESH_SECONDS {
-        String::new()
-    } else {
-        refresh.to_string()
-    }
 }
 
 /// The CSS class of a release reason.

@@ -8,10 +8,10 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::release_audit::{reason_class, refresh_param};
+use super::release_audit::reason_class;
 use super::svg::{self, Series, Step};
 use super::{
-    DEFAULT_REFRESH_SECONDS, Layout, MAX_REFRESH_SECONDS, Pager, format, link, render, respond, state_class,
+    Layout, Pager, format, link, paging_pairs, parse_refresh, render, respond, state_class, unless_default,
 };
 use crate::error::ApiError;
 use crate::routes::release_events::{ReleasedItem, parse_number, parse_order_id, parse_page, released_items};
@@ -139,13 +139,7 @@ fn saga_row(row: saga_instances::Model, now: DateTime<Utc>, stuck_before: DateTi
 
 async fn list(state: &AppState, query: SagasQuery) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
-    let refresh = parse_number(
-        "refresh",
-        &query.refresh,
-        DEFAULT_REFRESH_SECONDS,
-        0,
-        MAX_REFRESH_SECONDS,
-    )?;
+    let refresh = parse_refresh(&query.refresh)?;
     let minutes = parse_number(
         "minutes",
         &query.minutes,
@@ -189,47 +183,15 @@ async fn list(state: &AppState, query: SagasQuery) -> Result<HttpResponse, ApiEr
     let throughput = throughput(state, now, minutes).await?;
 
     let keep = |page: u64| {
-        link(
-            "/dashboard/sagas",
-            &[
-                ("q", text.clone()),
-                ("state", wanted.map(|s| s.as_str().to_owned()).unwrap_or_default()),
-                ("stuck", if stuck_only { "1".to_owned() } else { String::new() }),
-                (
-                    "stuckSeconds",
-                    if stuck_seconds == default_stuck {
-                        String::new()
-                    } else {
-                        stuck_seconds.to_string()
-                    },
-                ),
-                (
-                    "minutes",
-                    if minutes == DEFAULT_WINDOW_MINUTES {
-                        String::new()
-                    } else {
-                        minutes.to_string()
-                    },
-                ),
-                (
-                    "page",
-                    if page == 0 {
-                        String::new()
-                    } else {
-                        page.to_string()
-                    },
-                ),
-                (
-                    "size",
-                    if request.size == 20 {
-                        String::new()
-                    } else {
-                        request.size.to_string()
-                    },
-                ),
-                ("refresh", refresh_param(refresh)),
-            ],
-        )
+        let mut pairs = vec![
+            ("q", text.clone()),
+            ("state", wanted.map(|s| s.as_str().to_owned()).unwrap_or_default()),
+            ("stuck", if stuck_only { "1".to_owned() } else { String::new() }),
+            ("stuckSeconds", unless_default(stuck_seconds, default_stuck)),
+            ("minutes", unless_default(minutes, DEFAULT_WINDOW_MINUTES)),
+        ];
+        pairs.extend(paging_pairs(page, request.size, refresh));
+        link("/dashboard/sagas", &pairs)
     };
     let pager = Pager::new(request.page, request.size, matching, rows.len(), keep);
     let page = SagasPage {
@@ -450,13 +412,7 @@ fn trace_of(payload: &str) -> Option<String> {
 
 async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
-    let refresh = parse_number(
-        "refresh",
-        &query.refresh,
-        DEFAULT_REFRESH_SECONDS,
-        0,
-        MAX_REFRESH_SECONDS,
-    )?;
+    let refresh = parse_refresh(&query.refresh)?;
     let order_id = parse_order_id(&Some(raw_id.to_owned()))?
         .ok_or_else(|| ApiError::BadRequest("orderId must be an order id (a UUID)".to_owned()))?;
     let (saga, history) = saga::find(&state.db, &order_id)
