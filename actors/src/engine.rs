@@ -72,6 +72,9 @@ impl Engine {
         // On SQLite the single connection serializes the work anyway, and every extra thread costs
         // wake-ups; on a server database the consumers get threads of their own.
         let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+        // Placement batches written at once, and workers per queue of the in-process bus: SQLite has one
+        // writer, so more would only queue on its lock.
+        let parallel = if sqlite { 1 } else { 4 };
         let home = |name: &str| {
             if sqlite {
                 actix::Arbiter::current()
@@ -100,12 +103,7 @@ impl Engine {
         };
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
-        let writers = if db.get_database_backend() == DbBackend::Sqlite {
-            1
-        } else {
-            4
-        };
-        let desk = OrderDesk::new(db.clone(), writers).start();
+        let desk = OrderDesk::new(db.clone(), parallel).start();
 
         let consumers = vec![
             Consumer {
@@ -167,15 +165,7 @@ impl Engine {
                 };
                 BrokerBridge::start(broker, consumers, mailbox)
             }
-            None => {
-                // SQLite has one writer: more workers per queue would only queue on its lock.
-                let workers = if db.get_database_backend() == DbBackend::Sqlite {
-                    1
-                } else {
-                    4
-                };
-                InProcessTransport::start(consumers, mailbox, workers)
-            }
+            None => InProcessTransport::start(consumers, mailbox, parallel),
         };
 
         let relay = OutboxRelay::new(
