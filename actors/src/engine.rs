@@ -128,6 +128,13 @@ impl Engine {
                 home: payment_home.clone(),
             },
             Consumer {
+                queue: topology::Q_PAYMENT_REFUND_REQUESTED,
+                apply: payment.clone().recipient(),
+                prepare: Some(payment.clone().recipient()),
+                serial: false,
+                home: payment_home.clone(),
+            },
+            Consumer {
                 queue: topology::Q_ORDER_INVENTORY_RESULT,
                 apply: sagas.clone().recipient(),
                 prepare: None,

@@ -24,9 +24,12 @@ pub mod keys {
     pub const INVENTORY_RELEASED: &str = "inventory.released";
     pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
     pub const PAYMENT_FAILED: &str = "payment.failed";
+    /// The saga asks for a payment to be refunded (it succeeded for an order that will not confirm).
+    pub const PAYMENT_REFUND_REQUESTED: &str = "payment.refund.requested";
+    pub const PAYMENT_REFUNDED: &str = "payment.refunded";
 
     /// Every routing key, in the order of the flow.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 9] = [
         ORDER_CREATED,
         INVENTORY_RESERVED,
         INVENTORY_FAILED,
@@ -34,6 +37,8 @@ pub mod keys {
         INVENTORY_RELEASED,
         PAYMENT_SUCCEEDED,
         PAYMENT_FAILED,
+        PAYMENT_REFUND_REQUESTED,
+        PAYMENT_REFUNDED,
     ];
 }
 
@@ -102,6 +107,23 @@ pub struct PaymentFailed {
     pub reason: String,
 }
 
+/// `reason`: why the order did not confirm (the saga's failure reason, e.g. `PAYMENT_TIMEOUT`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefundRequested {
+    pub order_id: String,
+    pub payment_id: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub order_id: String,
+    pub payment_id: String,
+    pub refund_id: String,
+    pub amount: Money,
+    pub reason: String,
+}
+
 /// Every event of the flow, with its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -112,6 +134,8 @@ pub enum Event {
     InventoryReleased(InventoryReleased),
     PaymentSucceeded(PaymentSucceeded),
     PaymentFailed(PaymentFailed),
+    PaymentRefundRequested(PaymentRefundRequested),
+    PaymentRefunded(PaymentRefunded),
 }
 
 impl Event {
@@ -125,6 +149,8 @@ impl Event {
             Event::InventoryReleased(_) => "InventoryReleased",
             Event::PaymentSucceeded(_) => "PaymentSucceeded",
             Event::PaymentFailed(_) => "PaymentFailed",
+            Event::PaymentRefundRequested(_) => "PaymentRefundRequested",
+            Event::PaymentRefunded(_) => "PaymentRefunded",
         }
     }
 
@@ -138,6 +164,8 @@ impl Event {
             Event::InventoryReleased(_) => keys::INVENTORY_RELEASED,
             Event::PaymentSucceeded(_) => keys::PAYMENT_SUCCEEDED,
             Event::PaymentFailed(_) => keys::PAYMENT_FAILED,
+            Event::PaymentRefundRequested(_) => keys::PAYMENT_REFUND_REQUESTED,
+            Event::PaymentRefunded(_) => keys::PAYMENT_REFUNDED,
         }
     }
 
@@ -151,6 +179,8 @@ impl Event {
             Event::InventoryReleased(e) => &e.order_id,
             Event::PaymentSucceeded(e) => &e.order_id,
             Event::PaymentFailed(e) => &e.order_id,
+            Event::PaymentRefundRequested(e) => &e.order_id,
+            Event::PaymentRefunded(e) => &e.order_id,
         }
     }
 
@@ -163,6 +193,8 @@ impl Event {
             Event::InventoryReleased(e) => serde_json::to_value(e),
             Event::PaymentSucceeded(e) => serde_json::to_value(e),
             Event::PaymentFailed(e) => serde_json::to_value(e),
+            Event::PaymentRefundRequested(e) => serde_json::to_value(e),
+            Event::PaymentRefunded(e) => serde_json::to_value(e),
         }
     }
 
@@ -178,6 +210,10 @@ impl Event {
             "InventoryReleased" => Event::InventoryReleased(serde_json::from_value(data).map_err(bad)?),
             "PaymentSucceeded" => Event::PaymentSucceeded(serde_json::from_value(data).map_err(bad)?),
             "PaymentFailed" => Event::PaymentFailed(serde_json::from_value(data).map_err(bad)?),
+            "PaymentRefundRequested" => {
+                Event::PaymentRefundRequested(serde_json::from_value(data).map_err(bad)?)
+            }
+            "PaymentRefunded" => Event::PaymentRefunded(serde_json::from_value(data).map_err(bad)?),
             other => return Err(DecodeError(format!("unknown event_type `{other}`"))),
         })
     }

@@ -10,8 +10,13 @@
 //! A payment result can overtake the reservation it follows (the payment consumer and the saga both
 //! consume `inventory.reserved`, in parallel). A payment result is only ever produced for a reserved
 //! order, so in `AWAITING_INVENTORY` it is taken as proof of the reservation: success completes the saga,
-//! failure compensates. Everything else that does not fit the current state is a late or duplicate input:
-//! it is ignored (and recorded by the caller), never applied.
+//! failure compensates.
+//!
+//! Money is never kept for an order that does not confirm: a payment that succeeds once the saga has
+//! decided to fail (its deadline passed first, say) is answered with a refund request. The saga stays where
+//! it is (`COMPENSATING` goes on to `COMPENSATED`, a terminal state stays terminal), and the refund's
+//! confirmation is recorded when it comes. Everything else that does not fit the current state is a late or
+//! duplicate input: it is ignored (and recorded by the caller), never applied.
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,6 +83,8 @@ impl FromStr for SagaState {
 pub const PAYMENT_FAILED: &str = "PAYMENT_FAILED";
 /// Reason of a release requested because no payment result came in time.
 pub const PAYMENT_TIMEOUT: &str = "PAYMENT_TIMEOUT";
+/// Reason of a refund when the saga recorded no failure reason of its own.
+pub const ORDER_NOT_CONFIRMED: &str = "ORDER_NOT_CONFIRMED";
 
 /// What can happen to a saga.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +108,11 @@ pub enum SagaInput {
         release_id: String,
         reason: String,
     },
+    /// A payment the saga asked to refund was refunded.
+    PaymentRefunded {
+        payment_id: String,
+        refund_id: String,
+    },
 }
 
 impl SagaInput {
@@ -113,6 +125,7 @@ impl SagaInput {
             SagaInput::PaymentFailed { .. } => "PaymentFailed",
             SagaInput::PaymentTimedOut => "PaymentTimedOut",
             SagaInput::InventoryReleased { .. } => "InventoryReleased",
+            SagaInput::PaymentRefunded { .. } => "PaymentRefunded",
         }
     }
 }
@@ -130,9 +143,12 @@ pub enum Command {
     ConfirmOrder,
     /// The order is `FAILED` with this reason.
     FailOrder { reason: String },
+    /// Publish `payment.refund.requested`: the payment succeeded for an order that will not confirm.
+    RequestRefund { payment_id: String },
 }
 
-/// The result of one step.
+/// The result of one step. An applied step usually moves to another state; the compensating steps of a
+/// saga that has already failed (a refund requested, a refund recorded) keep it where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub from: SagaState,
@@ -204,6 +220,15 @@ pub fn step(state: SagaState, input: &SagaInput) -> Transition {
                 reason: reason.clone(),
             }],
         ),
+        // The saga decided to fail before the payment's success reached it: give the money back.
+        (S::Compensating | S::Compensated | S::Failed, I::PaymentSucceeded { payment_id }) => go(
+            state,
+            state,
+            vec![RequestRefund {
+                payment_id: payment_id.clone(),
+            }],
+        ),
+        (S::Compensating | S::Compensated | S::Failed, I::PaymentRefunded { .. }) => go(state, state, vec![]),
         (state, input) => Transition {
             from: state,
             to: state,
@@ -238,47 +263,94 @@ mod tests {
                 release_id: "x".into(),
                 reason: PAYMENT_FAILED.into(),
             },
+            SagaInput::PaymentRefunded {
+                payment_id: "p".into(),
+                refund_id: "f".into(),
+            },
         ]
+    }
+
+    /// What a step should do: move to a state, stay with a compensating effect, or ignore the input.
+    #[derive(Clone, Copy, Debug)]
+    enum Expect {
+        To(SagaState),
+        /// Applied, the state kept: a refund is requested.
+        Refund,
+        /// Applied, the state kept, nothing to do but record it.
+        Record,
+        Ignored,
     }
 
     /// Every state × every input, against the table of the design.
     #[test]
     fn every_state_and_input() {
+        use Expect::*;
         use SagaState as S;
-        // Rows: states in `SagaState::ALL` order; columns: `inputs()` order. `None` = ignored.
-        let table: [[Option<S>; 6]; 6] = [
+        // Rows: states in `SagaState::ALL` order; columns: `inputs()` order.
+        let table: [[Expect; 7]; 6] = [
+            // AWAITING_INVENTORY
             [
-                Some(S::AwaitingPayment),
-                Some(S::Failed),
-                Some(S::Completed),
-                Some(S::Compensating),
-                None,
-                None,
+                To(S::AwaitingPayment),
+                To(S::Failed),
+                To(S::Completed),
+                To(S::Compensating),
+                Ignored,
+                Ignored,
+                Ignored,
             ],
+            // AWAITING_PAYMENT
             [
-                None,
-                None,
-                Some(S::Completed),
-                Some(S::Compensating),
-                Some(S::Compensating),
-                None,
+                Ignored,
+                Ignored,
+                To(S::Completed),
+                To(S::Compensating),
+                To(S::Compensating),
+                Ignored,
+                Ignored,
             ],
-            [None, None, None, None, None, Some(S::Compensated)],
-            [None; 6],
-            [None; 6],
-            [None; 6],
+            // COMPENSATING
+            [
+                Ignored,
+                Ignored,
+                Refund,
+                Ignored,
+                Ignored,
+                To(S::Compensated),
+                Record,
+            ],
+            // COMPLETED
+            [Ignored; 7],
+            // FAILED
+            [Ignored, Ignored, Refund, Ignored, Ignored, Ignored, Record],
+            // COMPENSATED
+            [Ignored, Ignored, Refund, Ignored, Ignored, Ignored, Record],
         ];
         for (state, row) in SagaState::ALL.into_iter().zip(table) {
             for (input, expected) in inputs().iter().zip(row) {
                 let t = step(state, input);
                 assert_eq!(t.from, state);
                 match expected {
-                    Some(to) => {
+                    To(to) => {
                         assert!(t.applied(), "{state} + {input:?}");
                         assert_eq!(t.to, to, "{state} + {input:?}");
-                        assert_ne!(t.to, state, "an applied step moves");
+                        assert_ne!(t.to, state, "{state} + {input:?} moves");
                     }
-                    None => {
+                    Refund => {
+                        assert!(t.applied(), "{state} + {input:?}");
+                        assert_eq!(t.to, state, "a refund keeps the state");
+                        assert_eq!(
+                            t.commands,
+                            vec![Command::RequestRefund {
+                                payment_id: "p".into()
+                            }]
+                        );
+                    }
+                    Record => {
+                        assert!(t.applied(), "{state} + {input:?}");
+                        assert_eq!(t.to, state);
+                        assert!(t.commands.is_empty());
+                    }
+                    Ignored => {
                         assert!(!t.applied(), "{state} + {input:?} should be ignored");
                         assert_eq!(t.to, state);
                         assert!(t.commands.is_empty());
@@ -297,22 +369,27 @@ mod tests {
     }
 
     fn input_strategy() -> impl Strategy<Value = SagaInput> {
-        (0..6usize).prop_map(|i| inputs()[i].clone())
+        (0..7usize).prop_map(|i| inputs()[i].clone())
     }
 
     proptest! {
         /// Whatever arrives, in whatever order and how often: at most one terminal state, reached once;
         /// a release is requested at most once and only for a reserved order; an order is confirmed or
-        /// failed, not both.
+        /// failed, not both; and a payment that succeeded is never kept for an order that did not
+        /// confirm: it confirmed the order, or a refund was requested for it.
         #[test]
         fn no_sequence_breaks_the_invariants(seq in proptest::collection::vec(input_strategy(), 0..24)) {
             let mut state = SagaState::AwaitingInventory;
             let mut reservation_proven = false;
             let mut inventory_failed = false;
-            let (mut releases, mut terminal_entries, mut confirms, mut fails) = (0, 0, 0, 0);
+            let mut charged = false;
+            let (mut releases, mut terminal_entries, mut confirms, mut fails, mut refunds) = (0, 0, 0, 0, 0);
             for input in &seq {
                 let before = state;
                 let t = step(state, input);
+                if matches!(input, SagaInput::PaymentSucceeded { .. }) {
+                    charged = true;
+                }
                 if t.applied() {
                     match input {
                         SagaInput::InventoryReserved { .. }
@@ -337,6 +414,7 @@ mod tests {
                         }
                         Command::ConfirmOrder => confirms += 1,
                         Command::FailOrder { .. } => fails += 1,
+                        Command::RequestRefund { .. } => refunds += 1,
                         _ => {}
                     }
                 }
@@ -346,6 +424,10 @@ mod tests {
             prop_assert!(releases <= 1);
             prop_assert!(confirms + fails <= 1);
             prop_assert_eq!(confirms + fails, terminal_entries);
+            prop_assert!(confirms == 0 || refunds == 0, "a confirmed order is never refunded");
+            if charged {
+                prop_assert!(confirms == 1 || refunds >= 1, "charged and failed: {:?}", seq);
+            }
         }
     }
 }

@@ -1,10 +1,18 @@
-//! The `PaymentActor`: a mock payment gateway behind the payment consumer.
+//! The `PaymentActor`: a mock payment gateway behind the payment consumers, and the payment ledger
+//! (`payment_records`, which only this module writes).
 //!
-//! The gateway call happens in `Prepare`, outside any transaction (it may be slow: `payment.latency_ms`),
-//! and may fail transiently (`payment.transient_failure_rate`), which the middleware retries. Its answer
-//! is deterministic per order: `SUCCESS` always succeeds, `FAIL` always fails, `HASHED` succeeds for about
-//! half of the order ids; the payment id is derived from the order id, so a repeated call is the same
-//! payment. `Apply` records the payment and publishes its result in the middleware's transaction.
+//! Charging (`q.payment.inventory-reserved`): the gateway call happens in `Prepare`, outside any
+//! transaction (it may be slow: `payment.latency_ms`), and may fail transiently
+//! (`payment.transient_failure_rate`), which the middleware retries. Its answer is deterministic per
+//! order: `SUCCESS` always succeeds, `FAIL` always fails, `HASHED` succeeds for about half of the order
+//! ids; the payment id is derived from the order id, so a repeated call is the same payment. `Apply`
+//! records the payment and publishes its result in the middleware's transaction.
+//!
+//! Refunding (`q.payment.refund-requested`): the saga asks for a refund when a payment succeeded for an
+//! order that will not confirm. The gateway's refund (same latency and transient failures) is keyed by
+//! the payment, and `Apply` turns the record from `SUCCEEDED` into `REFUNDED` and publishes
+//! `payment.refunded`; a request for a payment already refunded changes nothing, so a payment is
+//! refunded exactly once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +24,18 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{PaymentMode, PaymentSettings};
 use crate::db;
-use crate::envelope::{Event, PaymentFailed, PaymentSucceeded};
-use crate::mailbox::{Apply, ConsumeError, Effects, Prepare};
+use crate::envelope::{
+    Envelope, Event, PaymentFailed, PaymentRefundRequested, PaymentRefunded, PaymentSucceeded,
+};
+use crate::mailbox::{Apply, ConsumeError, Effects, Prepare, Prepared};
 use entities::{orders, payment_records};
 
 /// A payment that went through.
 pub const SUCCEEDED: &str = "SUCCEEDED";
 /// A payment the gateway declined.
 pub const FAILED: &str = "FAILED";
+/// A payment that had succeeded and was given back.
+pub const REFUNDED: &str = "REFUNDED";
 /// Reason of a declined payment.
 pub const DECLINED: &str = "PAYMENT_DECLINED";
 
@@ -40,6 +52,26 @@ pub fn payment_id(order_id: &str) -> String {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
+}
+
+/// The refund id of an order's payment: a UUID derived from the order id, so the gateway sees one refund.
+pub fn refund_id(order_id: &str) -> String {
+    let digest = Sha256::digest(format!("refund:{order_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
+}
+
+/// The payment record of an order, if it was charged.
+pub async fn find(
+    db: &impl ConnectionTrait,
+    order_id: &str,
+) -> Result<Option<payment_records::Model>, sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    payment_records::Entity::find()
+        .filter(payment_records::Column::OrderId.eq(order_id))
+        .one(db)
+        .await
 }
 
 /// Whether the gateway approves the order's payment in `mode`.
@@ -67,34 +99,57 @@ impl Actor for PaymentActor {
     type Context = Context<Self>;
 }
 
+/// The gateway's answer to a refund.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayRefund {
+    pub refund_id: String,
+}
+
+impl PaymentActor {
+    /// The simulated gateway round trip: its latency, and now and then a transient failure.
+    async fn call_gateway(latency: Duration, failure_rate: f64) -> Result<(), ConsumeError> {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if failure_rate > 0.0 && rand::random::<f64>() < failure_rate {
+            metrics::counter!("payment_gateway_transient_failures_total").increment(1);
+            return Err(ConsumeError::Transient(
+                "payment gateway unavailable (simulated)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn not_for_payments(envelope: &Envelope) -> ConsumeError {
+    ConsumeError::Poison(format!("{} is not for payments", envelope.event_type()))
+}
+
 impl Handler<Prepare> for PaymentActor {
-    type Result = ResponseFuture<Result<Option<Arc<dyn std::any::Any + Send + Sync>>, ConsumeError>>;
+    type Result = ResponseFuture<Result<Option<Prepared>, ConsumeError>>;
 
     fn handle(&mut self, msg: Prepare, _: &mut Self::Context) -> Self::Result {
         let mode = self.mode;
         let latency = Duration::from_millis(self.settings.latency_ms);
         let failure_rate = self.settings.transient_failure_rate;
         Box::pin(async move {
-            let Event::InventoryReserved(reserved) = &msg.envelope.event else {
-                return Err(ConsumeError::Poison(format!(
-                    "{} is not for payments",
-                    msg.envelope.event_type()
-                )));
+            let prepared: Prepared = match &msg.envelope.event {
+                Event::InventoryReserved(reserved) => {
+                    Self::call_gateway(latency, failure_rate).await?;
+                    Arc::new(GatewayResult {
+                        payment_id: payment_id(&reserved.order_id),
+                        approved: approves(mode, &reserved.order_id),
+                    })
+                }
+                Event::PaymentRefundRequested(request) => {
+                    Self::call_gateway(latency, failure_rate).await?;
+                    Arc::new(GatewayRefund {
+                        refund_id: refund_id(&request.order_id),
+                    })
+                }
+                _ => return Err(not_for_payments(&msg.envelope)),
             };
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            if failure_rate > 0.0 && rand::random::<f64>() < failure_rate {
-                metrics::counter!("payment_gateway_transient_failures_total").increment(1);
-                return Err(ConsumeError::Transient(
-                    "payment gateway unavailable (simulated)".into(),
-                ));
-            }
-            let result = GatewayResult {
-                payment_id: payment_id(&reserved.order_id),
-                approved: approves(mode, &reserved.order_id),
-            };
-            Ok(Some(Arc::new(result) as Arc<dyn std::any::Any + Send + Sync>))
+            Ok(Some(prepared))
         })
     }
 }
@@ -104,11 +159,10 @@ impl Handler<Apply> for PaymentActor {
 
     fn handle(&mut self, msg: Apply, _: &mut Self::Context) -> Self::Result {
         Box::pin(async move {
-            let Event::InventoryReserved(reserved) = &msg.envelope.event else {
-                return Err(ConsumeError::Poison(format!(
-                    "{} is not for payments",
-                    msg.envelope.event_type()
-                )));
+            let reserved = match &msg.envelope.event {
+                Event::InventoryReserved(reserved) => reserved,
+                Event::PaymentRefundRequested(request) => return refund(&msg, request).await,
+                _ => return Err(not_for_payments(&msg.envelope)),
             };
             let result = msg
                 .prepared
@@ -159,15 +213,85 @@ impl Handler<Apply> for PaymentActor {
     }
 }
 
+/// Refunds an order's payment inside the middleware's transaction: `SUCCEEDED` becomes `REFUNDED` and
+/// `payment.refunded` is published; a payment already refunded (a repeated request) changes nothing.
+async fn refund(msg: &Apply, request: &PaymentRefundRequested) -> Result<Effects, ConsumeError> {
+    use payment_records::Column as P;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let gateway = msg
+        .prepared
+        .as_ref()
+        .and_then(|p| p.downcast_ref::<GatewayRefund>())
+        .ok_or_else(|| ConsumeError::Transient("no gateway answer".into()))?;
+    let txn = msg.txn.as_ref();
+    let order_id = request.order_id.as_str();
+    let record = payment_records::Entity::find()
+        .filter(P::OrderId.eq(order_id))
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| ConsumeError::Poison(format!("order {order_id} has no payment to refund")))?;
+    if record.id != request.payment_id {
+        return Err(ConsumeError::Poison(format!(
+            "order {order_id} was paid with {}, not {}",
+            record.id, request.payment_id
+        )));
+    }
+    match record.status.as_str() {
+        SUCCEEDED => {}
+        REFUNDED => {
+            tracing::debug!(order_id, "payment already refunded");
+            return Ok(Effects::none());
+        }
+        other => {
+            tracing::warn!(
+                order_id,
+                status = other,
+                "refund requested for a payment that took no money"
+            );
+            return Ok(Effects::none());
+        }
+    }
+    let changed = payment_records::Entity::update_many()
+        .col_expr(P::Status, Expr::value(REFUNDED))
+        .col_expr(P::RefundId, Expr::value(gateway.refund_id.clone()))
+        .col_expr(P::RefundReason, Expr::value(request.reason.clone()))
+        .col_expr(P::RefundedAt, Expr::value(db::now()))
+        .filter(P::OrderId.eq(order_id))
+        .filter(P::Status.eq(SUCCEEDED))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    if changed != 1 {
+        return Err(ConsumeError::Conflict(format!(
+            "the payment of order {order_id} changed during its refund"
+        )));
+    }
+    metrics::counter!("payment_refunds_total").increment(1);
+    tracing::info!(order_id, payment_id = %record.id, amount = %record.amount, reason = %request.reason, "payment refunded");
+    Ok(Effects::publish(msg.envelope.caused(Event::PaymentRefunded(
+        PaymentRefunded {
+            order_id: order_id.to_owned(),
+            payment_id: record.id,
+            refund_id: gateway.refund_id.clone(),
+            amount: record.amount,
+            reason: request.reason.clone(),
+        },
+    ))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn payment_ids_are_stable_uuids() {
+    fn payment_and_refund_ids_are_stable_uuids() {
         assert_eq!(payment_id("o-1"), payment_id("o-1"));
         assert_ne!(payment_id("o-1"), payment_id("o-2"));
         assert!(uuid::Uuid::parse_str(&payment_id("o-1")).is_ok());
+        assert_eq!(refund_id("o-1"), refund_id("o-1"));
+        assert_ne!(refund_id("o-1"), payment_id("o-1"));
+        assert!(uuid::Uuid::parse_str(&refund_id("o-1")).is_ok());
     }
 
     #[test]

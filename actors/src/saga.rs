@@ -23,10 +23,11 @@ use sea_orm::{
 
 use crate::auth::Identity;
 use crate::db;
-use crate::envelope::{Envelope, Event, InventoryReleaseRequested};
+use crate::envelope::{Envelope, Event, InventoryReleaseRequested, PaymentRefundRequested};
 use crate::machine::{self, Command, SagaInput, SagaState, Transition};
 use crate::mailbox::{Apply, ConsumeError, Effects};
 use crate::outbox::{self, OutboxSignal};
+use crate::payment;
 use entities::{orders, saga_history, saga_instances};
 
 /// How often the registry looks for overdue deadlines that no actor in memory watches.
@@ -102,6 +103,10 @@ pub fn input_of(event: &Event) -> Result<SagaInput, ConsumeError> {
             release_id: e.release_id.clone(),
             reason: e.reason.clone(),
         },
+        Event::PaymentRefunded(e) => SagaInput::PaymentRefunded {
+            payment_id: e.payment_id.clone(),
+            refund_id: e.refund_id.clone(),
+        },
         other => {
             return Err(ConsumeError::Poison(format!(
                 "{} is not a saga event",
@@ -111,19 +116,70 @@ pub fn input_of(event: &Event) -> Result<SagaInput, ConsumeError> {
     })
 }
 
-fn detail(input: &SagaInput, payment_timeout: Duration) -> String {
+fn detail(
+    input: &SagaInput,
+    transition: &Transition,
+    cause: &Cause<'_>,
+    payment_timeout: Duration,
+) -> String {
+    let refund = transition
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::RequestRefund { .. }));
     match input {
         SagaInput::InventoryReserved { reservation_id } => format!("reservation {reservation_id}"),
         SagaInput::InventoryFailed { reason } => reason.clone(),
+        SagaInput::PaymentSucceeded { payment_id } if refund => {
+            format!("payment {payment_id} succeeded after the order failed: refund requested")
+        }
+        SagaInput::PaymentSucceeded { payment_id } if matches!(cause, Cause::Deadline) => format!(
+            "payment {payment_id} found in the payment ledger at the deadline (its event had not arrived)"
+        ),
         SagaInput::PaymentSucceeded { payment_id } => format!("payment {payment_id}"),
+        SagaInput::PaymentFailed { payment_id, reason } if matches!(cause, Cause::Deadline) => format!(
+            "payment {payment_id}: {reason}, found in the payment ledger at the deadline (its event had not arrived)"
+        ),
         SagaInput::PaymentFailed { payment_id, reason } => format!("payment {payment_id}: {reason}"),
         SagaInput::PaymentTimedOut => format!("no payment result within {}s", payment_timeout.as_secs()),
         SagaInput::InventoryReleased { release_id, reason } => format!("release {release_id} ({reason})"),
+        SagaInput::PaymentRefunded {
+            payment_id,
+            refund_id,
+        } => format!("payment {payment_id} refunded (refund {refund_id})"),
     }
+}
+
+/// What the payment ledger says when the payment deadline passes: a payment recorded whose result has not
+/// reached the saga yet (its node died before publishing it, say) decides the step instead of the deadline.
+async fn at_deadline(txn: &impl ConnectionTrait, order_id: &str) -> Result<SagaInput, ConsumeError> {
+    let Some(record) = payment::find(txn, order_id).await? else {
+        return Ok(SagaInput::PaymentTimedOut);
+    };
+    Ok(match record.status.as_str() {
+        payment::SUCCEEDED => {
+            metrics::counter!("saga_deadline_found_payment_total", "status" => payment::SUCCEEDED)
+                .increment(1);
+            SagaInput::PaymentSucceeded {
+                payment_id: record.id,
+            }
+        }
+        payment::FAILED => {
+            metrics::counter!("saga_deadline_found_payment_total", "status" => payment::FAILED).increment(1);
+            SagaInput::PaymentFailed {
+                payment_id: record.id,
+                reason: record.reason.unwrap_or_else(|| payment::DECLINED.to_owned()),
+            }
+        }
+        _ => SagaInput::PaymentTimedOut,
+    })
 }
 
 /// Applies one input to the saga of `order_id` inside `txn`: lock, decide, write state + history +
 /// order status + commands, conditioned on the version read.
+///
+/// A deadline first asks the payment ledger: a payment recorded but not yet delivered to the saga
+/// confirms (or fails) the order as its event would have; only when there is none does the deadline
+/// compensate with `PAYMENT_TIMEOUT`. A payment that succeeds after that is refunded.
 pub async fn apply_input(
     txn: &impl ConnectionTrait,
     order_id: &str,
@@ -137,6 +193,14 @@ pub async fn apply_input(
         .await?
         .ok_or_else(|| ConsumeError::Poison(format!("no saga for order {order_id}")))?;
     let state: SagaState = row.state.parse().map_err(ConsumeError::Poison)?;
+    let ledger;
+    let input = match input {
+        SagaInput::PaymentTimedOut if state == SagaState::AwaitingPayment => {
+            ledger = at_deadline(txn, order_id).await?;
+            &ledger
+        }
+        other => other,
+    };
     let transition = machine::step(state, input);
     if !transition.applied() && matches!(input, SagaInput::PaymentTimedOut) {
         return Ok(Applied {
@@ -167,9 +231,20 @@ pub async fn apply_input(
             }
             _ => {}
         }
-        if transition.to.is_terminal() {
+        if transition.to.is_terminal() && !transition.from.is_terminal() {
             update.completed_at = Set(Some(now));
         }
+        // Events this step causes keep the trace and identity of what caused it.
+        let emit = |event: Event| match &cause {
+            Cause::Event(envelope) => envelope.caused(event),
+            Cause::Deadline => {
+                let identity: Identity = serde_json::from_str(&row.identity).unwrap_or(Identity {
+                    user_id: row.user_id.clone(),
+                    roles: vec![],
+                });
+                Envelope::new(event, row.trace_id.clone(), identity)
+            }
+        };
         for command in &transition.commands {
             match command {
                 Command::ArmPaymentDeadline => {
@@ -185,21 +260,29 @@ pub async fn apply_input(
                 }
                 Command::RequestRelease { reason } => {
                     update.failure_reason = Set(Some(reason.clone()));
-                    let event = Event::InventoryReleaseRequested(InventoryReleaseRequested {
+                    publish.push(emit(Event::InventoryReleaseRequested(
+                        InventoryReleaseRequested {
+                            order_id: order_id.to_owned(),
+                            reason: reason.clone(),
+                        },
+                    )));
+                }
+                Command::RequestRefund { payment_id } => {
+                    metrics::counter!("saga_refunds_requested_total").increment(1);
+                    tracing::warn!(
+                        order_id,
+                        payment_id = %payment_id,
+                        state = %transition.from,
+                        "a payment succeeded for an order that will not confirm; refunding it"
+                    );
+                    publish.push(emit(Event::PaymentRefundRequested(PaymentRefundRequested {
                         order_id: order_id.to_owned(),
-                        reason: reason.clone(),
-                    });
-                    publish.push(match &cause {
-                        Cause::Event(envelope) => envelope.caused(event),
-                        Cause::Deadline => {
-                            let identity: Identity =
-                                serde_json::from_str(&row.identity).unwrap_or(Identity {
-                                    user_id: row.user_id.clone(),
-                                    roles: vec![],
-                                });
-                            Envelope::new(event, row.trace_id.clone(), identity)
-                        }
-                    });
+                        payment_id: payment_id.clone(),
+                        reason: row
+                            .failure_reason
+                            .clone()
+                            .unwrap_or_else(|| machine::ORDER_NOT_CONFIRMED.to_owned()),
+                    })));
                 }
             }
         }
@@ -225,7 +308,7 @@ pub async fn apply_input(
         Cause::Deadline => (None, None),
     };
     let detail = match &transition.ignored {
-        None => detail(input, payment_timeout),
+        None => detail(input, &transition, &cause, payment_timeout),
         Some(why) => format!("{why}: late or out of order, recorded and ignored"),
     };
     writes.push(
@@ -269,7 +352,7 @@ pub async fn apply_input(
             "to" => transition.to.as_str()
         )
         .increment(1);
-        if transition.to.is_terminal() {
+        if transition.to.is_terminal() && !transition.from.is_terminal() {
             let seconds = (now - row.started_at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::histogram!("saga_duration_seconds", "state" => transition.to.as_str()).record(seconds);
         }

@@ -10,6 +10,7 @@ pub const Q_PAYMENT_INVENTORY_RESERVED: &str = "q.payment.inventory-reserved";
 pub const Q_ORDER_INVENTORY_RESULT: &str = "q.order.inventory-result";
 pub const Q_ORDER_PAYMENT_RESULT: &str = "q.order.payment-result";
 pub const Q_NOTIFICATION_ORDER_CREATED: &str = "q.notification.order-created";
+pub const Q_PAYMENT_REFUND_REQUESTED: &str = "q.payment.refund-requested";
 
 /// A consumer queue and the patterns it is bound with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,8 +19,10 @@ pub struct QueueSpec {
     pub bindings: &'static [&'static str],
 }
 
-/// Every consumer queue. Each also has a `.retry` and a `.dlq` companion on RabbitMQ.
-pub const QUEUES: [QueueSpec; 6] = [
+/// Every consumer queue. Each also has a `.retry` and a `.dlq` companion on RabbitMQ. The refund queue
+/// is ordersaga's own addition to the seed's topology; `payment.refunded` reaches the saga through the
+/// seed's `payment.*` binding.
+pub const QUEUES: [QueueSpec; 7] = [
     QueueSpec {
         name: Q_INVENTORY_ORDER_CREATED,
         bindings: &["order.created"],
@@ -43,6 +46,10 @@ pub const QUEUES: [QueueSpec; 6] = [
     QueueSpec {
         name: Q_NOTIFICATION_ORDER_CREATED,
         bindings: &["order.created"],
+    },
+    QueueSpec {
+        name: Q_PAYMENT_REFUND_REQUESTED,
+        bindings: &["payment.refund.requested"],
     },
 ];
 
@@ -108,5 +115,10 @@ mod tests {
         assert_eq!(names(keys::INVENTORY_RELEASED), [Q_ORDER_INVENTORY_RESULT]);
         assert_eq!(names(keys::PAYMENT_SUCCEEDED), [Q_ORDER_PAYMENT_RESULT]);
         assert_eq!(names(keys::PAYMENT_FAILED), [Q_ORDER_PAYMENT_RESULT]);
+        assert_eq!(
+            names(keys::PAYMENT_REFUND_REQUESTED),
+            [Q_PAYMENT_REFUND_REQUESTED]
+        );
+        assert_eq!(names(keys::PAYMENT_REFUNDED), [Q_ORDER_PAYMENT_RESULT]);
     }
 }

@@ -1,4 +1,5 @@
-//! One payment attempt per order, from the mock gateway.
+//! One payment per order, from the mock gateway; a payment kept for an order that did not confirm is
+//! refunded.
 
 use sea_orm::entity::prelude::*;
 
@@ -12,10 +13,14 @@ pub struct Model {
     #[sea_orm(unique)]
     pub order_id: String,
     pub amount: Money,
-    /// `SUCCEEDED` or `FAILED`.
+    /// `SUCCEEDED`, `FAILED`, or `REFUNDED` (it had succeeded).
     pub status: String,
     pub reason: Option<String>,
     pub created_at: DateTimeUtc,
+    pub refund_id: Option<String>,
+    /// Why it was refunded: the order's failure reason.
+    pub refund_reason: Option<String>,
+    pub refunded_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -315,6 +315,8 @@ struct SagaSummary {
     trace_id: String,
     reservation_id: Option<String>,
     payment_id: Option<String>,
+    /// `SUCCEEDED`, `FAILED` or `REFUNDED`, once the gateway answered.
+    payment_status: Option<String>,
     failure_reason: Option<String>,
 }
 
@@ -422,6 +424,7 @@ async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Re
     let events = audit::events_of_order(&state.db, &order_id).await?;
     let releases = audit::releases_of_order(&state.db, &order_id).await?;
     let dead = audit::dead_letters_of_trace(&state.db, &saga.trace_id).await?;
+    let payment = actors::payment::find(&state.db, &order_id).await?;
 
     let start = saga.started_at;
     let by_event: HashMap<&str, &entities::outbox_events::Model> =
@@ -501,6 +504,23 @@ async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Re
             r.reason
         ));
     }
+    if let Some(p) = &payment
+        && saga.state != "COMPLETED"
+    {
+        match (p.status.as_str(), p.refunded_at) {
+            (actors::payment::REFUNDED, Some(at)) => story.push(format!(
+                "Its payment of {} had succeeded after the order failed; it was refunded at {} UTC ({}).",
+                p.amount,
+                format::utc(at),
+                p.refund_reason.as_deref().unwrap_or("no reason recorded")
+            )),
+            (actors::payment::SUCCEEDED, _) => story.push(format!(
+                "Its payment of {} succeeded after the order failed; the refund has been requested and not yet recorded.",
+                p.amount
+            )),
+            _ => {}
+        }
+    }
     if saga.state == "COMPENSATING" && releases.is_empty() {
         story.push("The stock release has been requested and not yet recorded.".to_owned());
     }
@@ -537,6 +557,7 @@ async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Re
             trace_id: saga.trace_id.clone(),
             reservation_id: saga.reservation_id.clone(),
             payment_id: saga.payment_id.clone(),
+            payment_status: payment.as_ref().map(|p| p.status.clone()),
             failure_reason: saga.failure_reason.clone(),
         },
         order: order.map(|o| OrderSummary {

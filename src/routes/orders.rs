@@ -232,6 +232,36 @@ pub struct HistoryView {
     pub detail: Option<String>,
 }
 
+/// The order's payment as the ledger has it: `SUCCEEDED`, `FAILED`, or `REFUNDED` (a payment that had
+/// succeeded for an order that did not confirm, given back).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    pub payment_id: String,
+    pub status: String,
+    pub amount: Money,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub refund_id: Option<String>,
+    pub refund_reason: Option<String>,
+    pub refunded_at: Option<DateTime<Utc>>,
+}
+
+impl From<entities::payment_records::Model> for PaymentView {
+    fn from(p: entities::payment_records::Model) -> Self {
+        PaymentView {
+            payment_id: p.id,
+            status: p.status,
+            amount: p.amount,
+            reason: p.reason,
+            created_at: p.created_at,
+            refund_id: p.refund_id,
+            refund_reason: p.refund_reason,
+            refunded_at: p.refunded_at,
+        }
+    }
+}
+
 /// A saga for inspection.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -248,6 +278,8 @@ pub struct SagaView {
     pub failure_reason: Option<String>,
     pub reservation_id: Option<String>,
     pub payment_id: Option<String>,
+    /// The payment, once the gateway answered.
+    pub payment: Option<PaymentView>,
     pub history: Vec<HistoryView>,
 }
 
@@ -269,6 +301,7 @@ async fn get_saga(
     let (saga, history) = saga::find(&state.db, &record.order.id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no saga for order {}", record.order.id)))?;
+    let payment = actors::payment::find(&state.db, &record.order.id).await?;
     Ok(HttpResponse::Ok().json(SagaView {
         order_id: saga.order_id,
         state: saga.state,
@@ -282,6 +315,7 @@ async fn get_saga(
         failure_reason: saga.failure_reason,
         reservation_id: saga.reservation_id,
         payment_id: saga.payment_id,
+        payment: payment.map(PaymentView::from),
         history: history
             .into_iter()
             .map(|h| HistoryView {

@@ -2,42 +2,103 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use actors::saga::InMemory;
+use actors::topology;
+use entities::{consumed_messages, outbox_events};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, eventually, line, spawn_app, spawn_app_with};
 use crate::on_every_backend;
 
+/// The outbox rows of an order with `routing_key`.
+async fn outbox_rows(
+    app: &crate::helpers::TestApp,
+    order_id: &str,
+    routing_key: &str,
+) -> Vec<outbox_events::Model> {
+    outbox_events::Entity::find()
+        .filter(outbox_events::Column::AggregateId.eq(order_id))
+        .filter(outbox_events::Column::RoutingKey.eq(routing_key))
+        .all(&app.state.db)
+        .await
+        .unwrap()
+}
+
 on_every_backend! {
-    async fn a_payment_that_misses_its_deadline_is_compensated_and_its_late_result_ignored(backend) {
+    async fn a_payment_that_succeeds_after_its_deadline_is_refunded_exactly_once(backend) {
+        // The gateway answers after the deadline: the saga has compensated by then, so the money it
+        // took must go back.
         let Some(app) = spawn_app_with(backend, |s| {
-            s.saga.payment_timeout_seconds = 1;
-            s.payment.latency_ms = 2_500;
+            s.saga.payment_timeout_seconds = 2;
+            s.outbox.claim_lease_seconds = 1;
+            s.payment.latency_ms = 3_500;
         })
         .await else { return };
         app.set_stock("SKU-T", 4).await;
         let order = app.order("u-1", vec![line("SKU-T", 3, "7.00")]).await;
-        let id = order["orderId"].as_str().unwrap();
-        let ended = app.ended(id).await;
+        let id = order["orderId"].as_str().unwrap().to_owned();
+        let ended = app.ended(&id).await;
         assert_eq!(ended["status"], "FAILED");
         assert_eq!(ended["failureReason"], "PAYMENT_TIMEOUT");
         assert_eq!(app.stock("SKU-T").await, (4, 0));
-        // The gateway answers after the deadline: recorded in the history, changing nothing.
-        let saga = eventually(Duration::from_secs(20), "the late payment result in the history", || async {
-            let saga = app.saga(id).await;
-            let late = saga["history"].as_array()?.iter().any(|h| {
-                h["eventType"] == "PaymentSucceeded" && h["fromState"] == "COMPENSATED" && h["toState"] == "COMPENSATED"
-            });
-            late.then_some(saga)
+
+        let saga = eventually(Duration::from_secs(30), "the refund in the ledger and the saga's history", || async {
+            let saga = app.saga(&id).await;
+            let recorded = saga["history"].as_array()?.iter().any(|h| h["eventType"] == "PaymentRefunded");
+            (recorded && saga["payment"]["status"] == "REFUNDED").then_some(saga)
         })
         .await;
-        assert_eq!(saga["state"], "COMPENSATED");
-        let timed_out = saga["history"].as_array().unwrap().iter().find(|h| h["eventType"] == "PaymentTimedOut").unwrap();
+        assert_eq!(saga["state"], "COMPENSATED", "the saga stays failed");
+        assert_eq!(saga["payment"]["amount"].to_string(), "21.00");
+        assert_eq!(saga["payment"]["refundReason"], "PAYMENT_TIMEOUT");
+        assert!(saga["payment"]["refundId"].is_string() && saga["payment"]["refundedAt"].is_string());
+        let history = saga["history"].as_array().unwrap();
+        let timed_out = history.iter().find(|h| h["eventType"] == "PaymentTimedOut").unwrap();
         assert_eq!(timed_out["fromState"], "AWAITING_PAYMENT");
         assert_eq!(timed_out["toState"], "COMPENSATING");
+        let late: Vec<&Value> = history.iter().filter(|h| h["eventType"] == "PaymentSucceeded").collect();
+        assert_eq!(late.len(), 1, "{history:?}");
+        assert!(late[0]["detail"].as_str().unwrap().contains("refund requested"), "{history:?}");
+        let refunded: Vec<&Value> = history.iter().filter(|h| h["eventType"] == "PaymentRefunded").collect();
+        assert_eq!(refunded.len(), 1, "{history:?}");
+        assert_eq!(refunded[0]["routingKey"], "payment.refunded");
         assert_eq!(app.stock("SKU-T").await, (4, 0), "the late success did not take the stock again");
         let status: Value = app.get(&format!("/api/orders/{id}"), Some(&app.admin_token().await)).await.json().await.unwrap();
         assert_eq!(status["status"], "FAILED");
+
+        // The same refund asked for again (a redelivery under another id) refunds nothing twice.
+        let request = outbox_rows(&app, &id, "payment.refund.requested").await;
+        assert_eq!(request.len(), 1, "one refund requested");
+        let mut again: Value = serde_json::from_str(&request[0].payload).unwrap();
+        let again_id = uuid::Uuid::new_v4().to_string();
+        again["event_id"] = Value::from(again_id.clone());
+        app.state
+            .engine
+            .transport
+            .deliver_to(
+                topology::Q_PAYMENT_REFUND_REQUESTED,
+                "payment.refund.requested",
+                Arc::from(again.to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(20), "the repeated refund request to be consumed", || async {
+            consumed_messages::Entity::find_by_id((again_id.clone(), topology::Q_PAYMENT_REFUND_REQUESTED.to_owned()))
+                .one(&app.state.db)
+                .await
+                .unwrap()
+                .map(|_| ())
+        })
+        .await;
+        assert_eq!(outbox_rows(&app, &id, "payment.refunded").await.len(), 1, "refunded exactly once");
+        let after = app.saga(&id).await;
+        assert_eq!(after["payment"]["refundedAt"], saga["payment"]["refundedAt"]);
+        assert_eq!(after["payment"]["status"], "REFUNDED");
+        let dashboard = app.get(&format!("/dashboard/sagas/{id}"), None).await.text().await.unwrap();
+        assert!(dashboard.contains("REFUNDED") && dashboard.contains("was refunded at"), "the dashboard tells of the refund");
     }
 
     async fn ended_sagas_leave_memory_and_running_ones_stay(backend) {
