@@ -60,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     }
     observability::init_tracing(settings.log_format);
+    actors::faults::setup_from_env();
 
     let result = crate::runtime::block_on(async move {
         match command {

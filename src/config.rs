@@ -33,6 +33,10 @@ const NOT_SETTINGS: &[&str] = &["test_", "require_services", "log"];
 pub struct Settings {
     /// Address the HTTP server listens on.
     pub bind: String,
+    /// This node's identity (its claims in the outbox are made in this name). Stable across restarts, so
+    /// a node that comes back takes over what it left at once; unique among the running nodes. Unset:
+    /// `<hostname>:<port>`.
+    pub node_id: Option<String>,
     /// `sqlite://FILE?mode=rwc`, `postgres://…` or `mysql://…`.
     pub database_url: String,
     /// RabbitMQ URL; unset means the in-process bus.
@@ -68,6 +72,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".to_owned(),
+            node_id: None,
             database_url: "sqlite://ordersaga.db?mode=rwc".to_owned(),
             amqp_url: None,
             jwt_secret: None,
@@ -234,6 +239,24 @@ impl Settings {
                 ),
             ));
         }
+        if let Some(id) = &self.node_id
+            && !valid_node_id(id)
+        {
+            return Err(ConfigError::setting(
+                "node_id",
+                "must be 1-64 characters of letters, digits and -_.:",
+            ));
+        }
+        if self.outbox.claim_lease_seconds.saturating_mul(2) > self.saga.payment_timeout_seconds {
+            return Err(ConfigError::setting(
+                "outbox.claim_lease_seconds",
+                format!(
+                    "must be at most half of saga.payment_timeout_seconds ({}), so that an event a dead \
+                     node left behind is sent again well before the payment deadline",
+                    self.saga.payment_timeout_seconds
+                ),
+            ));
+        }
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::setting("jwt_issuer", "must not be empty"));
         }
@@ -268,6 +291,23 @@ impl Settings {
         Ok(())
     }
 
+    /// This node's identity: `node_id`, or `<hostname>:<port>` of the port it listens on.
+    pub fn node_identity(&self, port: u16) -> String {
+        match &self.node_id {
+            Some(id) => id.clone(),
+            None => {
+                let host: String = gethostname::gethostname()
+                    .to_string_lossy()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                    .take(48)
+                    .collect();
+                let host = if host.is_empty() { "node".to_owned() } else { host };
+                format!("{host}:{port}")
+            }
+        }
+    }
+
     /// The listen address.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.bind
@@ -291,6 +331,13 @@ impl Settings {
             ))
         }
     }
+}
+
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
 
 #[cfg(test)]
@@ -324,6 +371,30 @@ mod tests {
         };
         let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn the_claim_lease_stays_well_below_the_payment_deadline() {
+        let mut s = Settings::default();
+        assert_eq!(s.outbox.claim_lease_seconds * 6, s.saga.payment_timeout_seconds);
+        s.saga.payment_timeout_seconds = 8;
+        s.outbox.claim_lease_seconds = 5;
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("outbox.claim_lease_seconds"), "{err}");
+        s.outbox.claim_lease_seconds = 4;
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn node_ids_default_to_host_and_port_and_are_checked() {
+        let mut s = Settings::default();
+        let id = s.node_identity(8080);
+        assert!(id.ends_with(":8080") && valid_node_id(&id), "{id}");
+        s.node_id = Some("node-a".to_owned());
+        assert_eq!(s.node_identity(8080), "node-a");
+        s.node_id = Some("two words".to_owned());
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("node_id"), "{err}");
     }
 
     #[test]

@@ -59,10 +59,12 @@ impl Application {
         pinned: Option<Pinned>,
     ) -> anyhow::Result<Application> {
         let templates = crate::dashboard::templates().context("the dashboard templates do not parse")?;
-        let engine = Engine::start(db.clone(), engine_config(&settings)).await?;
         let listener = TcpListener::bind(settings.bind_addr()?)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let node_id = settings.node_identity(port);
+        tracing::info!(%node_id, "node identity");
+        let engine = Engine::start(db.clone(), engine_config(&settings, node_id)).await?;
         let workers = settings.http_workers;
         let body_limit = settings.body_limit_bytes;
         let state = web::Data::new(AppState {
@@ -120,7 +122,7 @@ impl Application {
 }
 
 /// The engine's part of the settings. Without `jwt_secret`, a random key for this process only.
-fn engine_config(settings: &Settings) -> EngineConfig {
+fn engine_config(settings: &Settings, node_id: String) -> EngineConfig {
     let jwt_secret = match &settings.jwt_secret {
         Some(secret) => secret.expose().as_bytes().to_vec(),
         None => {
@@ -132,6 +134,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         }
     };
     EngineConfig {
+        node_id,
         jwt_secret,
         jwt_issuer: settings.jwt_issuer.clone(),
         payment_mode: settings.payment_mode,

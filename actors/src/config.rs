@@ -188,7 +188,9 @@ pub struct OutboxSettings {
     pub batch_size: u64,
     /// Polling interval when no commit woke the relay, in milliseconds.
     pub poll_interval_ms: u64,
-    /// After this many seconds a row claimed by a node that did not publish it may be claimed again.
+    /// After this many seconds a row claimed by another node that did not publish it may be claimed
+    /// again (a node takes back its own claims at once when it restarts). At most half of the payment
+    /// deadline.
     pub claim_lease_seconds: u64,
 }
 
@@ -197,7 +199,7 @@ impl Default for OutboxSettings {
         Self {
             batch_size: 256,
             poll_interval_ms: 500,
-            claim_lease_seconds: 30,
+            claim_lease_seconds: 5,
         }
     }
 }

@@ -26,6 +26,8 @@ use crate::topology;
 /// What the engine needs to know.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
+    /// This node's identity: stable across restarts and unique among the running nodes.
+    pub node_id: String,
     pub jwt_secret: Vec<u8>,
     pub jwt_issuer: String,
     pub payment_mode: PaymentMode,
@@ -61,7 +63,7 @@ impl Engine {
     /// Starts every actor on the current actix system, resumes unfinished sagas and starts the relay
     /// (which sends whatever the outbox still holds).
     pub async fn start(db: DatabaseConnection, config: EngineConfig) -> anyhow::Result<Engine> {
-        let node_id = format!("node-{}", &crate::db::new_id()[..8]);
+        let node_id = config.node_id.clone();
         let tokens = Arc::new(TokenService::new(
             &config.jwt_secret,
             &config.jwt_issuer,

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod engine;
 pub mod envelope;
+pub mod faults;
 pub mod inventory;
 pub mod machine;
 pub mod mailbox;

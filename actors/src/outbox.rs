@@ -6,7 +6,9 @@
 //! only once the transport has taken responsibility for it: a broker confirm on RabbitMQ; on the
 //! in-process bus, the moment every bound consumer has committed it (memory is not durable, so "sent"
 //! must mean "consumed"). A row whose publication failed is released for the next round; a row claimed by
-//! a node that died is claimed again after the lease. The relay is woken on every commit that wrote rows
+//! a node that died is claimed again by another node after the lease (`outbox.claim_lease_seconds`, well
+//! below the payment deadline), and at once by the same node when it comes back: a node's identity
+//! (`node_id`) is stable across restarts. The relay is woken on every commit that wrote rows
 //! and polls as a fallback.
 
 use std::collections::HashSet;
@@ -27,6 +29,7 @@ use crate::bus::{Confirm, OutboxMessage, Transport};
 use crate::config::OutboxSettings;
 use crate::db;
 use crate::envelope::Envelope;
+use crate::faults;
 use entities::outbox_events;
 
 /// Messages handed to the transport and not yet confirmed, above which the relay stops claiming. On the
@@ -159,15 +162,26 @@ struct Relay {
 
 impl Relay {
     async fn run(self) {
-        if self.transport.single_node() {
-            // Only this node publishes on an in-process bus: claims left by an earlier run of it are void.
-            match release_claims(&self.db).await {
-                Ok(n) if n > 0 => tracing::info!(
-                    rows = n,
-                    "outbox: re-sending events an earlier run left unconfirmed"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox: could not release earlier claims"),
+        // Nothing is in flight yet, so claims in this node's name were left by an earlier run of it (one
+        // that died between claiming and publishing): they are taken back at once instead of waiting
+        // for the lease. On the in-process bus this node is the only publisher, so every claim is void.
+        let mine = (!self.transport.single_node()).then_some(self.node_id.as_str());
+        loop {
+            match release_claims(&self.db, mine).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(
+                            rows = n,
+                            node_id = %self.node_id,
+                            "outbox: re-sending events an earlier run left unconfirmed"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox: could not release earlier claims; trying again");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
             }
         }
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
@@ -187,7 +201,7 @@ impl Relay {
             while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
                 let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
             }
-            let rows = match self.claim().await {
+            let mut rows = match self.claim().await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox: claiming failed");
@@ -195,6 +209,15 @@ impl Relay {
                     return;
                 }
             };
+            if let Some(key) = faults::armed("outbox-claimed")
+                && rows.iter().any(|r| r.routing_key == key)
+            {
+                tracing::error!(routing_key = %key, "fault injection: dying between claim and publication");
+                std::process::abort();
+            }
+            if let Some(key) = faults::armed("outbox-hold") {
+                rows.retain(|r| r.routing_key != key);
+            }
             if rows.is_empty() {
                 return;
             }
@@ -250,17 +273,18 @@ impl Relay {
     }
 }
 
-/// Releases every claim on unpublished rows.
-async fn release_claims(db: &DatabaseConnection) -> Result<u64, DbErr> {
+/// Releases the claims on unpublished rows: those of node `of`, or every claim.
+async fn release_claims(db: &DatabaseConnection, of: Option<&str>) -> Result<u64, DbErr> {
     use outbox_events::Column as C;
-    let result = outbox_events::Entity::update_many()
+    let mut update = outbox_events::Entity::update_many()
         .col_expr(C::ClaimedBy, Expr::value(Option::<String>::None))
         .col_expr(C::ClaimedAt, Expr::value(Option::<chrono::DateTime<Utc>>::None))
         .filter(C::PublishedAt.is_null())
-        .filter(C::ClaimedBy.is_not_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
+        .filter(C::ClaimedBy.is_not_null());
+    if let Some(node) = of {
+        update = update.filter(C::ClaimedBy.eq(node));
+    }
+    Ok(update.exec(db).await?.rows_affected)
 }
 
 /// Writes confirmations in batches: confirmed rows are published, failed ones are released.

@@ -95,6 +95,20 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits until the process has exited by itself; `false` if it still runs after `timeout`.
+    pub async fn exited(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Server {
@@ -123,6 +137,7 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
         .env("ORDERSAGA_BIND", format!("127.0.0.1:{port}"))
         .env("ORDERSAGA_DATABASE_URL", &db.url)
         .env("ORDERSAGA_JWT_SECRET", TEST_SECRET)
+        .env("ORDERSAGA_AUTH__MOCK_ISSUER", "true")
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -141,3 +141,159 @@ on_every_backend! {
         drop(server);
     }
 }
+
+/// The body of `GET path` as admin.
+async fn get_json(client: &reqwest::Client, base: &str, admin: &str, path: &str) -> Value {
+    client
+        .get(format!("{base}{path}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sets a SKU's stock and places one order of `quantity` units; answers the order id.
+async fn stock_and_order(client: &reqwest::Client, base: &str, sku: &str, key: &str) -> String {
+    let admin = token(client, base, "admin-1", "admin").await;
+    let r = client
+        .post(format!("{base}/api/stocks"))
+        .bearer_auth(&admin)
+        .json(&json!({"skuId": sku, "availableQty": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let buyer = token(client, base, "pay-buyer", "buyer").await;
+    let r = client
+        .post(format!("{base}/api/orders"))
+        .bearer_auth(&buyer)
+        .header("Idempotency-Key", key)
+        .json(&json!({"userId": "pay-buyer", "items": [line(sku, 2, "4.25")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits for the order to end and answers its saga.
+async fn ended_saga(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let admin = token(client, base, "admin-1", "admin").await;
+    eventually(Duration::from_secs(60), &format!("order {id} to end"), || async {
+        status(client, base, &admin, id).await.filter(|s| s != "PENDING")
+    })
+    .await;
+    get_json(client, base, &admin, &format!("/api/orders/{id}/saga")).await
+}
+
+/// The order confirmed, its payment kept, its stock held: never charged and failed.
+async fn assert_confirmed_and_charged(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    saga: &Value,
+    sku: &str,
+) {
+    let admin = token(client, base, "admin-1", "admin").await;
+    let order = get_json(client, base, &admin, &format!("/api/orders/{id}")).await;
+    assert_eq!(order["status"], "CONFIRMED", "{saga}");
+    assert_eq!(saga["state"], "COMPLETED", "{saga}");
+    assert_eq!(saga["payment"]["status"], "SUCCEEDED", "{saga}");
+    let history = saga["history"].as_array().unwrap();
+    assert!(
+        history.iter().all(|h| h["eventType"] != "PaymentTimedOut"),
+        "the deadline did not compensate a paid order: {saga}"
+    );
+    let stock = get_json(client, base, &admin, &format!("/api/stocks/{sku}")).await;
+    assert_eq!(
+        (stock["availableQty"].as_i64(), stock["reservedQty"].as_i64()),
+        (Some(3), Some(2))
+    );
+}
+
+on_every_backend! {
+    async fn a_payment_recorded_but_never_delivered_confirms_the_order_at_its_deadline(backend) {
+        // A frozen publisher: the payment's success is committed and claimed, and never sent.
+        let Some(db) = TestDb::create(backend).await else { return };
+        let env = [
+            ("FAILPOINTS", "outbox-hold=return(payment.succeeded)"),
+            ("ORDERSAGA_SAGA__PAYMENT_TIMEOUT_SECONDS", "2"),
+            ("ORDERSAGA_OUTBOX__CLAIM_LEASE_SECONDS", "1"),
+        ];
+        let client = crate::helpers::test_client();
+        let server = start_server(&db, &env).await;
+        let base = server.address.clone();
+        let id = stock_and_order(&client, &base, "HOLD-1", "hold-1").await;
+        let saga = ended_saga(&client, &base, &id).await;
+        assert_confirmed_and_charged(&client, &base, &id, &saga, "HOLD-1").await;
+        let history = saga["history"].as_array().unwrap();
+        let paid = history.iter().find(|h| h["eventType"] == "PaymentSucceeded").unwrap();
+        assert_eq!(paid["fromState"], "AWAITING_PAYMENT");
+        assert_eq!(paid["toState"], "COMPLETED");
+        assert!(paid["routingKey"].is_null(), "decided at the deadline, not by the event: {saga}");
+        assert!(paid["detail"].as_str().unwrap().contains("payment ledger"), "{saga}");
+    }
+
+    async fn a_node_killed_between_a_payment_and_its_publication_confirms_the_order(backend) {
+        let _broker = crate::helpers::BROKER.read().await;
+        let Some(broker) = crate::helpers::TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        let client = crate::helpers::test_client();
+        let common = [
+            ("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()),
+            ("ORDERSAGA_SAGA__PAYMENT_TIMEOUT_SECONDS", "12"),
+            ("ORDERSAGA_OUTBOX__CLAIM_LEASE_SECONDS", "5"),
+        ];
+        let with = |node: &'static str, fault: bool| {
+            let mut env = common.to_vec();
+            env.push(("ORDERSAGA_NODE_ID", node));
+            if fault {
+                env.push(("FAILPOINTS", "outbox-claimed=return(payment.succeeded)"));
+            }
+            env
+        };
+        let conn = Database::connect(&db.url).await.unwrap();
+        for (round, comes_back_as) in [(1, "node-a"), (2, "node-b")] {
+            // Node A dies right after claiming the payment's success for publication.
+            let mut doomed = start_server(&db, &with("node-a", true)).await;
+            let sku = format!("KILL-{round}");
+            let id = stock_and_order(&client, &doomed.address, &sku, &format!("kill-{round}")).await;
+            assert!(doomed.exited(Duration::from_secs(30)).await, "node A died between the payment's commit and its publication");
+            drop(doomed);
+            let payment = payment_records::Entity::find()
+                .filter(payment_records::Column::OrderId.eq(id.as_str()))
+                .one(&conn).await.unwrap().expect("the payment was committed");
+            assert_eq!(payment.status, "SUCCEEDED");
+            let event = entities::outbox_events::Entity::find()
+                .filter(entities::outbox_events::Column::AggregateId.eq(id.as_str()))
+                .filter(entities::outbox_events::Column::RoutingKey.eq("payment.succeeded"))
+                .one(&conn).await.unwrap().expect("the payment's success is in the outbox");
+            assert_eq!(event.claimed_by.as_deref(), Some("node-a"));
+            assert!(event.published_at.is_none(), "and was not published");
+
+            // Round 1: node A comes back under its identity and sends the event at once. Round 2:
+            // another node takes it over after the lease, well before the payment deadline.
+            let server = start_server(&db, &with(comes_back_as, false)).await;
+            let saga = ended_saga(&client, &server.address, &id).await;
+            assert_confirmed_and_charged(&client, &server.address, &id, &saga, &sku).await;
+            let history = saga["history"].as_array().unwrap();
+            let paid = history
+                .iter()
+                .find(|h| h["eventType"] == "PaymentSucceeded" && h["toState"] == "COMPLETED")
+                .unwrap();
+            assert_eq!(paid["routingKey"], "payment.succeeded", "confirmed by the event itself: {saga}");
+            eventually(Duration::from_secs(30), "the payment's success to be published", || async {
+                let row = entities::outbox_events::Entity::find_by_id(event.id).one(&conn).await.ok()??;
+                row.published_at.map(|_| ())
+            })
+            .await;
+            drop(server);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Fault-injection points for the tests (the `fail` crate). They exist only in a build with the
+//! `failpoints` feature, which the test build turns on and `cargo build`/`cargo run` do not; such a build
+//! reads them from the `FAILPOINTS` variable (`name=return(arg);…`) at start.
+//!
+//! | point | with `return(KEY)` |
+//! | --- | --- |
+//! | `outbox-claimed` | the process dies (SIGABRT, like `kill -9`) right after the relay claimed a batch holding an event with routing key `KEY`, before publishing it |
+//! | `outbox-hold` | the relay keeps events with routing key `KEY` claimed and never publishes them (a frozen node) |
+
+/// Reads `FAILPOINTS` (in a build with fault injection; otherwise does nothing).
+pub fn setup_from_env() {
+    #[cfg(feature = "failpoints")]
+    {
+        if std::env::var_os("FAILPOINTS").is_some() {
+            tracing::warn!(failpoints = ?std::env::var("FAILPOINTS").ok(), "fault injection is on");
+        }
+        // The scenario lives as long as the process.
+        std::mem::forget(fail::FailScenario::setup());
+    }
+}
+
+/// The argument of the point `name` when it is configured with `return(arg)`.
+pub fn armed(name: &str) -> Option<String> {
+    if !fail::has_failpoints() {
+        return None;
+    }
+    fail::eval(name, |arg| arg).flatten()
+}
