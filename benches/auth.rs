@@ -8,10 +8,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use actors::auth::TokenService;
 
 fn tokens(c: &mut Criterion) {
-    let service = TokenService::new(b"ordersaga-bench-secret-0123456789abcdef", "ordersaga", 5);
+    let service = TokenService::new(b"ordersaga-bench-secret-0123456789abcdef", "ordersaga", 5, true);
     let roles = vec!["buyer".to_owned()];
     let token = service
-        .issue("lt-3f9a1c2e-u07", &roles, Duration::from_secs(3_600))
+        .issue("lt-3f9a1c2e-u07", &roles, Duration::from_secs(3_600), true)
         .map(|t| t.access_token)
         .unwrap_or_default();
     c.bench_function("auth/verify", |b| b.iter(|| service.verify(black_box(&token))));
@@ -20,7 +20,14 @@ fn tokens(c: &mut Criterion) {
         b.iter(|| service.verify(black_box(&forged)))
     });
     c.bench_function("auth/issue", |b| {
-        b.iter(|| service.issue(black_box("lt-3f9a1c2e-u07"), &roles, Duration::from_secs(3_600)))
+        b.iter(|| {
+            service.issue(
+                black_box("lt-3f9a1c2e-u07"),
+                &roles,
+                Duration::from_secs(3_600),
+                true,
+            )
+        })
     });
 }
 

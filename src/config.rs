@@ -291,6 +291,17 @@ impl Settings {
         Ok(())
     }
 
+    /// Whether the mock token issuer is on: as `auth.mock_issuer` says, or, when that is unset, only for
+    /// the embedded defaults (a SQLite database) on a loopback address. A node others can reach, or one
+    /// on a server database, never has it on without being told.
+    pub fn mock_issuer_on(&self) -> bool {
+        self.auth.mock_issuer.unwrap_or_else(|| {
+            let loopback = self.bind_addr().is_ok_and(|a| a.ip().is_loopback());
+            let embedded = self.database_kind().is_ok_and(|k| k == DatabaseKind::Sqlite);
+            loopback && embedded
+        })
+    }
+
     /// This node's identity: `node_id`, or `<hostname>:<port>` of the port it listens on.
     pub fn node_identity(&self, port: u16) -> String {
         match &self.node_id {
@@ -383,6 +394,23 @@ mod tests {
         assert!(err.contains("outbox.claim_lease_seconds"), "{err}");
         s.outbox.claim_lease_seconds = 4;
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_mock_issuer_is_on_by_default_only_for_the_embedded_defaults_on_loopback() {
+        let mut s = Settings::default();
+        assert!(s.mock_issuer_on(), "the README's first command");
+        s.bind = "0.0.0.0:8080".to_owned();
+        assert!(!s.mock_issuer_on(), "reachable from elsewhere");
+        s.bind = "[::1]:8080".to_owned();
+        assert!(s.mock_issuer_on());
+        s.database_url = "postgres://db/ordersaga".to_owned();
+        assert!(!s.mock_issuer_on(), "a server database");
+        s.auth.mock_issuer = Some(true);
+        assert!(s.mock_issuer_on(), "switched on explicitly");
+        let mut s = Settings::default();
+        s.auth.mock_issuer = Some(false);
+        assert!(!s.mock_issuer_on());
     }
 
     #[test]

@@ -30,9 +30,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// A dependency (database, broker) is unreachable; trying again later may work.
+    /// A dependency (database, broker) is unreachable, or the node is busy; trying again shortly may
+    /// work (`Retry-After` says when).
     #[error("{0}")]
     Unavailable(String),
+    /// The caller spent its attempts; the next is allowed after the duration (`Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String, std::time::Duration),
     /// A bug or an unexpected failure; details are logged, not returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -60,6 +64,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooManyRequests(..) => "too-many-requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -113,6 +118,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidCredentials => ApiError::Unauthorized(err.to_string()),
             AuthError::UsernameTaken => ApiError::Conflict(err.to_string()),
             AuthError::MockIssuerDisabled => ApiError::NotFound(err.to_string()),
+            AuthError::Busy => ApiError::Unavailable(err.to_string()),
             AuthError::Database(e) => ApiError::database(e),
             AuthError::Internal(m) => ApiError::Internal(anyhow::anyhow!(m)),
         }
@@ -131,6 +137,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,8 +151,19 @@ impl ResponseError for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         ));
-        if matches!(self, ApiError::Unauthorized(_)) {
-            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::TooManyRequests(_, after) => {
+                // Whole seconds, rounded up: a client that waits as told is not refused again.
+                let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.max(1)));
+            }
+            _ => {}
         }
         response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }

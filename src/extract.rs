@@ -67,6 +67,9 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
             roles: claims.roles,
         })),
         Err(TokenError::Expired) => Err(ApiError::Unauthorized("the token has expired".to_owned())),
+        Err(TokenError::MockRefused) => Err(ApiError::Unauthorized(
+            "tokens of the mock issuer are not accepted here".to_owned(),
+        )),
         Err(TokenError::Invalid(reason)) => {
             tracing::debug!(%reason, "rejected token");
             Err(ApiError::Unauthorized("the token is not valid".to_owned()))

@@ -16,3 +16,4 @@ pub mod routes;
 pub mod runtime;
 pub mod startup;
 pub mod state;
+pub mod throttle;

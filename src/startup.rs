@@ -67,11 +67,13 @@ impl Application {
         let engine = Engine::start(db.clone(), engine_config(&settings, node_id)).await?;
         let workers = settings.http_workers;
         let body_limit = settings.body_limit_bytes;
+        let throttle = crate::throttle::Throttle::new(&settings.auth);
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             db,
             engine,
             metrics: observability::metrics_handle(),
+            throttle,
             templates,
         });
 
@@ -133,13 +135,25 @@ fn engine_config(settings: &Settings, node_id: String) -> EngineConfig {
             rand::random::<[u8; 32]>().to_vec()
         }
     };
+    let mut auth = settings.auth.clone();
+    auth.mock_issuer = Some(settings.mock_issuer_on());
+    if auth.mock_issuer_on() {
+        tracing::warn!(
+            bind = %settings.bind,
+            "the mock token issuer is on: anyone who reaches this node can mint any token, admin \
+             included (POST /api/auth/token); set auth.mock_issuer = false where that matters"
+        );
+    }
+    if !auth.accepts_mock_tokens() {
+        tracing::info!("tokens of a mock issuer are refused");
+    }
     EngineConfig {
         node_id,
         jwt_secret,
         jwt_issuer: settings.jwt_issuer.clone(),
         payment_mode: settings.payment_mode,
         amqp_url: settings.amqp_url.clone(),
-        auth: settings.auth.clone(),
+        auth,
         saga: settings.saga.clone(),
         payment: settings.payment.clone(),
         retry: settings.retry.clone(),

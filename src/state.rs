@@ -16,4 +16,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The dashboard templates, parsed once at start.
     pub templates: tera::Tera,
+    /// The limits of the password routes.
+    pub throttle: crate::throttle::Throttle,
 }

@@ -2,9 +2,15 @@
 //!
 //! Tokens are JWTs signed with HMAC-SHA256. Verification accepts only that algorithm (a token with
 //! `alg: none` or any other algorithm is rejected), requires `exp`, `sub` and the configured `iss`, and
-//! allows a small clock leeway. Verification is a pure function of the token, so the HTTP extractor
+//! allows a small clock leeway. Tokens the mock issuer signs carry `"mock": true`, and a node can refuse
+//! them (`auth.accept_mock_tokens`). Verification is a pure function of the token, so the HTTP extractor
 //! calls [`TokenService::verify`] in place; the actor serves the auth routes, where the work is either
 //! hashing (argon2, run on the blocking pool, never on the actor's thread) or database access.
+//!
+//! Hashing is bounded: each argon2 hash takes 19 MiB and a core for a while, so at most
+//! `auth.hash_concurrency` run at once; a login or registration waits `auth.hash_wait_ms` for a turn,
+//! then gives up with [`AuthError::Busy`] (`503`). A login takes its turn before it reads the user, so
+//! waiting logins hold no database connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +60,9 @@ pub struct Claims {
     pub iss: String,
     pub iat: i64,
     pub exp: i64,
+    /// Signed by the mock issuer (`POST /api/auth/token`), not after a login.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mock: bool,
 }
 
 /// A freshly signed token.
@@ -70,6 +79,8 @@ pub enum TokenError {
     Expired,
     #[error("token invalid: {0}")]
     Invalid(String),
+    #[error("tokens of the mock issuer are refused here")]
+    MockRefused,
 }
 
 /// Signs and verifies tokens with one HMAC key.
@@ -78,6 +89,7 @@ pub struct TokenService {
     decoding: DecodingKey,
     validation: Validation,
     issuer: String,
+    accept_mock: bool,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -89,7 +101,8 @@ impl std::fmt::Debug for TokenService {
 }
 
 impl TokenService {
-    pub fn new(secret: &[u8], issuer: &str, leeway_seconds: u64) -> Self {
+    /// `accept_mock`: whether tokens of the mock issuer verify.
+    pub fn new(secret: &[u8], issuer: &str, leeway_seconds: u64, accept_mock: bool) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_issuer(&[issuer]);
@@ -102,6 +115,7 @@ impl TokenService {
             decoding: DecodingKey::from_secret(secret),
             validation,
             issuer: issuer.to_owned(),
+            accept_mock,
         }
     }
 
@@ -109,8 +123,14 @@ impl TokenService {
         &self.issuer
     }
 
-    /// Signs a token for `user_id` with `roles`, valid for `ttl`.
-    pub fn issue(&self, user_id: &str, roles: &[String], ttl: Duration) -> Result<IssuedToken, TokenError> {
+    /// Signs a token for `user_id` with `roles`, valid for `ttl`; `mock` marks it as the mock issuer's.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        roles: &[String],
+        ttl: Duration,
+        mock: bool,
+    ) -> Result<IssuedToken, TokenError> {
         let now = Utc::now().timestamp();
         let ttl_secs =
             i64::try_from(ttl.as_secs()).map_err(|_| TokenError::Invalid("ttl too large".into()))?;
@@ -120,6 +140,7 @@ impl TokenService {
             iss: self.issuer.clone(),
             iat: now,
             exp: now.saturating_add(ttl_secs),
+            mock,
         };
         let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
@@ -141,6 +162,9 @@ impl TokenService {
         if data.claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("empty sub".into()));
         }
+        if data.claims.mock && !self.accept_mock {
+            return Err(TokenError::MockRefused);
+        }
         Ok(data.claims)
     }
 }
@@ -154,8 +178,14 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("username is taken")]
     UsernameTaken,
-    #[error("the mock token issuer is switched off")]
+    #[error(
+        "the mock token issuer is off on this node (auth.mock_issuer); it is on by default only for the \
+         embedded defaults on a loopback address"
+    )]
     MockIssuerDisabled,
+    /// Too many logins or registrations are hashing; trying again shortly may work.
+    #[error("too many logins at once; try again shortly")]
+    Busy,
     #[error(transparent)]
     Database(#[from] DbErr),
     #[error("{0}")]
@@ -167,11 +197,48 @@ pub struct AuthActor {
     db: DatabaseConnection,
     tokens: Arc<TokenService>,
     settings: AuthSettings,
+    hashing: HashTurns,
 }
 
 impl AuthActor {
     pub fn new(db: DatabaseConnection, tokens: Arc<TokenService>, settings: AuthSettings) -> Self {
-        Self { db, tokens, settings }
+        let hashing = HashTurns::new(
+            settings.hash_permits(),
+            Duration::from_millis(settings.hash_wait_ms),
+        );
+        Self {
+            db,
+            tokens,
+            settings,
+            hashing,
+        }
+    }
+}
+
+/// Turns at hashing: a bounded number at once, a bounded wait for one.
+#[derive(Clone)]
+struct HashTurns {
+    permits: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
+}
+
+impl HashTurns {
+    fn new(at_once: usize, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(at_once.max(1))),
+            wait,
+        }
+    }
+
+    /// A turn, or [`AuthError::Busy`] when none came within the wait.
+    async fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AuthError> {
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                metrics::counter!("auth_hash_busy_total").increment(1);
+                Err(AuthError::Busy)
+            }
+        }
     }
 }
 
@@ -240,7 +307,7 @@ impl Handler<IssueToken> for AuthActor {
     type Result = Result<IssuedToken, AuthError>;
 
     fn handle(&mut self, msg: IssueToken, _: &mut Self::Context) -> Self::Result {
-        if !self.settings.mock_issuer {
+        if !self.settings.mock_issuer_on() {
             return Err(AuthError::MockIssuerDisabled);
         }
         validate_user_id(&msg.user_id)?;
@@ -253,7 +320,7 @@ impl Handler<IssueToken> for AuthActor {
             )));
         }
         self.tokens
-            .issue(&msg.user_id, &msg.roles, Duration::from_secs(ttl))
+            .issue(&msg.user_id, &msg.roles, Duration::from_secs(ttl), true)
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
 }
@@ -318,9 +385,12 @@ impl Handler<Register> for AuthActor {
 
     fn handle(&mut self, msg: Register, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
+        let hashing = self.hashing.clone();
         Box::pin(async move {
             validate_credentials(&msg.username, &msg.password)?;
+            let turn = hashing.take().await?;
             let password_hash = hash_password(msg.password).await?;
+            drop(turn);
             let user = users::ActiveModel {
                 id: Set(db::new_id()),
                 username: Set(msg.username),
@@ -345,8 +415,11 @@ impl Handler<Login> for AuthActor {
     fn handle(&mut self, msg: Login, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
         let tokens = self.tokens.clone();
+        let hashing = self.hashing.clone();
         let ttl = Duration::from_secs(self.settings.default_ttl_seconds);
         Box::pin(async move {
+            // The turn first: a login waiting for one holds no database connection.
+            let turn = hashing.take().await?;
             let user = users::Entity::find()
                 .filter(users::Column::Username.eq(msg.username))
                 .one(&db)
@@ -356,6 +429,7 @@ impl Handler<Login> for AuthActor {
                 .map(|u| u.password_hash.clone())
                 .unwrap_or_else(|| DUMMY_HASH.to_owned());
             let matches = verify_password(msg.password, hash).await.unwrap_or(false);
+            drop(turn);
             let user = match user {
                 Some(user) if matches => user,
                 _ => return Err(AuthError::InvalidCredentials),
@@ -367,7 +441,7 @@ impl Handler<Login> for AuthActor {
                 .map(str::to_owned)
                 .collect();
             tokens
-                .issue(&user.id, &roles, ttl)
+                .issue(&user.id, &roles, ttl, false)
                 .map_err(|e| AuthError::Internal(e.to_string()))
         })
     }
@@ -378,16 +452,17 @@ mod tests {
     use super::*;
 
     fn service() -> TokenService {
-        TokenService::new(b"0123456789abcdef0123456789abcdef", "ordersaga", 0)
+        TokenService::new(b"0123456789abcdef0123456789abcdef", "ordersaga", 0, true)
     }
 
     #[test]
     fn issued_tokens_verify() {
         let s = service();
         let t = s
-            .issue("u-1", &["buyer".to_owned()], Duration::from_secs(60))
+            .issue("u-1", &["buyer".to_owned()], Duration::from_secs(60), false)
             .unwrap();
         let claims = s.verify(&t.access_token).unwrap();
+        assert!(!claims.mock);
         assert_eq!(claims.sub, "u-1");
         assert_eq!(claims.roles, vec!["buyer".to_owned()]);
         assert_eq!(claims.iss, "ordersaga");
@@ -395,9 +470,27 @@ mod tests {
 
     #[test]
     fn a_token_from_another_key_is_rejected() {
-        let other = TokenService::new(b"another-key-another-key-another-k", "ordersaga", 0);
-        let t = other.issue("u-1", &[], Duration::from_secs(60)).unwrap();
+        let other = TokenService::new(b"another-key-another-key-another-k", "ordersaga", 0, true);
+        let t = other.issue("u-1", &[], Duration::from_secs(60), false).unwrap();
         assert!(service().verify(&t.access_token).is_err());
+    }
+
+    #[test]
+    fn mock_tokens_are_marked_and_can_be_refused() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let t = service()
+            .issue("u-1", &[], Duration::from_secs(60), true)
+            .unwrap();
+        assert!(service().verify(&t.access_token).unwrap().mock);
+        let strict = TokenService::new(key, "ordersaga", 0, false);
+        assert!(matches!(
+            strict.verify(&t.access_token),
+            Err(TokenError::MockRefused)
+        ));
+        let login = service()
+            .issue("u-1", &[], Duration::from_secs(60), false)
+            .unwrap();
+        assert!(strict.verify(&login.access_token).is_ok());
     }
 
     #[test]

@@ -49,27 +49,54 @@ impl PaymentMode {
     }
 }
 
-/// Token issuing and verification.
+/// Token issuing and verification, and the guards of the login routes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
-    /// Whether `POST /api/auth/token` issues tokens to anyone (development and load tests).
-    pub mock_issuer: bool,
+    /// Whether `POST /api/auth/token` issues tokens to anyone (development and load tests). Unset: on
+    /// only for the embedded defaults (SQLite) on a loopback address; a node reachable from elsewhere,
+    /// or on a server database, has it on only when this says `true`.
+    pub mock_issuer: Option<bool>,
+    /// Whether tokens the mock issuer signed (claim `"mock": true`) are accepted. Unset: as long as this
+    /// node's mock issuer is on.
+    pub accept_mock_tokens: Option<bool>,
     /// Clock leeway allowed on `exp`, in seconds.
     pub leeway_seconds: u64,
     /// Lifetime of tokens from login, and the default of the mock issuer.
     pub default_ttl_seconds: u64,
     /// Longest lifetime the mock issuer grants.
     pub max_ttl_seconds: u64,
+    /// Password hashes (argon2, 19 MiB each) computed at once by logins and registrations. Unset: one
+    /// per core.
+    pub hash_concurrency: Option<usize>,
+    /// How long a login or registration waits for a turn to hash before it is answered `503`.
+    pub hash_wait_ms: u64,
+    /// Login and registration attempts allowed per client address within `limit_period_seconds`
+    /// (0: no limit). Beyond it: `429` with `Retry-After`.
+    pub limit_per_address: u32,
+    /// Login and registration attempts allowed per username within `limit_period_seconds` (0: no limit).
+    pub limit_per_username: u32,
+    /// The window of the two limits; an attempt comes back every `period / limit`.
+    pub limit_period_seconds: u64,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a proxy that sets it)
+    /// instead of the connection's peer.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
-            mock_issuer: true,
+            mock_issuer: None,
+            accept_mock_tokens: None,
             leeway_seconds: 5,
             default_ttl_seconds: 3600,
             max_ttl_seconds: 86_400,
+            hash_concurrency: None,
+            hash_wait_ms: 1_000,
+            limit_per_address: 30,
+            limit_per_username: 10,
+            limit_period_seconds: 60,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -82,7 +109,32 @@ impl AuthSettings {
         if self.default_ttl_seconds == 0 || self.default_ttl_seconds > self.max_ttl_seconds {
             return Err("default_ttl_seconds: must be between 1 and max_ttl_seconds".into());
         }
+        if matches!(self.hash_concurrency, Some(n) if n == 0 || n > 256) {
+            return Err("hash_concurrency: must be between 1 and 256".into());
+        }
+        if self.hash_wait_ms > 60_000 {
+            return Err("hash_wait_ms: must be at most 60000".into());
+        }
+        if self.limit_period_seconds == 0 || self.limit_period_seconds > 86_400 {
+            return Err("limit_period_seconds: must be between 1 and 86400".into());
+        }
         Ok(())
+    }
+
+    /// Whether the mock issuer is on (after start-up has decided an unset `mock_issuer`).
+    pub fn mock_issuer_on(&self) -> bool {
+        self.mock_issuer.unwrap_or(false)
+    }
+
+    /// Whether tokens marked as the mock issuer's are accepted.
+    pub fn accepts_mock_tokens(&self) -> bool {
+        self.accept_mock_tokens.unwrap_or(self.mock_issuer_on())
+    }
+
+    /// Hashes at once.
+    pub fn hash_permits(&self) -> usize {
+        self.hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 }
 

@@ -68,6 +68,7 @@ impl Engine {
             &config.jwt_secret,
             &config.jwt_issuer,
             config.auth.leeway_seconds,
+            config.auth.accepts_mock_tokens(),
         ));
         let auth = AuthActor::new(db.clone(), tokens.clone(), config.auth.clone()).start();
         let outbox = OutboxSignal::new();

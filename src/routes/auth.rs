@@ -1,6 +1,6 @@
 //! `POST /api/auth/token`, `/register`, `/login`, `/introspect`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -66,20 +66,42 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// Spends an attempt of the password routes; `429` with `Retry-After` when the caller has none left.
+fn throttle(state: &AppState, req: &HttpRequest, username: &str) -> Result<(), ApiError> {
+    state.throttle.attempt(req, username).map_err(|refused| {
+        tracing::info!(limit = refused.limit.as_str(), "password attempt refused");
+        ApiError::TooManyRequests(
+            format!(
+                "too many attempts for this {}; try again in {} s",
+                refused.limit.as_str(),
+                refused.retry_after.as_secs().max(1)
+            ),
+            refused.retry_after,
+        )
+    })
+}
+
 /// Creates a user with role `buyer`; `409` when the username is taken.
 async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
+    throttle(&state, &req, &username)?;
     let user = state.engine.auth.send(Register { username, password }).await??;
     let roles: Vec<&str> = user.roles.split(',').filter(|r| !r.is_empty()).collect();
     Ok(HttpResponse::Created().json(json!({"userId": user.id, "username": user.username, "roles": roles})))
 }
 
 /// A token for a registered user; wrong password and unknown user both answer `401`.
-async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
+    throttle(&state, &req, &username)?;
     let token = state.engine.auth.send(Login { username, password }).await??;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
@@ -103,7 +125,7 @@ async fn introspect(
         .await?;
     Ok(HttpResponse::Ok().json(match claims {
         Some(c) => {
-            json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss})
+            json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss, "mock": c.mock})
         }
         None => json!({"active": false}),
     }))

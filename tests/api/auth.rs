@@ -125,7 +125,7 @@ on_every_backend! {
     }
 
     async fn mock_issuer_switched_off_answers_404(backend) {
-        let Some(app) = spawn_app_with(backend, |s| s.auth.mock_issuer = false).await else { return };
+        let Some(app) = spawn_app_with(backend, |s| s.auth.mock_issuer = Some(false)).await else { return };
         let response = app.post("/api/auth/token", None, &json!({"userId": "u-1"})).await;
         assert_problem(response, 404).await;
     }
@@ -212,5 +212,185 @@ on_every_backend! {
         assert_problem(create_stock_with(&app, Some("Basic dXNlcjpwYXNz")).await, 401).await;
         let token = app.admin_token().await;
         assert_problem(create_stock_with(&app, Some(&token)).await, 401).await;
+    }
+}
+
+/// The claims of a token, unverified.
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn register(app: &TestApp, username: &str, password: &str) -> reqwest::Response {
+    app.post(
+        "/api/auth/register",
+        None,
+        &json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+async fn login(app: &TestApp, username: &str, password: &str) -> reqwest::Response {
+    app.post(
+        "/api/auth/login",
+        None,
+        &json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+on_every_backend! {
+    async fn the_mock_issuer_is_on_by_default_only_for_the_embedded_defaults_on_loopback(backend) {
+        let Some(app) = spawn_app_with(backend, |s| s.auth.mock_issuer = None).await else { return };
+        let response = app.post("/api/auth/token", None, &json!({"userId": "u-1", "roles": ["admin"]})).await;
+        if backend == crate::helpers::Backend::Sqlite {
+            assert_eq!(response.status(), 200, "embedded defaults on 127.0.0.1");
+            let body: Value = response.json().await.unwrap();
+            let token = body["accessToken"].as_str().unwrap();
+            assert_eq!(claims_of(token)["mock"], true, "its tokens are marked");
+            let introspected: Value = app.post("/api/auth/introspect", None, &json!({"token": token})).await.json().await.unwrap();
+            assert_eq!(introspected["mock"], true);
+        } else {
+            let problem = assert_problem(response, 404).await;
+            assert!(problem["detail"].as_str().unwrap().contains("auth.mock_issuer"), "{problem}");
+        }
+        drop(app);
+
+        // Reachable from elsewhere: off, whatever the database.
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.auth.mock_issuer = None;
+            s.bind = "0.0.0.0:0".to_owned();
+        })
+        .await else { return };
+        let response = app.post("/api/auth/token", None, &json!({"userId": "u-1", "roles": ["admin"]})).await;
+        assert_problem(response, 404).await;
+    }
+
+    async fn a_node_without_the_mock_issuer_refuses_its_tokens(backend) {
+        let Some(minting) = spawn_app(backend).await else { return };
+        let mock_admin = minting.admin_token().await;
+        assert_eq!(claims_of(&mock_admin)["mock"], true);
+        // Same secret, mock issuer off: it refuses mock tokens and takes tokens of logins.
+        let Some(strict) = spawn_app_with(backend, |s| s.auth.mock_issuer = Some(false)).await else { return };
+        let refused = create_stock_with(&strict, Some(&format!("Bearer {mock_admin}"))).await;
+        let problem = assert_problem(refused, 401).await;
+        assert!(problem["detail"].as_str().unwrap().contains("mock"), "{problem}");
+        assert_eq!(register(&strict, "carol", "carols-password").await.status(), 201);
+        let body: Value = login(&strict, "carol", "carols-password").await.json().await.unwrap();
+        let token = body["accessToken"].as_str().unwrap();
+        assert!(claims_of(token).get("mock").is_none(), "a login's token is not a mock token");
+        let order = strict.get(&format!("/api/orders/{}", uuid::Uuid::new_v4()), Some(token)).await;
+        assert_problem(order, 404).await;
+        // And a node told to accept them does.
+        let Some(lenient) = spawn_app_with(backend, |s| {
+            s.auth.mock_issuer = Some(false);
+            s.auth.accept_mock_tokens = Some(true);
+        })
+        .await else { return };
+        assert_eq!(create_stock_with(&lenient, Some(&format!("Bearer {mock_admin}"))).await.status(), 200);
+    }
+
+    async fn guessing_passwords_is_throttled_and_the_right_one_works_after_the_wait(backend) {
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.auth.limit_per_username = 3;
+            s.auth.limit_per_address = 8;
+            s.auth.limit_period_seconds = 6;
+        })
+        .await else { return };
+        assert_eq!(register(&app, "dave", "daves-password").await.status(), 201);
+        assert_problem(login(&app, "dave", "guess-one").await, 401).await;
+        assert_problem(login(&app, "dave", "guess-two").await, 401).await;
+        let refused = login(&app, "dave", "daves-password").await;
+        let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry_after), "one attempt comes back every 2 s: {retry_after}");
+        let problem = assert_problem(refused, 429).await;
+        assert!(problem["detail"].as_str().unwrap().contains("username"), "{problem}");
+        // Other users are not locked out by dave's guesses.
+        assert_eq!(register(&app, "erin", "erins-password").await.status(), 201);
+
+        // Waiting as told, the right password works for the right user.
+        tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+        let welcome = login(&app, "dave", "daves-password").await;
+        assert_eq!(welcome.status(), 200);
+
+        // One address spraying usernames meets the address limit.
+        let mut sprayed = None;
+        for i in 0..20 {
+            let response = login(&app, &format!("nobody-{i}"), "whatever-pw").await;
+            if response.status() == 429 {
+                sprayed = Some(assert_problem(response, 429).await);
+                break;
+            }
+            assert_problem(response, 401).await;
+        }
+        let problem = sprayed.expect("the address ran out of attempts");
+        assert!(problem["detail"].as_str().unwrap().contains("address"), "{problem}");
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        assert!(metrics.contains("auth_throttled_total{limit=\"username\"}"), "refusals are counted");
+        assert!(metrics.contains("auth_throttled_total{limit=\"address\"}"));
+    }
+}
+
+/// The peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+on_every_backend! {
+    async fn a_flood_of_logins_stays_within_memory_and_does_not_starve_orders(backend) {
+        let Some(db) = crate::helpers::TestDb::create(backend).await else { return };
+        // No rate limits here: the bound on hashing alone has to hold.
+        let env = [("ORDERSAGA_AUTH__LIMIT_PER_ADDRESS", "0"), ("ORDERSAGA_AUTH__LIMIT_PER_USERNAME", "0")];
+        let server = crate::config::start_server(&db, &env).await;
+        let base = server.address.clone();
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(8)).build().unwrap();
+        let before = peak_rss_mib(server.pid());
+        let token = |user: &'static str, role: &'static str| {
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                let body: Value = client.post(format!("{base}/api/auth/token"))
+                    .json(&json!({"userId": user, "roles": [role]})).send().await.unwrap().json().await.unwrap();
+                body["accessToken"].as_str().unwrap().to_owned()
+            }
+        };
+        let admin = token("admin-1", "admin").await;
+        let buyer = token("u-flood", "buyer").await;
+        let r = client.post(format!("{base}/api/stocks")).bearer_auth(&admin)
+            .json(&json!({"skuId": "FLOOD-1", "availableQty": 5})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+
+        const LOGINS: usize = 384;
+        let flood = tokio::spawn({
+            let (client, base) = (client.clone(), base.clone());
+            futures::future::join_all((0..LOGINS).map(move |i| {
+                let (client, base) = (client.clone(), base.clone());
+                async move {
+                    let r = client.post(format!("{base}/api/auth/login"))
+                        .json(&json!({"username": format!("nobody-{i}"), "password": "not-the-password"}))
+                        .send().await.expect("every login is answered before the client gives up");
+                    (r.status().as_u16(), r.headers().contains_key("retry-after"))
+                }
+            }))
+        });
+        // Another user's order while the logins pour in.
+        let order = client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
+            .header("Idempotency-Key", "during-the-flood")
+            .json(&json!({"userId": "u-flood", "items": [crate::helpers::line("FLOOD-1", 1, "3.10")]}))
+            .send().await.unwrap();
+        assert_eq!(order.status(), 201, "orders go on during a flood of logins");
+        let answers = flood.await.unwrap();
+        let busy = answers.iter().filter(|(status, _)| *status == 503).count();
+        assert!(answers.iter().all(|(status, _)| *status == 401 || *status == 503), "{answers:?}");
+        assert!(answers.iter().filter(|(s, _)| *s == 503).all(|(_, retry)| *retry), "503 says when to retry");
+        assert!(busy > 0, "more logins than turns: some were told to come back");
+        let after = peak_rss_mib(server.pid());
+        eprintln!("{backend:?}: peak resident memory {before} MiB before, {after} MiB after {LOGINS} logins ({busy} answered 503)");
+        assert!(after < 512, "peak resident memory {after} MiB after {LOGINS} concurrent logins");
     }
 }

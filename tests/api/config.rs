@@ -89,6 +89,8 @@ fn bad_configuration_stops_the_start_with_one_line() {
 pub struct Server {
     child: std::process::Child,
     pub address: String,
+    /// Its log (standard error).
+    pub log: std::path::PathBuf,
 }
 
 impl Server {
@@ -131,7 +133,8 @@ pub fn free_port() -> u16 {
 pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let dir = temp_dir();
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let log_path = dir.join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut cmd = ordersaga(&dir);
     cmd.arg("serve")
         .env("ORDERSAGA_BIND", format!("127.0.0.1:{port}"))
@@ -146,6 +149,7 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
     let server = Server {
         child,
         address: format!("http://127.0.0.1:{port}"),
+        log: log_path,
     };
     let client = crate::helpers::test_client();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -198,6 +202,22 @@ on_every_backend! {
             .send().await.unwrap();
         assert_eq!(again.status(), 200);
     }
+}
+
+#[actix_web::test]
+async fn every_start_with_the_mock_issuer_on_warns() {
+    let Some(db) = TestDb::create(crate::helpers::Backend::Sqlite).await else {
+        return;
+    };
+    let warning = "the mock token issuer is on";
+    for _ in 0..2 {
+        let server = start_server(&db, &[]).await;
+        let log = std::fs::read_to_string(&server.log).unwrap();
+        assert!(log.contains(warning), "{log}");
+    }
+    let server = start_server(&db, &[("ORDERSAGA_AUTH__MOCK_ISSUER", "false")]).await;
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains(warning), "{log}");
 }
 
 /// The cores each thread of process `pid` may run on, by thread name ("0", "0-1", …).

@@ -245,6 +245,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
     if db.backend != Backend::Sqlite {
         settings.database.max_connections = Some(5);
     }
+    // Tests mint their tokens with the mock issuer on every backend.
+    settings.auth.mock_issuer = Some(true);
     settings.retry.initial_delay_ms = 20;
     settings.retry.max_delay_ms = 200;
     settings.outbox.poll_interval_ms = 100;
