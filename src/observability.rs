@@ -50,6 +50,116 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Query parameters whose values never reach a log line.
+const SECRET_PARAMS: &[&str] = &[
+    "access_token",
+    "token",
+    "id_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "secret",
+    "client_secret",
+    "code",
+    "signature",
+    "sig",
+    "auth",
+    "authorization",
+    "jwt",
+];
+
+/// The request target with the values of token-like query parameters replaced by `[REDACTED]`.
+pub fn redacted_target(path: &str, query: Option<&str>) -> String {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return path.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_decoded_lowercase(name);
+            let secret = SECRET_PARAMS.contains(&decoded.as_str())
+                || decoded.ends_with("_token")
+                || decoded.ends_with("token")
+                || decoded.ends_with("password")
+                || decoded.ends_with("secret");
+            if secret && !value.is_empty() {
+                format!("{name}=[REDACTED]")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
+/// A query parameter's name as a server reads it (`%5F` is `_`, `+` a space), in lower case.
+fn percent_decoded_lowercase(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_ascii_lowercase()
+}
+
+/// The root span of every request, as tracing-actix-web's default but with the request target
+/// redacted: a token passed as `?access_token=` must not end up in the logs.
+pub struct RedactedRootSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RedactedRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let target = redacted_target(request.path(), Some(request.query_string()));
+        let route = request.match_pattern().unwrap_or_else(|| "default".to_owned());
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let client = request
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = %route,
+            http.target = %target,
+            http.client_ip = %client,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            request_id = %request_id,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
 static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Middleware: answers the request id in `X-Request-Id` and records `http_requests_total` and
@@ -75,4 +185,32 @@ pub async fn http_metrics(
         response.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_target;
+
+    #[test]
+    fn token_like_query_values_are_redacted() {
+        assert_eq!(
+            redacted_target("/api/stocks", Some("access_token=eyJ.abc.def&page=2")),
+            "/api/stocks?access_token=[REDACTED]&page=2"
+        );
+        assert_eq!(
+            redacted_target(
+                "/x",
+                Some("Access%5FToken=s3cret&refresh_token=r&id_token=i&apiKey=k&password=p")
+            ),
+            "/x?Access%5FToken=[REDACTED]&refresh_token=[REDACTED]&id_token=[REDACTED]&apiKey=[REDACTED]&password=[REDACTED]"
+        );
+        assert_eq!(
+            redacted_target("/x", Some("orderId=1&size=20")),
+            "/x?orderId=1&size=20"
+        );
+        assert_eq!(redacted_target("/x", Some("")), "/x");
+        assert_eq!(redacted_target("/x", None), "/x");
+        assert_eq!(redacted_target("/x", Some("token")), "/x?token");
+        assert_eq!(redacted_target("/x", Some("%zz=1&%=2&%é=3")), "/x?%zz=1&%=2&%é=3");
+    }
 }

@@ -86,7 +86,7 @@ impl Application {
             App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(observability::http_metrics))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<observability::RedactedRootSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(
                     web::JsonConfig::default()

@@ -29,8 +29,76 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+/// Most digits after the decimal point an amount may have.
+pub const MAX_SCALE: u32 = 4;
+/// Most digits before the decimal point an amount may have.
+pub const MAX_WHOLE_DIGITS: usize = 15;
+
+/// Why a text is not an amount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmountError {
+    /// Not digits with an optional fraction (a sign, an exponent, separators, spaces, leading zeros…).
+    Format,
+    /// More than [`MAX_SCALE`] digits after the point: it would have to be rounded.
+    Scale,
+    /// More than [`MAX_WHOLE_DIGITS`] digits before the point.
+    TooLarge,
+}
+
+impl fmt::Display for AmountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AmountError::Format => write!(
+                f,
+                "must be a decimal amount: digits, optionally a point and up to {MAX_SCALE} digits (no sign, exponent or separators)"
+            ),
+            AmountError::Scale => write!(f, "has more than {MAX_SCALE} digits after the point"),
+            AmountError::TooLarge => write!(f, "has more than {MAX_WHOLE_DIGITS} digits before the point"),
+        }
+    }
+}
+
 impl Money {
     pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// Reads an amount as clients send it: `0`, `19`, `19.9`, `19.90`, `0.0001`. Nothing is rounded:
+    /// digits past [`MAX_SCALE`] are refused, and so are signs, exponents (`1e-2`), separators (`1_000`,
+    /// `1,000`), spaces and leading zeros (`007`).
+    pub fn parse_amount(text: &str) -> Result<Money, AmountError> {
+        let (whole, fraction) = match text.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (text, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || (whole.len() > 1 && whole.starts_with('0')) {
+            return Err(AmountError::Format);
+        }
+        if let Some(fraction) = fraction {
+            if !digits(fraction) {
+                return Err(AmountError::Format);
+            }
+            if fraction.len() > MAX_SCALE as usize {
+                return Err(AmountError::Scale);
+            }
+        }
+        if whole.len() > MAX_WHOLE_DIGITS {
+            return Err(AmountError::TooLarge);
+        }
+        // At most 19 digits in all: well inside what a decimal holds exactly.
+        Decimal::from_str_exact(text)
+            .map(Money)
+            .map_err(|_| AmountError::Format)
+    }
+
+    /// `self × quantity`, exactly, or `None` if it cannot be held exactly.
+    pub fn times(self, quantity: i64) -> Option<Money> {
+        self.0.checked_mul(Decimal::from(quantity)).map(Money)
+    }
+
+    /// `self + other`, exactly, or `None` if it cannot be held exactly.
+    pub fn plus(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
 
     /// The amount with trailing zeros removed (`19.90` → `19.9`), the form that is stored and compared.
     pub fn normalized(self) -> Money {
@@ -61,6 +129,57 @@ impl From<Decimal> for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_read_exactly_or_refused() {
+        for (text, shown) in [
+            ("0", "0"),
+            ("19", "19"),
+            ("19.9", "19.9"),
+            ("19.90", "19.90"),
+            ("0.0001", "0.0001"),
+            ("999999999999999.9999", "999999999999999.9999"),
+        ] {
+            assert_eq!(
+                Money::parse_amount(text).map(|m| m.to_string()),
+                Ok(shown.to_owned()),
+                "{text}"
+            );
+        }
+        for (text, why) in [
+            ("0.123456789012345678901234567890", AmountError::Scale),
+            ("0.00000000000000000000000000001", AmountError::Scale),
+            ("0.12345", AmountError::Scale),
+            ("1e-29", AmountError::Format),
+            ("1E2", AmountError::Format),
+            ("1_000", AmountError::Format),
+            ("1,000", AmountError::Format),
+            ("-1", AmountError::Format),
+            ("+1", AmountError::Format),
+            (" 1", AmountError::Format),
+            ("007", AmountError::Format),
+            (".5", AmountError::Format),
+            ("5.", AmountError::Format),
+            ("", AmountError::Format),
+            ("NaN", AmountError::Format),
+            ("1234567890123456", AmountError::TooLarge),
+        ] {
+            assert_eq!(Money::parse_amount(text), Err(why), "{text}");
+        }
+    }
+
+    #[test]
+    fn sums_of_products_are_exact() {
+        let price = Money::parse_amount("9999.9999").unwrap();
+        let line = price.times(999_999).unwrap();
+        assert_eq!(line.to_string(), "9999989900.0001");
+        let mut total = Money::ZERO;
+        for _ in 0..100 {
+            total = total.plus(line).unwrap();
+        }
+        assert_eq!(total.to_string(), "999998990000.0100");
+        assert_eq!(Money(Decimal::MAX).plus(Money(Decimal::ONE)), None);
+    }
 
     #[test]
     fn round_trips_through_text_exactly() {

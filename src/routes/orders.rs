@@ -42,7 +42,25 @@ pub struct OrderRequest {
 pub struct LineRequest {
     pub sku_id: String,
     pub quantity: i64,
-    pub price: Money,
+    pub price: AmountText,
+}
+
+/// An amount as the client wrote it, a JSON number or a string, read by [`Money::parse_amount`] once
+/// the line is checked (so that a refusal can name the line).
+#[derive(Debug)]
+pub struct AmountText(pub String);
+
+impl<'de> Deserialize<'de> for AmountText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Numbers keep their exact text (serde_json's `arbitrary_precision`).
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Number(n) => Ok(AmountText(n.to_string())),
+            serde_json::Value::String(s) => Ok(AmountText(s)),
+            other => Err(serde::de::Error::custom(format!(
+                "price must be a number or a string, not {other}"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,7 +125,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// Checks the lines: known format, no SKU twice, quantity 1…10⁶, price 0…10⁹.
+/// Checks the lines: known format, no SKU twice, quantity 1…10⁶, price 0…10⁹ in the amount format of
+/// [`Money::parse_amount`] (at most four decimals, nothing rounded), a total that is exact.
 fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::BadRequest("items must not be empty".to_owned()));
@@ -136,7 +155,9 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
                 "items[{i}].quantity must be between 1 and {MAX_QUANTITY}"
             )));
         }
-        if item.price.0 < Decimal::ZERO || item.price.0 > Decimal::from(MAX_PRICE) {
+        let price = Money::parse_amount(&item.price.0)
+            .map_err(|why| ApiError::BadRequest(format!("items[{i}].price {why}")))?;
+        if price.0 > Decimal::from(MAX_PRICE) {
             return Err(ApiError::BadRequest(format!(
                 "items[{i}].price must be between 0 and {MAX_PRICE}"
             )));
@@ -144,8 +165,13 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
         out.push(NewOrderLine {
             sku_id: item.sku_id,
             quantity: item.quantity as i32,
-            price: item.price,
+            price,
         });
+    }
+    if orders::total(&out).is_none() {
+        return Err(ApiError::BadRequest(
+            "the order's total is too large to be computed exactly".to_owned(),
+        ));
     }
     Ok(out)
 }

@@ -14,6 +14,9 @@ use actors::auth::ROLE_ADMIN;
 use actors::machine::SagaState;
 use actors::saga;
 
+/// Largest `olderThanSeconds`: ten years (every database keeps times that far back).
+pub const MAX_OLDER_THAN_SECONDS: u64 = 10 * 365 * 86_400;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/sagas", web::get().to(list));
 }
@@ -69,6 +72,13 @@ async fn list(
         })?),
         None => None,
     };
+    if let Some(seconds) = query.older_than_seconds
+        && seconds > MAX_OLDER_THAN_SECONDS
+    {
+        return Err(ApiError::BadRequest(format!(
+            "olderThanSeconds must be at most {MAX_OLDER_THAN_SECONDS} (ten years)"
+        )));
+    }
     let older_than = query.older_than_seconds.map(Duration::from_secs);
     let (rows, total) = saga::list(&state.db, wanted, older_than, request.page, request.size).await?;
     let counts = saga::counts(&state.db)

@@ -220,6 +220,48 @@ async fn every_start_with_the_mock_issuer_on_warns() {
     assert!(!log.contains(warning), "{log}");
 }
 
+#[actix_web::test]
+async fn tokens_in_the_query_string_are_not_logged() {
+    let Some(db) = TestDb::create(crate::helpers::Backend::Sqlite).await else {
+        return;
+    };
+    let secret = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.c2lnbmF0dXJlLXZhbHVl";
+    for format in ["text", "json"] {
+        let server = start_server(&db, &[("RUST_LOG", "debug"), ("ORDERSAGA_LOG_FORMAT", format)]).await;
+        let client = crate::helpers::test_client();
+        for path in [
+            format!("/api/sagas?access_token={secret}&page=0"),
+            format!("/api/orders/not-an-id?token={secret}"),
+            format!("/no/such/route?Access%5FToken={secret}"),
+        ] {
+            // A bad bearer token too, so that the request logs something inside its span.
+            let response = client
+                .get(format!("{}{path}", server.address))
+                .bearer_auth("not-a-token")
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_client_error(), "{path}");
+        }
+        let log_path = server.log.clone();
+        drop(server);
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(
+            log.contains("rejected token"),
+            "the requests logged inside their spans ({format}): {log}"
+        );
+        assert!(
+            log.contains("[REDACTED]"),
+            "the target is logged, redacted ({format}): {log}"
+        );
+        assert!(!log.contains(secret), "a token reached the log ({format}): {log}");
+        assert!(
+            !log.contains("c2VjcmV0LXBheWxvYWQ"),
+            "part of a token reached the log ({format})"
+        );
+    }
+}
+
 /// The cores each thread of process `pid` may run on, by thread name ("0", "0-1", …).
 #[cfg(target_os = "linux")]
 fn cores_by_thread(pid: u32) -> Vec<(String, String)> {

@@ -266,6 +266,52 @@ on_every_backend! {
         assert_eq!(read["items"][0]["price"].to_string(), "0.10");
     }
 
+    async fn amounts_outside_the_accepted_format_are_refused_not_rounded(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let token = app.buyer_token("u-1").await;
+        let number = |text: &str| Value::Number(serde_json::Number::from_string_unchecked(text.to_owned()));
+        let refused: Vec<(&str, Value)> = vec![
+            ("more decimals than kept", Value::from("0.123456789012345678901234567890")),
+            ("more decimals than kept, as a number", number("0.123456789012345678901234567890")),
+            ("a tiny fraction", number("0.00000000000000000000000000001")),
+            ("an exponent", number("1e-29")),
+            ("an exponent in a string", Value::from("1E2")),
+            ("a separator", Value::from("1_000")),
+            ("a comma", Value::from("1,000")),
+            ("a sign", Value::from("+5")),
+            ("spaces", Value::from(" 5")),
+            ("five decimals", number("0.00001")),
+            ("true", Value::Bool(true)),
+        ];
+        for (what, price) in refused {
+            let body = json!({"userId": "u-1", "items": [{"skuId": "SKU-1", "quantity": 1, "price": price}]});
+            let response = app.client.post(app.url("/api/orders")).bearer_auth(&token)
+                .header("Idempotency-Key", "money-k").json(&body).send().await.unwrap();
+            let problem = assert_problem(response, 400).await;
+            assert!(problem["detail"].as_str().unwrap().contains("price"), "{what}: {problem}");
+        }
+        // Four decimals, as a number or a string, are kept as sent.
+        let order = app.order("u-1", vec![line("SKU-1", 3, "0.0001"), json!({"skuId": "SKU-2", "quantity": 2, "price": "1000"})]).await;
+        assert_eq!(order["totalAmount"].to_string(), "2000.0003");
+    }
+
+    async fn a_hundred_line_order_totals_exactly(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        // Σ over 100 lines of 999 999 × 9 999.9999 + the line number in ten-thousandths.
+        let items: Vec<Value> = (0..100)
+            .map(|i| line(&format!("BIG-{i:03}"), 999_999, &format!("9999.{:04}", 9_900 + i)))
+            .collect();
+        let mut expected: u128 = 0; // in ten-thousandths
+        for i in 0..100u128 {
+            expected += 999_999 * (9_999 * 10_000 + 9_900 + i);
+        }
+        let expected = format!("{}.{:04}", expected / 10_000, expected % 10_000);
+        let order = app.order("u-1", items).await;
+        assert_eq!(order["totalAmount"].to_string(), expected);
+        let read: Value = app.get(&format!("/api/orders/{}", order["orderId"].as_str().unwrap()), Some(&app.admin_token().await)).await.json().await.unwrap();
+        assert_eq!(read["totalAmount"].to_string(), expected, "stored exactly");
+    }
+
     async fn reading_an_order_needs_its_owner_or_an_admin(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         let order = app.order("owner", vec![line("SKU-1", 1, "1")]).await;

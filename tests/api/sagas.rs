@@ -140,6 +140,16 @@ on_every_backend! {
         assert_eq!(stuck["totalElements"], 0, "nothing is an hour old");
         assert_problem(app.get("/api/sagas?state=SLEEPING", Some(&admin)).await, 400).await;
         assert_problem(app.get("/api/sagas?size=1000", Some(&admin)).await, 400).await;
+        // Past any time the databases keep: refused, not a 500.
+        for too_old in ["215000000000", "315360001", "18446744073709551615"] {
+            let problem = assert_problem(app.get(&format!("/api/sagas?olderThanSeconds={too_old}"), Some(&admin)).await, 400).await;
+            assert!(problem["detail"].as_str().unwrap().contains("olderThanSeconds"), "{too_old}: {problem}");
+        }
+        for nonsense in ["-1", "soon", "1e9"] {
+            assert_problem(app.get(&format!("/api/sagas?olderThanSeconds={nonsense}"), Some(&admin)).await, 400).await;
+        }
+        let ten_years: Value = app.get("/api/sagas?olderThanSeconds=315360000", Some(&admin)).await.json().await.unwrap();
+        assert_eq!(ten_years["totalElements"], 0);
         assert_problem(app.get("/api/sagas", Some(&app.buyer_token("u-1").await)).await, 403).await;
         assert_problem(app.get("/api/sagas", None).await, 401).await;
     }
