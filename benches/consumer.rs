@@ -150,6 +150,7 @@ async fn place(db: &DatabaseConnection) {
             quantity: 1,
             price: Money(rust_decimal::Decimal::new(1990, 2)),
         }],
+        deadline: None,
     };
     or_stop(actors::orders::place(db, &request).await, "place");
 }

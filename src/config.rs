@@ -19,6 +19,8 @@ pub use actors::config::{PaymentMode, Secret};
 pub const DEFAULT_CONFIG_FILE: &str = "ordersaga.toml";
 /// Prefix of every environment variable that configures ordersaga.
 pub const ENV_PREFIX: &str = "ORDERSAGA_";
+/// Default of `request_timeout_seconds`.
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 5;
 /// Minimum length of `jwt_secret` in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -54,6 +56,9 @@ pub struct Settings {
     pub sqlite_pin_threads: bool,
     /// Largest JSON request body in bytes.
     pub body_limit_bytes: usize,
+    /// Every request answers within this many seconds: past it, `503` and the work is abandoned where it
+    /// can be (an order not yet committed is not placed). Keep it below the clients' own timeouts.
+    pub request_timeout_seconds: u64,
     /// HTTP worker threads (default: one per core).
     pub http_workers: Option<usize>,
     /// Log lines as `text` or `json`.
@@ -81,6 +86,7 @@ impl Default for Settings {
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_pin_threads: true,
             body_limit_bytes: 64 * 1024,
+            request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
             http_workers: None,
             log_format: LogFormat::Text,
             database: DatabaseSettings::default(),
@@ -262,6 +268,12 @@ impl Settings {
         }
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::setting("body_limit_bytes", "must be at least 1024"));
+        }
+        if !(1..=600).contains(&self.request_timeout_seconds) {
+            return Err(ConfigError::setting(
+                "request_timeout_seconds",
+                "must be between 1 and 600",
+            ));
         }
         if self.http_workers == Some(0) {
             return Err(ConfigError::setting("http_workers", "must be at least 1"));

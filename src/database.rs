@@ -17,6 +17,29 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// lock taken sleeps and polls, so later writers can overtake it; with a single pooled connection (the
 /// SQLite default) database work queues in arrival order instead.
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let options = options(settings)?;
+    Database::connect(options).await.with_context(|| {
+        format!(
+            "cannot connect to the database ({})",
+            redact(&settings.database_url)
+        )
+    })
+}
+
+/// Creates the pool without connecting: connections are opened when first needed, so a server database
+/// that is down does not stop the start.
+pub async fn connect_lazy(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let mut options = options(settings)?;
+    options.connect_lazy(true);
+    Database::connect(options).await.with_context(|| {
+        format!(
+            "cannot set up the database pool ({})",
+            redact(&settings.database_url)
+        )
+    })
+}
+
+fn options(settings: &Settings) -> anyhow::Result<ConnectOptions> {
     let kind = settings.database_kind()?;
     let mut options = ConnectOptions::new(settings.database_url.clone());
     let max = settings.database.max_connections.unwrap_or(match kind {
@@ -42,12 +65,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
                 .create_if_missing(true)
         });
     }
-    Database::connect(options).await.with_context(|| {
-        format!(
-            "cannot connect to the database ({})",
-            redact(&settings.database_url)
-        )
-    })
+    Ok(options)
 }
 
 /// Applies every pending migration.

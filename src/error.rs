@@ -34,6 +34,9 @@ pub enum ApiError {
     /// work (`Retry-After` says when).
     #[error("{0}")]
     Unavailable(String),
+    /// The request ran out of time (`request_timeout_seconds`); it may be retried.
+    #[error("{0}")]
+    DeadlinePassed(String),
     /// The caller spent its attempts; the next is allowed after the duration (`Retry-After`).
     #[error("{0}")]
     TooManyRequests(String, std::time::Duration),
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::TooManyRequests(..) => "too-many-requests",
+            ApiError::DeadlinePassed(_) => "deadline-passed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -138,6 +142,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::DeadlinePassed(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,7 +160,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::DeadlinePassed(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::TooManyRequests(_, after) => {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod database;
+pub mod deadline;
 pub mod error;
 pub mod extract;
 pub mod loadtest;

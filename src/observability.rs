@@ -171,7 +171,18 @@ pub async fn http_metrics(
     let started = Instant::now();
     let method = req.method().to_string();
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-    let mut response = next.call(req).await?;
+    let mut response = match next.call(req).await {
+        Ok(response) => response,
+        Err(error) => {
+            // Answered by actix from the error (a request past its deadline, say).
+            let status = error.as_response_error().status_code().as_u16().to_string();
+            metrics::counter!("http_requests_total", "method" => method.clone(), "route" => "unanswered", "status" => status)
+                .increment(1);
+            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => "unanswered")
+                .record(started.elapsed().as_secs_f64());
+            return Err(error);
+        }
+    };
     let route = response
         .request()
         .match_pattern()

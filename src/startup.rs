@@ -4,7 +4,8 @@
 //! known before `run_until_stopped()` serves.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, from_fn};
@@ -27,12 +28,25 @@ pub struct Application {
     state: web::Data<AppState>,
 }
 
+/// Pauses between attempts to reach the database at start: doubled from the first to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(10);
+
 impl Application {
     /// Connects to the database, applies migrations, starts the engine and binds the listener.
     /// Must run inside an actix system.
+    ///
+    /// On SQLite (a local file) all of that happens before this returns, and a failure stops the start.
+    /// On a server database the node does not wait for it: it listens at once, answers readiness `503`
+    /// (`"starting"`) and every other route `503` with `Retry-After`, and reaches for the database with
+    /// back-off until it answers; then it migrates and starts the engine.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        if settings.database_kind()? != DatabaseKind::Sqlite {
+            let db = database::connect_lazy(&settings).await?;
+            return Self::start(settings, db, None, Start::WhenTheDatabaseAnswers).await;
+        }
         // Before the connection opens, so that its thread starts on the same core (see `affinity`).
-        let pinned = if settings.sqlite_pin_threads && settings.database_kind()? == DatabaseKind::Sqlite {
+        let pinned = if settings.sqlite_pin_threads {
             affinity::pin_current_thread()
         } else {
             None
@@ -45,18 +59,19 @@ impl Application {
         }
         let db = database::connect(&settings).await?;
         database::migrate(&db).await?;
-        Self::start(settings, db, pinned).await
+        Self::start(settings, db, pinned, Start::Now).await
     }
 
     /// Like `build`, with a database connection that is already migrated (and no thread pinned).
     pub async fn build_with_db(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Application> {
-        Self::start(settings, db, None).await
+        Self::start(settings, db, None, Start::Now).await
     }
 
     async fn start(
         settings: Settings,
         db: DatabaseConnection,
         pinned: Option<Pinned>,
+        start: Start,
     ) -> anyhow::Result<Application> {
         let templates = crate::dashboard::templates().context("the dashboard templates do not parse")?;
         let listener = TcpListener::bind(settings.bind_addr()?)
@@ -64,18 +79,27 @@ impl Application {
         let port = listener.local_addr()?.port();
         let node_id = settings.node_identity(port);
         tracing::info!(%node_id, "node identity");
-        let engine = Engine::start(db.clone(), engine_config(&settings, node_id)).await?;
+        let config = engine_config(&settings, node_id);
         let workers = settings.http_workers;
         let body_limit = settings.body_limit_bytes;
         let throttle = crate::throttle::Throttle::new(&settings.auth);
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             db,
-            engine,
+            engine: OnceLock::new(),
             metrics: observability::metrics_handle(),
             throttle,
             templates,
         });
+        match start {
+            Start::Now => {
+                let engine = Engine::start(state.db.clone(), config).await?;
+                let _ = state.engine.set(engine);
+            }
+            Start::WhenTheDatabaseAnswers => {
+                actix_web::rt::spawn(start_when_the_database_answers(state.clone(), config));
+            }
+        }
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -84,6 +108,8 @@ impl Application {
                 pinned.release_current_thread();
             }
             App::new()
+                .wrap(from_fn(crate::deadline::request_deadline))
+                .wrap(from_fn(routes::starting_gate))
                 .wrap(Compress::default())
                 .wrap(from_fn(observability::http_metrics))
                 .wrap(TracingLogger::<observability::RedactedRootSpan>::new())
@@ -120,6 +146,55 @@ impl Application {
     /// Serves until the server is stopped (SIGINT/SIGTERM).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("the HTTP server failed")
+    }
+}
+
+/// When the engine starts.
+enum Start {
+    /// Before the node listens (SQLite, or a database already migrated).
+    Now,
+    /// Once the server database answers; the node listens meanwhile.
+    WhenTheDatabaseAnswers,
+}
+
+/// Reaches for the database with back-off until it answers, migrates it, and starts the engine.
+async fn start_when_the_database_answers(state: web::Data<AppState>, config: EngineConfig) {
+    let mut pause = FIRST_RETRY;
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
+        let reached = async {
+            state.db.ping().await.context("the database does not answer")?;
+            database::migrate(&state.db).await
+        }
+        .await;
+        match reached {
+            Ok(()) => break,
+            Err(e) => {
+                metrics::counter!("startup_database_attempts_failed_total").increment(1);
+                tracing::warn!(
+                    attempt = attempts,
+                    retry_in_ms = pause.as_millis() as u64,
+                    error = format!("{e:#}"),
+                    "the database is not reachable yet; the node answers 503 until it is"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LAST_RETRY);
+            }
+        }
+    }
+    loop {
+        match Engine::start(state.db.clone(), config.clone()).await {
+            Ok(engine) => {
+                let _ = state.engine.set(engine);
+                tracing::info!(attempts, "the database answers: the engine runs");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "the engine did not start; trying again");
+                tokio::time::sleep(pause).await;
+            }
+        }
     }
 }
 

@@ -23,6 +23,10 @@ use crate::payment::PaymentActor;
 use crate::saga::{Resume, SagaRegistry, Track};
 use crate::topology;
 
+/// First and longest pause between two attempts at resuming the unfinished sagas.
+const RESUME_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+const RESUME_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the engine needs to know.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -186,7 +190,22 @@ impl Engine {
             node_id.clone(),
         )
         .start();
-        sagas.send(Resume).await??;
+        // A failed resume is not fatal: the sweep finds overdue deadlines anyway, and the resume is
+        // tried again until it succeeds.
+        match sagas.send(Resume).await {
+            Ok(Ok(_)) => {}
+            other => {
+                tracing::warn!(outcome = ?other.map(|r| r.map(|_| ())), "resuming sagas failed; trying again");
+                let sagas = sagas.clone();
+                actix::spawn(async move {
+                    let mut pause = RESUME_RETRY;
+                    while !matches!(sagas.send(Resume).await, Ok(Ok(_))) {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RESUME_RETRY_MAX);
+                    }
+                });
+            }
+        }
         Ok(Engine {
             db,
             node_id,

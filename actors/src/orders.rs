@@ -39,6 +39,15 @@ pub struct PlaceOrder {
     pub idempotency_key: String,
     pub user_id: String,
     pub items: Vec<NewOrderLine>,
+    /// When the request that asked for it must have answered: past it, the order is not committed.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl PlaceOrder {
+    fn expired(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+    }
 }
 
 /// An order with its lines.
@@ -61,6 +70,9 @@ pub enum Placement {
 pub enum PlaceError {
     #[error("this Idempotency-Key was used with a different request body")]
     KeyReused,
+    /// The request's deadline passed before the order was committed: it was not placed.
+    #[error("the order could not be placed before the request's deadline; it was not placed")]
+    Expired,
     #[error(transparent)]
     Database(#[from] DbErr),
 }
@@ -108,8 +120,11 @@ pub type PlaceResult = Result<Placement, PlaceError>;
 /// Places a batch of orders. They share one transaction (one commit) when none of them runs into an
 /// error; otherwise each is placed alone, so one request never fails another. Results are in request
 /// order.
+///
+/// A request whose deadline has passed is not written; one whose deadline passes while its batch is
+/// written is rolled back before the commit (the batch is then placed one by one, without it).
 pub async fn place_many(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Vec<PlaceResult> {
-    if requests.len() > 1 {
+    if requests.len() > 1 && !requests.iter().any(PlaceOrder::expired) {
         match place_together(db, requests).await {
             Ok(results) => return results,
             Err(e) => tracing::debug!(error = %e, "placing together failed; placing one by one"),
@@ -122,6 +137,13 @@ pub async fn place_many(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Vec
     results
 }
 
+/// Counts an order given up at its deadline.
+fn abandoned() -> PlaceError {
+    metrics::counter!("orders_abandoned_total").increment(1);
+    tracing::info!("an order was not placed: its request's deadline passed first");
+    PlaceError::Expired
+}
+
 /// Every request in one transaction, each table written with one statement for the whole batch. A key
 /// used before (or twice in the batch) fails the batch, and the requests are then placed one by one,
 /// which answers such a key with its original order.
@@ -129,6 +151,10 @@ async fn place_together(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Res
     let orders: Vec<NewOrderRows> = requests.iter().map(NewOrderRows::new).collect::<Result<_, _>>()?;
     let txn = db::begin_write(db).await?;
     insert_rows(&txn, &orders).await?;
+    if requests.iter().any(PlaceOrder::expired) {
+        txn.rollback().await?;
+        return Err(DbErr::Custom("a request's deadline passed".into()));
+    }
     txn.commit().await?;
     metrics::counter!("orders_placed_total").increment(orders.len() as u64);
     Ok(orders
@@ -160,9 +186,16 @@ pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult
     let hash = request_hash(&request.user_id, &request.items);
     let mut last_error = None;
     for _ in 0..PLACE_ATTEMPTS {
+        if request.expired() {
+            return Err(abandoned());
+        }
         let rows = NewOrderRows::new(request)?;
         let txn = db::begin_write(db).await?;
         match insert_rows(&txn, std::slice::from_ref(&rows)).await {
+            Ok(()) if request.expired() => {
+                txn.rollback().await?;
+                return Err(abandoned());
+            }
             Ok(()) => {
                 txn.commit().await?;
                 metrics::counter!("orders_placed_total").increment(1);

@@ -108,7 +108,7 @@ async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
-    let row = dead_letters::replay(&state.db, state.engine.transport.as_ref(), &id).await?;
+    let row = dead_letters::replay(&state.db, state.engine()?.transport.as_ref(), &id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
 }
 

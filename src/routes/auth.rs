@@ -49,7 +49,7 @@ async fn issue_token(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let token = state
-        .engine
+        .engine()?
         .auth
         .send(IssueToken {
             user_id: body.user_id,
@@ -89,7 +89,11 @@ async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
     throttle(&state, &req, &username)?;
-    let user = state.engine.auth.send(Register { username, password }).await??;
+    let user = state
+        .engine()?
+        .auth
+        .send(Register { username, password })
+        .await??;
     let roles: Vec<&str> = user.roles.split(',').filter(|r| !r.is_empty()).collect();
     Ok(HttpResponse::Created().json(json!({"userId": user.id, "username": user.username, "roles": roles})))
 }
@@ -102,7 +106,7 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
     throttle(&state, &req, &username)?;
-    let token = state.engine.auth.send(Login { username, password }).await??;
+    let token = state.engine()?.auth.send(Login { username, password }).await??;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
@@ -117,7 +121,7 @@ async fn introspect(
     body: web::Json<IntrospectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let claims = state
-        .engine
+        .engine()?
         .auth
         .send(Introspect {
             token: body.into_inner().token,

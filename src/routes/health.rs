@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -21,13 +22,26 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "up"}))
 }
 
-/// `200` when the database and the bus answer, `503` otherwise.
+/// `200` when the engine runs and the database and the bus answer, `503` otherwise (`"starting"` while
+/// the node waits for its database to start the engine).
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = matches!(
         tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,
         Ok(Ok(()))
     );
-    let transport = &state.engine.transport;
+    let Some(engine) = state.engine.get() else {
+        // Still waiting for the database to start the engine.
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .json(json!({
+                "status": "starting",
+                "checks": {
+                    "database": if database { "up" } else { "down" },
+                    "bus": { "status": "not started" },
+                },
+            }));
+    };
+    let transport = &engine.transport;
     let bus = transport.is_ready();
     let ready = database && bus;
     let body = json!({

@@ -199,8 +199,9 @@ async fn place(
         idempotency_key: key,
         user_id: body.user_id,
         items: lines(body.items)?,
+        deadline: crate::deadline::RequestDeadline::of(&req),
     };
-    match state.engine.place_order(request).await {
+    match state.engine()?.place_order(request).await {
         Ok(Placement::Created(record, _)) => {
             let view = OrderView::from(record);
             Ok(HttpResponse::Created()
@@ -215,6 +216,10 @@ async fn place(
                 .json(view))
         }
         Err(PlaceError::KeyReused) => Err(ApiError::Unprocessable(PlaceError::KeyReused.to_string())),
+        Err(PlaceError::Expired) => Err(ApiError::DeadlinePassed(format!(
+            "{}; retry with the same Idempotency-Key",
+            PlaceError::Expired
+        ))),
         Err(PlaceError::Database(e)) => Err(ApiError::database(e)),
     }
 }

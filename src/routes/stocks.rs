@@ -71,7 +71,7 @@ impl From<InventoryError> for ApiError {
 
 async fn set(state: &AppState, sku_id: String, available_qty: i64) -> Result<HttpResponse, ApiError> {
     let row = state
-        .engine
+        .engine()?
         .inventory
         .send(SetStock {
             sku_id,
@@ -168,7 +168,7 @@ async fn reserve(
             quantity: line.quantity as i32,
         });
     }
-    match state.engine.inventory.send(Reserve { order_id: order_id.clone(), items }).await?? {
+    match state.engine()?.inventory.send(Reserve { order_id: order_id.clone(), items }).await?? {
         Reservation::Reserved { reservation_id, items } => Ok(HttpResponse::Ok().json(serde_json::json!({
             "reservationId": reservation_id,
             "orderId": order_id,

@@ -131,6 +131,13 @@ pub fn free_port() -> u16 {
 
 /// Starts `ordersaga serve` on `db` and waits until it is ready.
 pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
+    let server = spawn_server(db, extra_env);
+    server.ready().await;
+    server
+}
+
+/// Starts `ordersaga serve` on `db` (its URL can be overridden in `extra_env`) without waiting.
+pub fn spawn_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let dir = temp_dir();
     let log_path = dir.join("serve.log");
@@ -141,33 +148,42 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
         .env("ORDERSAGA_DATABASE_URL", &db.url)
         .env("ORDERSAGA_JWT_SECRET", TEST_SECRET)
         .env("ORDERSAGA_AUTH__MOCK_ISSUER", "true")
+        .env("ORDERSAGA_REQUEST_TIMEOUT_SECONDS", "30")
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
     let child = cmd.spawn().unwrap();
-    let server = Server {
+    Server {
         child,
         address: format!("http://127.0.0.1:{port}"),
         log: log_path,
-    };
-    let client = crate::helpers::test_client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client
-            .get(format!("{}/health/ready", server.address))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return server;
+    }
+}
+
+impl Server {
+    /// Waits until `/health/ready` answers `200`.
+    pub async fn ready(&self) {
+        let client = crate::helpers::test_client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/health/ready", self.address)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready; log in {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not become ready; log in {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 

@@ -23,7 +23,8 @@ on_every_backend! {
     async fn a_poison_message_is_dead_lettered_and_the_node_carries_on(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         app.state
-            .engine
+            .engine()
+            .unwrap()
             .transport
             .deliver_to(topology::Q_INVENTORY_ORDER_CREATED, "order.created", Arc::from(&b"{not an envelope"[..]))
             .await

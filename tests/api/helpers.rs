@@ -22,6 +22,11 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The admin URL of the server of this backend, if the tests have one.
+    pub fn admin_url(self) -> Option<String> {
+        std::env::var(self.admin_env()?).ok().filter(|u| !u.is_empty())
+    }
+
     fn admin_env(self) -> Option<&'static str> {
         match self {
             Backend::Sqlite => None,
@@ -245,6 +250,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
     if db.backend != Backend::Sqlite {
         settings.database.max_connections = Some(5);
     }
+    // A loaded test machine is slower than a user's clients are patient: only the tests of the deadline
+    // rely on it.
+    settings.request_timeout_seconds = 30;
     // Tests mint their tokens with the mock issuer on every backend.
     settings.auth.mock_issuer = Some(true);
     settings.retry.initial_delay_ms = 20;
@@ -290,6 +298,11 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
+    // On a server database the engine starts once the database answered.
+    eventually(SAGA_WAIT, "the engine to start", || async {
+        state.started().then_some(())
+    })
+    .await;
     Some(TestApp {
         address,
         client: test_client(),

@@ -120,7 +120,7 @@ on_every_backend! {
             .await
             .unwrap()
             .unwrap();
-        let engine = &app.state.engine;
+        let engine = app.state.engine().unwrap();
         let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
         let inventory = Consumer {
             queue: topology::Q_INVENTORY_ORDER_CREATED,

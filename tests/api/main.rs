@@ -18,5 +18,6 @@ mod health;
 mod idempotency;
 mod loadtest;
 mod orders;
+mod outage;
 mod sagas;
 mod stocks;

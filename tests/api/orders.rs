@@ -340,7 +340,7 @@ on_every_backend! {
         let order = app.order("u-1", vec![line("SKU-Z", 1, "4.25")]).await;
         let id = order["orderId"].as_str().unwrap();
         app.ended(id).await;
-        let moved = app.state.engine.archive.send(actors::archive::RunArchive).await.unwrap().unwrap();
+        let moved = app.state.engine().unwrap().archive.send(actors::archive::RunArchive).await.unwrap().unwrap();
         assert_eq!(moved, 1);
         assert_eq!(orders::Entity::find().count(&app.state.db).await.unwrap(), 0);
         let read: Value = app.get(&format!("/api/orders/{id}"), Some(&app.buyer_token("u-1").await)).await.json().await.unwrap();

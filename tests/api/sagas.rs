@@ -76,7 +76,8 @@ on_every_backend! {
         let again_id = uuid::Uuid::new_v4().to_string();
         again["event_id"] = Value::from(again_id.clone());
         app.state
-            .engine
+            .engine()
+            .unwrap()
             .transport
             .deliver_to(
                 topology::Q_PAYMENT_REFUND_REQUESTED,
@@ -113,7 +114,7 @@ on_every_backend! {
         })
         .await;
         let in_memory = eventually(Duration::from_secs(10), "one saga actor in memory", || async {
-            let n = app.state.engine.sagas.send(InMemory).await.ok()?;
+            let n = app.state.engine().unwrap().sagas.send(InMemory).await.ok()?;
             (n == 1).then_some(n)
         })
         .await;
