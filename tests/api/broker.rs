@@ -105,13 +105,19 @@ on_every_backend! {
         let Some(app) = app_on(backend, &broker, |s| s.payment_mode = PaymentMode::Hashed).await else { return };
         broker.tap("tap").await;
         app.set_stock("SKU-Q", 50).await;
+        // HASHED decides per order id: place orders until both outcomes have happened (eight at least).
         let mut orders = vec![];
-        for i in 0..8 {
-            orders.push(app.order(&format!("u-{i}"), vec![line("SKU-Q", 1, "3.30")]).await);
+        let mut outcomes = HashSet::new();
+        for i in 0..40 {
+            let order = app.order(&format!("u-{i}"), vec![line("SKU-Q", 1, "3.30")]).await;
+            let ended = app.ended(order["orderId"].as_str().unwrap()).await;
+            outcomes.insert(ended["status"].as_str().unwrap().to_owned());
+            orders.push(order);
+            if orders.len() >= 8 && outcomes.len() == 2 {
+                break;
+            }
         }
-        for order in &orders {
-            app.ended(order["orderId"].as_str().unwrap()).await;
-        }
+        assert_eq!(outcomes.len(), 2, "some payments succeeded and some failed: {outcomes:?}");
         let messages = eventually(Duration::from_secs(20), "every event on the tap", || async {
             let mut messages = broker.take("tap", 1000).await;
             messages.retain(|m| m["payload"].is_string());
