@@ -13,7 +13,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
 
 use actors::auth::Identity;
 use actors::envelope::{Envelope, Event, InventoryReserved, SkuQuantity};
-use actors::orders::{NewOrderLine, PlaceOrder};
+use actors::placement::{NewOrderLine, PlaceOrder};
 use entities::{Money, stocks};
 use ordersaga::config::{Settings, SqliteSynchronous};
 
@@ -88,7 +88,7 @@ async fn claim_and_publish(db: &DatabaseConnection) {
     let txn = or_stop(actors::db::begin_write(db).await, "begin");
     let message_id = actors::db::new_id();
     or_stop(
-        actors::mailbox::claim(&txn, &message_id, "q.bench").await,
+        actors::mailbox::inbox::claim(&txn, &message_id, "q.bench").await,
         "claim",
     );
     let event = Envelope::new(
@@ -112,7 +112,7 @@ async fn reserve_step(db: &DatabaseConnection) {
     let txn = or_stop(actors::db::begin_write(db).await, "begin");
     let message_id = actors::db::new_id();
     or_stop(
-        actors::mailbox::claim(&txn, &message_id, "q.inventory.order-created").await,
+        actors::mailbox::inbox::claim(&txn, &message_id, "q.inventory.order-created").await,
         "claim",
     );
     let order_id = actors::db::new_id();
@@ -120,8 +120,8 @@ async fn reserve_step(db: &DatabaseConnection) {
         sku_id: SKU.to_owned(),
         quantity: 1,
     }];
-    let reservation = match actors::inventory::reserve(&txn, &order_id, &items, false).await {
-        Ok(actors::inventory::Reservation::Reserved { reservation_id, .. }) => reservation_id,
+    let reservation = match actors::consumers::inventory::reserve(&txn, &order_id, &items, false).await {
+        Ok(actors::consumers::inventory::Reservation::Reserved { reservation_id, .. }) => reservation_id,
         Ok(refused) => panic!("reservation refused: {refused:?}"),
         Err(e) => panic!("reserve: {e}"),
     };
@@ -152,7 +152,7 @@ async fn place(db: &DatabaseConnection) {
         }],
         deadline: None,
     };
-    or_stop(actors::orders::place(db, &request).await, "place");
+    or_stop(actors::placement::place(db, &request).await, "place");
 }
 
 fn consumer(c: &mut Criterion) {

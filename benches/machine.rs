@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use actors::machine::{PAYMENT_FAILED, SagaInput, SagaState, step};
+use actors::saga::machine::{PAYMENT_FAILED, SagaInput, SagaState, step};
 
 fn reserved() -> SagaInput {
     SagaInput::InventoryReserved {

@@ -61,7 +61,7 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
             ));
         }
     };
-    match state.engine()?.tokens.verify(token) {
+    match state.engine()?.verify_token(token) {
         Ok(claims) => Ok(Authenticated(Identity {
             user_id: claims.sub,
             roles: claims.roles,

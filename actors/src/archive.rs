@@ -11,9 +11,18 @@ use sea_orm::{
 
 use crate::config::ArchiveSettings;
 use crate::db;
-use crate::orders::ArchivedLine;
 use crate::saga::order_status;
-use entities::{order_items, orders, orders_archive};
+use entities::{Money, order_items, orders, orders_archive};
+use serde::{Deserialize, Serialize};
+
+/// An archived order's line as kept in `orders_archive.items`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedLine {
+    pub sku_id: String,
+    pub quantity: i32,
+    pub price: Money,
+}
 
 /// Moves old terminal orders on a timer.
 pub struct ArchiveActor {

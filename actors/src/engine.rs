@@ -1,4 +1,6 @@
-//! Starting the engine's actors and handing out their addresses.
+//! The engine of one node: `Engine::start` starts every actor, and the `Engine` is the façade the HTTP
+//! layer reaches the engine through (placing orders, stock, tokens and logins, dead letters, the bus's
+//! state); no route picks an actor address itself.
 
 use std::sync::Arc;
 
@@ -6,7 +8,10 @@ use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::archive::ArchiveActor;
-use crate::auth::{AuthActor, TokenService};
+use crate::auth::{
+    AuthActor, AuthError, Claims, Introspect, IssueToken, IssuedToken, Login, Register, TokenError,
+    TokenService,
+};
 use crate::bus::Transport;
 use crate::bus::amqp::{BrokerBridge, BrokerConfig};
 use crate::bus::memory::InProcessTransport;
@@ -14,14 +19,18 @@ use crate::config::{
     ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentMode, PaymentSettings,
     RetrySettings, SagaSettings,
 };
-use crate::inventory::InventoryActor;
+use crate::consumers::inventory::{InventoryActor, InventoryError, Reservation, Reserve, SetStock};
+use crate::consumers::notification::NotificationActor;
+use crate::consumers::payment::PaymentActor;
+use crate::envelope::SkuQuantity;
+use crate::mailbox::dead_letters::{self, DeadLetterError};
 use crate::mailbox::{Consumer, Mailbox};
-use crate::notification::NotificationActor;
-use crate::orders::{OrderDesk, Place, PlaceError, PlaceOrder, Placement};
 use crate::outbox::{OutboxRelay, OutboxSignal};
-use crate::payment::PaymentActor;
+use crate::placement::batcher::{Place, PlacementBatcher};
+use crate::placement::{PlaceError, PlaceOrder, Placement};
 use crate::saga::{Resume, SagaRegistry, Track};
 use crate::topology;
+use entities::{dead_letters as dead_letter_rows, stocks, users};
 
 /// First and longest pause between two attempts at resuming the unfinished sagas.
 const RESUME_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -57,10 +66,10 @@ pub struct Engine {
     pub payment: Addr<PaymentActor>,
     pub sagas: Addr<SagaRegistry>,
     pub archive: Addr<ArchiveActor>,
-    pub desk: Addr<OrderDesk>,
+    pub placements: Addr<PlacementBatcher>,
     pub relay: Addr<OutboxRelay>,
     pub transport: Arc<dyn Transport>,
-    pub outbox: OutboxSignal,
+    pub mailbox: Mailbox,
 }
 
 impl Engine {
@@ -104,13 +113,14 @@ impl Engine {
             let (mode, settings) = (config.payment_mode, config.payment.clone());
             PaymentActor::start_in_arbiter(&payment_home, move |_| PaymentActor::new(mode, settings))
         };
+        let mailbox = Mailbox::new(db.clone(), config.retry.clone(), outbox.clone());
         let sagas = {
-            let (db, timeout, outbox) = (db.clone(), config.saga.payment_timeout(), outbox.clone());
-            SagaRegistry::start_in_arbiter(&saga_home, move |_| SagaRegistry::new(db, timeout, outbox))
+            let (mailbox, timeout) = (mailbox.clone(), config.saga.payment_timeout());
+            SagaRegistry::start_in_arbiter(&saga_home, move |_| SagaRegistry::new(mailbox, timeout))
         };
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
-        let desk = OrderDesk::new(db.clone(), parallel).start();
+        let placements = PlacementBatcher::new(db.clone(), parallel).start();
 
         let consumers = vec![
             Consumer {
@@ -163,7 +173,6 @@ impl Engine {
                 home: payment_home.clone(),
             },
         ];
-        let mailbox = Mailbox::new(db.clone(), config.retry.clone(), outbox.clone());
         let transport: Arc<dyn Transport> = match &config.amqp_url {
             Some(url) => {
                 let signing_key = match &config.broker.signing_key {
@@ -177,9 +186,9 @@ impl Engine {
                     signing_key,
                     quorum_queues: config.broker.quorum_queues,
                 };
-                BrokerBridge::start(broker, consumers, mailbox)
+                BrokerBridge::start(broker, consumers, mailbox.clone())
             }
-            None => InProcessTransport::start(consumers, mailbox, parallel),
+            None => InProcessTransport::start(consumers, mailbox.clone(), parallel),
         };
 
         let relay = OutboxRelay::new(
@@ -215,23 +224,102 @@ impl Engine {
             payment,
             sagas,
             archive,
-            desk,
+            placements,
             relay,
             transport,
-            outbox,
+            mailbox,
         })
     }
 
-    /// Places an order; a new one starts its saga and wakes the relay.
+    /// Places an order (or answers the one its idempotency key placed). A new order's saga starts once
+    /// its transaction has committed, through the one after-commit path.
     pub async fn place_order(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
-        let placement =
-            self.desk.send(Place(request)).await.map_err(|e| {
-                PlaceError::Database(sea_orm::DbErr::Custom(format!("the order desk: {e}")))
-            })??;
+        let placement = self.placements.send(Place(request)).await.map_err(|e| {
+            PlaceError::Database(sea_orm::DbErr::Custom(format!("the placement batcher: {e}")))
+        })??;
         if let Placement::Created(_, update) = &placement {
-            self.outbox.wake();
-            self.sagas.do_send(Track(update.clone()));
+            let (sagas, update) = (self.sagas.clone(), update.clone());
+            self.mailbox
+                .after_commit(vec![Box::new(move || sagas.do_send(Track(update)))]);
         }
         Ok(placement)
     }
+
+    /// Verifies a bearer token.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, TokenError> {
+        self.tokens.verify(token)
+    }
+
+    /// The mock issuer: a token for anyone (`404` when it is off).
+    pub async fn issue_token(&self, request: IssueToken) -> Result<IssuedToken, AuthError> {
+        self.auth.send(request).await.map_err(unavailable)?
+    }
+
+    /// What a token says, if it verifies.
+    pub async fn introspect(&self, token: String) -> Result<Option<Claims>, AuthError> {
+        self.auth.send(Introspect { token }).await.map_err(unavailable)
+    }
+
+    /// Creates a user with role `buyer`.
+    pub async fn register(&self, username: String, password: String) -> Result<users::Model, AuthError> {
+        self.auth
+            .send(Register { username, password })
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// A token for a user whose password matches.
+    pub async fn login(&self, username: String, password: String) -> Result<IssuedToken, AuthError> {
+        self.auth
+            .send(Login { username, password })
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// Sets a SKU's available quantity, creating it if new.
+    pub async fn set_stock(
+        &self,
+        sku_id: String,
+        available_qty: i64,
+    ) -> Result<stocks::Model, InventoryError> {
+        self.inventory
+            .send(SetStock {
+                sku_id,
+                available_qty,
+            })
+            .await
+            .map_err(|e| InventoryError::Unavailable(format!("the inventory did not answer: {e}")))?
+    }
+
+    /// Reserves all of an order's lines or none (`POST /api/stocks/reserve`).
+    pub async fn reserve(
+        &self,
+        order_id: String,
+        items: Vec<SkuQuantity>,
+    ) -> Result<Reservation, InventoryError> {
+        self.inventory
+            .send(Reserve { order_id, items })
+            .await
+            .map_err(|e| InventoryError::Unavailable(format!("the inventory did not answer: {e}")))?
+    }
+
+    /// Sends a dead letter back to the queue that gave up on it.
+    pub async fn replay_dead_letter(&self, id: &str) -> Result<dead_letter_rows::Model, DeadLetterError> {
+        dead_letters::replay(&self.db, self.transport.as_ref(), id).await
+    }
+
+    /// Drops a dead letter for good.
+    pub async fn discard_dead_letter(&self, id: &str) -> Result<dead_letter_rows::Model, DeadLetterError> {
+        dead_letters::discard(&self.db, id).await
+    }
+
+    /// The bus: its transport's name and whether it can publish now.
+    pub fn bus(&self) -> (&'static str, bool) {
+        (self.transport.name(), self.transport.is_ready())
+    }
+}
+
+/// The auth actor did not answer (the node is shutting down).
+fn unavailable(e: MailboxError) -> AuthError {
+    AuthError::Internal(format!("the auth actor did not answer: {e}"))
 }

@@ -1,24 +1,33 @@
-//! The ordersaga engine: the actors, the bus and the mailbox middleware.
+//! The ordersaga engine: the actors, the bus and the mailbox middleware. Everything durable lives in the
+//! database; the actors are the moving parts around it. Routes reach all of it through [`Engine`].
 //!
-//! Everything durable lives in the database; the actors are the moving parts around it.
+//! | room | what |
+//! | --- | --- |
+//! | [`engine`] | starting the actors, and the façade the HTTP layer calls |
+//! | [`placement`] | how an HTTP order becomes a saga: the placement transaction and its group commit |
+//! | [`saga`] | the state machine, the step that persists a transition, the registry, the per-order actor |
+//! | [`mailbox`] | the middleware every consumer passes through: inbox, retries, dead letters |
+//! | [`consumers`] | one actor per consumer: inventory, payment, notification |
+//! | [`outbox`] | events written with the transaction that causes them, and the relay that publishes them |
+//! | [`bus`] | the transports: in-process, RabbitMQ |
+//! | [`read`] | the queries behind the API and the dashboards, one file per aggregate |
+//! | [`auth`] | identities, tokens, passwords |
+//! | [`archive`] | moving old terminal orders to `orders_archive` |
+//! | [`envelope`], [`topology`] | the event contract and the queues it travels through |
 
 pub mod archive;
-pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod consumers;
 pub mod db;
-pub mod dead_letters;
 pub mod engine;
 pub mod envelope;
 pub mod faults;
-pub mod inventory;
-pub mod machine;
 pub mod mailbox;
-pub mod notification;
-pub mod orders;
 pub mod outbox;
-pub mod payment;
+pub mod placement;
+pub mod read;
 pub mod saga;
 pub mod topology;
 

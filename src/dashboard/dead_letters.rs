@@ -12,8 +12,8 @@ use super::{Layout, Pager, format, link, paging_pairs, parse_refresh, render, re
 use crate::error::ApiError;
 use crate::routes::release_events::parse_page;
 use crate::state::AppState;
-use actors::audit;
-use actors::dead_letters::{self, DEAD, DISCARDED, REPLAYED};
+use actors::mailbox::dead_letters::{DEAD, DISCARDED, REPLAYED};
+use actors::read;
 
 /// Longest reason shown in the table before it is folded.
 const REASON_SHOWN: usize = 160;
@@ -122,7 +122,7 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
         ));
     }
 
-    let counts = audit::dead_letter_counts(&state.db).await?;
+    let counts = read::dead_letters::counts(&state.db).await?;
     let mut per_status: BTreeMap<&str, u64> = BTreeMap::new();
     let mut per_consumer: BTreeMap<String, ConsumerCounts> = BTreeMap::new();
     for (c, s, n) in &counts {
@@ -140,7 +140,7 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
             _ => {}
         }
     }
-    let (rows, total) = dead_letters::list(
+    let (rows, total) = read::dead_letters::page(
         &state.db,
         Some(consumer.as_str()).filter(|c| !c.is_empty()),
         Some(status.as_str()).filter(|s| !s.is_empty()),

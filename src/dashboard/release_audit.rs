@@ -15,7 +15,7 @@ use crate::routes::release_events::{
     MAX_EXPORT_LIMIT, ReleasedItem, parse_filter, parse_instant, parse_page, released_items,
 };
 use crate::state::AppState;
-use actors::audit::{self, ReleaseFilter};
+use actors::read::releases::{self, ReleaseFilter};
 
 /// Most release events the charts look at (the newest that match the filters).
 pub const CHART_SAMPLE: u64 = 10_000;
@@ -146,9 +146,9 @@ async fn build(
     refresh: u64,
 ) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
-    let (rows, total) = audit::page_releases(&state.db, &filter, request.page, request.size).await?;
-    let by_reason = audit::release_counts_by_reason(&state.db, &filter).await?;
-    let samples = audit::release_samples(&state.db, &filter, CHART_SAMPLE).await?;
+    let (rows, total) = releases::page(&state.db, &filter, request.page, request.size).await?;
+    let by_reason = releases::counts_by_reason(&state.db, &filter).await?;
+    let samples = releases::samples(&state.db, &filter, CHART_SAMPLE).await?;
 
     // Releases over time, from the oldest release shown (or `from`) to `to` (or now).
     let start = filter

@@ -9,7 +9,8 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
-use actors::dead_letters::{self, DEAD, DISCARDED, DeadLetterError, REPLAYED};
+use actors::mailbox::dead_letters::{DEAD, DISCARDED, DeadLetterError, REPLAYED};
+use actors::read;
 use entities::dead_letters as rows;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -96,7 +97,8 @@ async fn list(
         )));
     }
     let consumer = query.consumer.as_deref().filter(|s| !s.is_empty());
-    let (rows, total) = dead_letters::list(&state.db, consumer, status, request.page, request.size).await?;
+    let (rows, total) =
+        read::dead_letters::page(&state.db, consumer, status, request.page, request.size).await?;
     let items = rows.into_iter().map(DeadLetterView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }
@@ -108,7 +110,7 @@ async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
-    let row = dead_letters::replay(&state.db, state.engine()?.transport.as_ref(), &id).await?;
+    let row = state.engine()?.replay_dead_letter(&id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
 }
 
@@ -119,6 +121,6 @@ async fn discard(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
-    let row = dead_letters::discard(&state.db, &id).await?;
+    let row = state.engine()?.discard_dead_letter(&id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use actors::auth::{Introspect, IssueToken, IssuedToken, Login, ROLE_BUYER, Register};
+use actors::auth::{IssueToken, IssuedToken, ROLE_BUYER};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/token", web::post().to(issue_token))
@@ -50,13 +50,12 @@ async fn issue_token(
     let body = body.into_inner();
     let token = state
         .engine()?
-        .auth
-        .send(IssueToken {
+        .issue_token(IssueToken {
             user_id: body.user_id,
             roles: body.roles.unwrap_or_else(|| vec![ROLE_BUYER.to_owned()]),
             ttl_seconds: body.ttl_seconds,
         })
-        .await??;
+        .await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
@@ -89,11 +88,7 @@ async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
     throttle(&state, &req, &username)?;
-    let user = state
-        .engine()?
-        .auth
-        .send(Register { username, password })
-        .await??;
+    let user = state.engine()?.register(username, password).await?;
     let roles: Vec<&str> = user.roles.split(',').filter(|r| !r.is_empty()).collect();
     Ok(HttpResponse::Created().json(json!({"userId": user.id, "username": user.username, "roles": roles})))
 }
@@ -106,7 +101,7 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
     throttle(&state, &req, &username)?;
-    let token = state.engine()?.auth.send(Login { username, password }).await??;
+    let token = state.engine()?.login(username, password).await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
@@ -120,13 +115,7 @@ async fn introspect(
     state: web::Data<AppState>,
     body: web::Json<IntrospectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = state
-        .engine()?
-        .auth
-        .send(Introspect {
-            token: body.into_inner().token,
-        })
-        .await?;
+    let claims = state.engine()?.introspect(body.into_inner().token).await?;
     Ok(HttpResponse::Ok().json(match claims {
         Some(c) => {
             json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss, "mock": c.mock})

@@ -41,14 +41,13 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 },
             }));
     };
-    let transport = &engine.transport;
-    let bus = transport.is_ready();
+    let (transport, bus) = engine.bus();
     let ready = database && bus;
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
             "database": if database { "up" } else { "down" },
-            "bus": { "transport": transport.name(), "status": if bus { "up" } else { "down" } },
+            "bus": { "transport": transport, "status": if bus { "up" } else { "down" } },
         },
     });
     if ready {

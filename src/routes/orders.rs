@@ -10,9 +10,9 @@ use crate::error::ApiError;
 use crate::extract::{Authenticated, TraceId};
 use crate::state::AppState;
 use actors::auth::ROLE_BUYER;
-use actors::inventory::valid_sku_id;
-use actors::orders::{self, NewOrderLine, OrderRecord, PlaceError, PlaceOrder, Placement};
-use actors::saga;
+use actors::consumers::inventory::valid_sku_id;
+use actors::placement::{self, NewOrderLine, PlaceError, PlaceOrder, Placement};
+use actors::read::{self, orders::OrderRecord};
 use entities::Money;
 
 /// Most lines in one order.
@@ -168,7 +168,7 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
             price,
         });
     }
-    if orders::total(&out).is_none() {
+    if placement::total(&out).is_none() {
         return Err(ApiError::BadRequest(
             "the order's total is too large to be computed exactly".to_owned(),
         ));
@@ -233,7 +233,7 @@ pub fn order_id(path: &str) -> Result<String, ApiError> {
 
 async fn owned_order(state: &AppState, caller: &Authenticated, id: &str) -> Result<OrderRecord, ApiError> {
     let id = order_id(id)?;
-    let record = orders::find(&state.db, &id)
+    let record = read::orders::find(&state.db, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
     caller.require_owner_or_admin(&record.order.user_id)?;
@@ -329,10 +329,10 @@ async fn get_saga(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let record = owned_order(&state, &caller, &path).await?;
-    let (saga, history) = saga::find(&state.db, &record.order.id)
+    let (saga, history) = read::sagas::find(&state.db, &record.order.id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no saga for order {}", record.order.id)))?;
-    let payment = actors::payment::find(&state.db, &record.order.id).await?;
+    let payment = read::payments::of_order(&state.db, &record.order.id).await?;
     Ok(HttpResponse::Ok().json(SagaView {
         order_id: saga.order_id,
         state: saga.state,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::routes::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, Page, PageQuery, PageRequest};
 use crate::state::AppState;
-use actors::audit::{self, Position, ReleaseFilter};
+use actors::read::releases::{self, Position, ReleaseFilter};
 use entities::inventory_release_events;
 
 /// Rows in an export when `limit` is not given.
@@ -260,7 +260,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ReleaseQuery>) -> Re
     let query = query.into_inner();
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
     let request = parse_page(&query.page, &query.size)?;
-    let (rows, total) = audit::page_releases(&state.db, &filter, request.page, request.size).await?;
+    let (rows, total) = releases::page(&state.db, &filter, request.page, request.size).await?;
     let items = rows.into_iter().map(ReleaseEventView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }
@@ -292,7 +292,7 @@ async fn cursor_page(
         })?),
         None => None,
     };
-    let mut rows = audit::releases_after(&state.db, &filter, after.as_ref(), limit + 1).await?;
+    let mut rows = releases::releases_after(&state.db, &filter, after.as_ref(), limit + 1).await?;
     let next_cursor = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|row| cursor::encode(&Position::from(row)))
@@ -359,7 +359,7 @@ fn export_stream(start: ExportCursor) -> impl Stream<Item = Result<Bytes, ApiErr
             None if at.remaining == 0 => return None,
             None => {
                 let chunk = at.remaining.min(EXPORT_CHUNK);
-                match audit::releases_after(&at.db, &at.filter, at.after.as_ref(), chunk).await {
+                match releases::releases_after(&at.db, &at.filter, at.after.as_ref(), chunk).await {
                     Ok(rows) => rows,
                     Err(e) => {
                         tracing::error!(error = %e, "release export failed mid-way");
@@ -394,7 +394,7 @@ async fn export(
     let query = query.into_inner();
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
     let limit = parse_number("limit", &query.limit, DEFAULT_EXPORT_LIMIT, 1, MAX_EXPORT_LIMIT)?;
-    let first = audit::releases_after(&state.db, &filter, None, limit.min(EXPORT_CHUNK)).await?;
+    let first = releases::releases_after(&state.db, &filter, None, limit.min(EXPORT_CHUNK)).await?;
     let body = export_stream(ExportCursor {
         db: state.db.clone(),
         filter,

@@ -1,7 +1,5 @@
 //! `GET /api/sagas` (`admin`): a page of sagas, and counts per state.
 
-use std::time::Duration;
-
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,8 +9,8 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
-use actors::machine::SagaState;
-use actors::saga;
+use actors::read::{self, sagas::SagaSearch};
+use actors::saga::SagaState;
 
 /// Largest `olderThanSeconds`: ten years (every database keeps times that far back).
 pub const MAX_OLDER_THAN_SECONDS: u64 = 10 * 365 * 86_400;
@@ -79,9 +77,18 @@ async fn list(
             "olderThanSeconds must be at most {MAX_OLDER_THAN_SECONDS} (ten years)"
         )));
     }
-    let older_than = query.older_than_seconds.map(Duration::from_secs);
-    let (rows, total) = saga::list(&state.db, wanted, older_than, request.page, request.size).await?;
-    let counts = saga::counts(&state.db)
+    let search = SagaSearch {
+        state: wanted,
+        not_moved_since: query.older_than_seconds.map(|seconds| {
+            let age = chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+            actors::db::now()
+                .checked_sub_signed(age)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        }),
+        ..SagaSearch::default()
+    };
+    let (rows, total) = read::sagas::search(&state.db, &search, request.page, request.size).await?;
+    let counts = read::sagas::counts(&state.db)
         .await?
         .into_iter()
         .map(|(s, n)| (s.as_str().to_owned(), serde_json::Value::from(n)))

@@ -9,8 +9,9 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
+use actors::consumers::inventory::{self, InventoryError, Reservation};
 use actors::envelope::SkuQuantity;
-use actors::inventory::{self, InventoryError, Reservation, Reserve, SetStock};
+use actors::read;
 use entities::stocks;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,14 +71,7 @@ impl From<InventoryError> for ApiError {
 }
 
 async fn set(state: &AppState, sku_id: String, available_qty: i64) -> Result<HttpResponse, ApiError> {
-    let row = state
-        .engine()?
-        .inventory
-        .send(SetStock {
-            sku_id,
-            available_qty,
-        })
-        .await??;
+    let row = state.engine()?.set_stock(sku_id, available_qty).await?;
     Ok(HttpResponse::Ok().json(StockView::from(row)))
 }
 
@@ -106,7 +100,7 @@ async fn put(
 /// One SKU; `404` if unknown.
 async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sku_id = sku_id.into_inner();
-    match inventory::get_stock(&state.db, &sku_id).await? {
+    match read::stock::get(&state.db, &sku_id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(StockView::from(row))),
         None => Err(ApiError::NotFound(format!("no stock for SKU `{sku_id}`"))),
     }
@@ -115,7 +109,7 @@ async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<Ht
 /// A page of SKUs ordered by id.
 async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
     let request = query.into_inner().validate()?;
-    let (rows, total) = inventory::list_stocks(&state.db, request.page, request.size).await?;
+    let (rows, total) = read::stock::page(&state.db, request.page, request.size).await?;
     let items = rows.into_iter().map(StockView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }
@@ -168,7 +162,7 @@ async fn reserve(
             quantity: line.quantity as i32,
         });
     }
-    match state.engine()?.inventory.send(Reserve { order_id: order_id.clone(), items }).await?? {
+    match state.engine()?.reserve(order_id.clone(), items).await? {
         Reservation::Reserved { reservation_id, items } => Ok(HttpResponse::Ok().json(serde_json::json!({
             "reservationId": reservation_id,
             "orderId": order_id,

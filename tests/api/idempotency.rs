@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use actix::Actor;
+use actors::consumers::notification::NotificationActor;
 use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
-use actors::notification::NotificationActor;
 use actors::outbox::OutboxSignal;
 use actors::topology;
 use futures::future::join_all;

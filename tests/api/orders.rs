@@ -152,7 +152,7 @@ on_every_backend! {
         let mut confirmed = 0;
         for id in &ids {
             let ended = app.ended(id).await;
-            let approved = actors::payment::approves(PaymentMode::Hashed, id);
+            let approved = actors::consumers::payment::approves(PaymentMode::Hashed, id);
             assert_eq!(ended["status"], if approved { "CONFIRMED" } else { "FAILED" }, "order {id}");
             assert_eq!(release_events_of(&app, id).await, u64::from(!approved));
             confirmed += i64::from(approved);

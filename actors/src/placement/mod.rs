@@ -1,4 +1,10 @@
-//! Order placement and order queries.
+//! Order placement: how an HTTP order becomes a saga.
+//!
+//! `POST /api/orders` → [`crate::Engine::place_order`] → the [`batcher::PlacementBatcher`] (group commit:
+//! the orders that arrive while a batch is written go into the next one) → [`place_many`] → the rows of
+//! each order ([`NewOrderRows`]: the order, its lines, the saga's first rows from [`crate::saga::start`],
+//! `order.created` for the outbox) written in one transaction → after the commit the saga registry starts
+//! the order's actor.
 //!
 //! Placing an order is one transaction: the order, its lines, the saga row (`AWAITING_INVENTORY`) with its
 //! first history row, and the `order.created` event in the outbox. `(user_id, idempotency_key)` is unique,
@@ -6,19 +12,16 @@
 //! when the body is the same, a refusal when it is not), and of two concurrent requests exactly one
 //! creates the order.
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
-};
-use serde::{Deserialize, Serialize};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
 use crate::db;
 use crate::envelope::{Envelope, Event, OrderCreated, OrderLine};
-use crate::machine::SagaState;
 use crate::outbox;
-use crate::saga::{SagaUpdate, order_status};
-use entities::{Money, order_items, orders, orders_archive, saga_history, saga_instances};
+use crate::read::orders::{OrderRecord, lines_of};
+use crate::saga::{self, SagaUpdate, order_status};
+use entities::{Money, order_items, orders, saga_history, saga_instances};
 
 /// Attempts at placing before a lost race on the idempotency key is reported as an error.
 const PLACE_ATTEMPTS: usize = 3;
@@ -48,13 +51,6 @@ impl PlaceOrder {
         self.deadline
             .is_some_and(|deadline| std::time::Instant::now() >= deadline)
     }
-}
-
-/// An order with its lines.
-#[derive(Clone, Debug)]
-pub struct OrderRecord {
-    pub order: orders::Model,
-    pub items: Vec<order_items::Model>,
 }
 
 /// What placing came to.
@@ -106,14 +102,6 @@ async fn find_by_key(
         .await
 }
 
-async fn lines_of(db: &impl ConnectionTrait, order_id: &str) -> Result<Vec<order_items::Model>, DbErr> {
-    order_items::Entity::find()
-        .filter(order_items::Column::OrderId.eq(order_id))
-        .order_by_asc(order_items::Column::LineNo)
-        .all(db)
-        .await
-}
-
 /// What became of one request of a batch.
 pub type PlaceResult = Result<Placement, PlaceError>;
 
@@ -159,7 +147,7 @@ async fn place_together(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Res
     metrics::counter!("orders_placed_total").increment(orders.len() as u64);
     Ok(orders
         .into_iter()
-        .map(|o| Ok(Placement::Created(o.record, o.update)))
+        .map(|o| Ok(Placement::Created(o.record, o.saga.update)))
         .collect())
 }
 
@@ -199,7 +187,7 @@ pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult
             Ok(()) => {
                 txn.commit().await?;
                 metrics::counter!("orders_placed_total").increment(1);
-                return Ok(Placement::Created(rows.record, rows.update));
+                return Ok(Placement::Created(rows.record, rows.saga.update));
             }
             Err(e) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
@@ -225,9 +213,7 @@ pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult
 /// `order.created` for the outbox.
 struct NewOrderRows {
     record: OrderRecord,
-    update: SagaUpdate,
-    saga: saga_instances::ActiveModel,
-    history: saga_history::ActiveModel,
+    saga: saga::start::SagaStart,
     created: Envelope,
 }
 
@@ -263,22 +249,6 @@ impl NewOrderRows {
                 price: line.price,
             })
             .collect();
-        let identity = serde_json::to_string(&request.identity).map_err(|e| DbErr::Json(e.to_string()))?;
-        let saga = saga_instances::ActiveModel {
-            order_id: Set(order_id.clone()),
-            state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
-            version: Set(1),
-            user_id: Set(request.user_id.clone()),
-            reservation_id: Set(None),
-            payment_id: Set(None),
-            failure_reason: Set(None),
-            trace_id: Set(request.trace_id.clone()),
-            identity: Set(identity),
-            started_at: Set(now),
-            updated_at: Set(now),
-            completed_at: Set(None),
-            deadline_at: Set(None),
-        };
         let created = Envelope::new(
             Event::OrderCreated(OrderCreated {
                 order_id: order_id.clone(),
@@ -297,29 +267,18 @@ impl NewOrderRows {
             request.trace_id.clone(),
             request.identity.clone(),
         );
-        let history = saga_history::ActiveModel {
-            order_id: Set(order_id.clone()),
-            seq: Set(1),
-            at: Set(now),
-            event_type: Set("OrderPlaced".to_owned()),
-            event_id: Set(Some(created.event_id.clone())),
-            routing_key: Set(Some(created.routing_key().to_owned())),
-            from_state: Set(None),
-            to_state: Set(SagaState::AwaitingInventory.as_str().to_owned()),
-            detail: Set(Some(format!("{} line(s), total {total}", request.items.len()))),
-            ..Default::default()
-        };
-        let update = SagaUpdate {
-            order_id,
-            state: SagaState::AwaitingInventory,
-            version: 1,
-            deadline_at: None,
-        };
+        let saga = saga::start::start(
+            &order_id,
+            &request.user_id,
+            &request.identity,
+            &request.trace_id,
+            now,
+            &created,
+            format!("{} line(s), total {total}", request.items.len()),
+        )?;
         Ok(NewOrderRows {
             record: OrderRecord { order, items },
-            update,
             saga,
-            history,
             created,
         })
     }
@@ -353,66 +312,16 @@ async fn insert_rows(txn: &impl ConnectionTrait, orders: &[NewOrderRows]) -> Res
     );
     writes.push(
         backend,
-        &saga_instances::Entity::insert_many(orders.iter().map(|o| o.saga.clone())),
+        &saga_instances::Entity::insert_many(orders.iter().map(|o| o.saga.saga.clone())),
     );
     writes.push(
         backend,
-        &saga_history::Entity::insert_many(orders.iter().map(|o| o.history.clone())),
+        &saga_history::Entity::insert_many(orders.iter().map(|o| o.saga.history.clone())),
     );
     let created: Vec<Envelope> = orders.iter().map(|o| o.created.clone()).collect();
     writes.push(backend, &outbox::insert_statement(&created)?);
     writes.execute(txn).await?;
     Ok(())
-}
-
-/// An archived order's line as kept in `orders_archive.items`.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ArchivedLine {
-    pub sku_id: String,
-    pub quantity: i32,
-    pub price: Money,
-}
-
-/// An order by id, from the live table or the archive.
-pub async fn find(db: &DatabaseConnection, order_id: &str) -> Result<Option<OrderRecord>, DbErr> {
-    if let Some(order) = orders::Entity::find_by_id(order_id.to_owned()).one(db).await? {
-        let items = lines_of(db, order_id).await?;
-        return Ok(Some(OrderRecord { order, items }));
-    }
-    let Some(archived) = orders_archive::Entity::find_by_id(order_id.to_owned())
-        .one(db)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let lines: Vec<ArchivedLine> =
-        serde_json::from_str(&archived.items).map_err(|e| DbErr::Json(format!("archived items: {e}")))?;
-    let items = lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| order_items::Model {
-            id: 0,
-            order_id: archived.id.clone(),
-            line_no: i as i32 + 1,
-            sku_id: l.sku_id,
-            quantity: l.quantity,
-            price: l.price,
-        })
-        .collect();
-    let order = orders::Model {
-        id: archived.id,
-        user_id: archived.user_id,
-        status: archived.status,
-        total_amount: archived.total_amount,
-        failure_reason: archived.failure_reason,
-        idempotency_key: archived.idempotency_key,
-        request_hash: archived.request_hash,
-        trace_id: archived.trace_id,
-        created_at: archived.created_at,
-        updated_at: archived.updated_at,
-    };
-    Ok(Some(OrderRecord { order, items }))
 }
 
 #[cfg(test)]
@@ -442,70 +351,4 @@ mod tests {
     }
 }
 
-/// Most orders written in one transaction by the [`OrderDesk`].
-pub const MAX_PLACE_BATCH: usize = 64;
-
-/// Places orders in batches (group commit): the requests that arrive while a batch is being written go
-/// into the next one, so under load many orders share one commit, and alone an order waits for nobody.
-pub struct OrderDesk {
-    db: DatabaseConnection,
-    pending: Vec<(PlaceOrder, tokio::sync::oneshot::Sender<PlaceResult>)>,
-    busy: usize,
-    writers: usize,
-}
-
-impl OrderDesk {
-    /// `writers`: batches written at the same time (1 for SQLite, which has one writer anyway).
-    pub fn new(db: DatabaseConnection, writers: usize) -> Self {
-        Self {
-            db,
-            pending: Vec::new(),
-            busy: 0,
-            writers: writers.max(1),
-        }
-    }
-
-    fn flush(&mut self, ctx: &mut actix::Context<Self>) {
-        use actix::{ActorFutureExt, AsyncContext, WrapFuture};
-        while self.busy < self.writers && !self.pending.is_empty() {
-            let take = self.pending.len().min(MAX_PLACE_BATCH);
-            let (requests, replies): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
-            self.busy += 1;
-            let db = self.db.clone();
-            let write = async move { place_many(&db, &requests).await }
-                .into_actor(self)
-                .map(move |results, desk, ctx| {
-                    desk.busy -= 1;
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
-                    }
-                    desk.flush(ctx);
-                });
-            ctx.spawn(write);
-        }
-    }
-}
-
-impl actix::Actor for OrderDesk {
-    type Context = actix::Context<Self>;
-}
-
-/// Place one order; answered once its batch has committed.
-#[derive(actix::Message)]
-#[rtype(result = "PlaceResult")]
-pub struct Place(pub PlaceOrder);
-
-impl actix::Handler<Place> for OrderDesk {
-    type Result = actix::ResponseFuture<PlaceResult>;
-
-    fn handle(&mut self, Place(request): Place, ctx: &mut Self::Context) -> Self::Result {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.pending.push((request, reply));
-        self.flush(ctx);
-        Box::pin(async move {
-            answer
-                .await
-                .unwrap_or_else(|_| Err(DbErr::Custom("the order desk stopped".into()).into()))
-        })
-    }
-}
+pub mod batcher;

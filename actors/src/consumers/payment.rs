@@ -62,18 +62,6 @@ pub fn refund_id(order_id: &str) -> String {
     uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
 }
 
-/// The payment record of an order, if it was charged.
-pub async fn find(
-    db: &impl ConnectionTrait,
-    order_id: &str,
-) -> Result<Option<payment_records::Model>, sea_orm::DbErr> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    payment_records::Entity::find()
-        .filter(payment_records::Column::OrderId.eq(order_id))
-        .one(db)
-        .await
-}
-
 /// Whether the gateway approves the order's payment in `mode`.
 pub fn approves(mode: PaymentMode, order_id: &str) -> bool {
     match mode {

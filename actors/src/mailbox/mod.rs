@@ -14,6 +14,12 @@
 //! Several deliveries of one queue share a transaction when they come together (one commit instead of
 //! many); if any of them fails, the batch is rolled back and each is run alone, so one bad message never
 //! holds back the others. Optimistic-lock conflicts are retried at once and do not count as attempts.
+//!
+//! Work that is not a message — a saga's payment deadline — goes through the same transaction path
+//! ([`Mailbox::transact`]), and every committed change of the flow ends in the one after-commit path
+//! ([`Mailbox::after_commit`]: the relay is woken, the writers' hooks run), placement included.
+//!
+//! [`inbox`] claims messages; [`dead_letters`] keeps what the consumers gave up on.
 
 use std::any::Any;
 use std::fmt;
@@ -22,13 +28,17 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::future::join_all;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::config::RetrySettings;
 use crate::db;
-use crate::dead_letters;
 use crate::envelope::{DecodeError, Envelope};
 use crate::outbox::{self, OutboxSignal};
+
+pub mod dead_letters;
+pub mod inbox;
+
+use inbox::{claim, claim_many};
 
 /// Conflicts (another writer changed a row this message read) retried at once before the message is
 /// treated as failed.
@@ -333,12 +343,30 @@ impl Mailbox {
 
     /// One message in its own transaction, conflicts retried at once.
     async fn apply_alone(&self, consumer: &Consumer, p: &Pending) -> Result<(), ConsumeError> {
+        self.transact(consumer.queue, |txn| async move {
+            self.apply_in(&txn, consumer, p).await
+        })
+        .await
+    }
+
+    /// Runs `work` in a transaction of its own: the events of the effects it answers go into the outbox,
+    /// the transaction commits, and the after-commit path runs; `None` commits nothing of note (a
+    /// duplicate, a step that had become moot). An optimistic-lock conflict runs `work` again at once,
+    /// up to [`MAX_CONFLICT_RETRIES`] times; `label` names the work in logs and metrics (a queue).
+    pub async fn transact<F, Fut>(&self, label: &'static str, mut work: F) -> Result<(), ConsumeError>
+    where
+        F: FnMut(Arc<DatabaseTransaction>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Effects>, ConsumeError>>,
+    {
         let mut conflicts = 0;
         loop {
             let result = async {
                 let txn = Arc::new(db::begin_write(&self.db).await?);
-                let hooks = match self.apply_in(&txn, consumer, p).await? {
-                    Some(effects) => effects.after_commit,
+                let hooks = match work(txn.clone()).await? {
+                    Some(effects) => {
+                        outbox::insert(txn.as_ref(), &effects.publish).await?;
+                        effects.after_commit
+                    }
                     None => vec![],
                 };
                 self.commit(txn, hooks).await
@@ -347,8 +375,8 @@ impl Mailbox {
             match result {
                 Err(ConsumeError::Conflict(reason)) if conflicts < MAX_CONFLICT_RETRIES => {
                     conflicts += 1;
-                    metrics::counter!("message_conflicts_total", "queue" => consumer.queue).increment(1);
-                    tracing::debug!(queue = consumer.queue, %reason, conflicts, "conflict; trying again");
+                    metrics::counter!("message_conflicts_total", "queue" => label).increment(1);
+                    tracing::debug!(queue = label, %reason, conflicts, "conflict; trying again");
                     let pause = rand::random_range(0..=CONFLICT_PAUSE_MAX_MS.min(conflicts as u64));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
@@ -357,7 +385,7 @@ impl Mailbox {
         }
     }
 
-    /// Inbox claim, the consumer's work, the outbox rows. `None` for a duplicate.
+    /// Inbox claim and the consumer's work. `None` for a duplicate.
     async fn apply_in(
         &self,
         txn: &Arc<DatabaseTransaction>,
@@ -368,9 +396,7 @@ impl Mailbox {
             self.duplicate(consumer, p);
             return Ok(None);
         }
-        let effects = self.apply_claimed(txn, consumer, p).await?;
-        outbox::insert(txn.as_ref(), &effects.publish).await?;
-        Ok(Some(effects))
+        Ok(Some(self.apply_claimed(txn, consumer, p).await?))
     }
 
     /// The consumer's work for a message whose inbox row is written.
@@ -405,84 +431,21 @@ impl Mailbox {
         let txn = Arc::try_unwrap(txn)
             .map_err(|_| ConsumeError::Transient("a consumer kept the transaction".into()))?;
         txn.commit().await?;
+        self.after_commit(hooks);
+        Ok(())
+    }
+
+    /// What follows every commit that changed the flow: the relay is woken (the transaction may have
+    /// written outbox rows), then the writers' hooks run (the saga registry learns new states).
+    pub fn after_commit(&self, hooks: Vec<AfterCommit>) {
         self.outbox.wake();
         for hook in hooks {
             hook();
         }
-        Ok(())
     }
-}
 
-/// Claims `(message_id, consumer)` in the inbox; `false` when it was claimed before (a duplicate).
-pub async fn claim(txn: &impl ConnectionTrait, message_id: &str, consumer: &str) -> Result<bool, DbErr> {
-    let backend = txn.get_database_backend();
-    let sql = match backend {
-        DbBackend::MySql => {
-            "INSERT IGNORE INTO consumed_messages (message_id, consumer, consumed_at) VALUES (?, ?, ?)"
-        }
-        DbBackend::Postgres => {
-            "INSERT INTO consumed_messages (message_id, consumer, consumed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-        }
-        _ => {
-            "INSERT INTO consumed_messages (message_id, consumer, consumed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
-        }
-    };
-    let result = txn
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [message_id.into(), consumer.into(), db::now().into()],
-        ))
-        .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// Claims many messages for one consumer; answers the ids claimed now (the others were claimed before).
-/// One statement where the database can say which rows it inserted (`RETURNING`: SQLite, PostgreSQL);
-/// one per message on MySQL/MariaDB.
-pub async fn claim_many(
-    txn: &impl ConnectionTrait,
-    message_ids: &[&str],
-    consumer: &str,
-) -> Result<std::collections::HashSet<String>, DbErr> {
-    let backend = txn.get_database_backend();
-    let mut claimed = std::collections::HashSet::new();
-    if backend == DbBackend::MySql {
-        for id in message_ids {
-            if !claimed.contains(*id) && claim(txn, id, consumer).await? {
-                claimed.insert((*id).to_owned());
-            }
-        }
-        return Ok(claimed);
+    /// The database the middleware writes to.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
-    let unique: std::collections::BTreeSet<&str> = message_ids.iter().copied().collect();
-    if unique.is_empty() {
-        return Ok(claimed);
-    }
-    let now = db::now();
-    let mut sql = String::from("INSERT INTO consumed_messages (message_id, consumer, consumed_at) VALUES ");
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(unique.len() * 3);
-    for (i, id) in unique.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        match backend {
-            DbBackend::Postgres => {
-                let n = i * 3;
-                sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
-            }
-            _ => sql.push_str("(?, ?, ?)"),
-        }
-        values.push((*id).into());
-        values.push(consumer.into());
-        values.push(now.into());
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING message_id");
-    for row in txn
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-    {
-        claimed.insert(row.try_get::<String>("", "message_id")?);
-    }
-    Ok(claimed)
 }

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
 use crate::db;
@@ -458,27 +457,6 @@ impl Handler<Reserve> for InventoryActor {
             Err(InventoryError::Contended)
         })
     }
-}
-
-/// One SKU's stock, if it exists.
-pub async fn get_stock(db: &impl ConnectionTrait, sku_id: &str) -> Result<Option<stocks::Model>, DbErr> {
-    stocks::Entity::find_by_id(sku_id.to_owned()).one(db).await
-}
-
-/// A page of stocks ordered by SKU, and the total number of SKUs.
-pub async fn list_stocks(
-    db: &impl ConnectionTrait,
-    page: u64,
-    size: u64,
-) -> Result<(Vec<stocks::Model>, u64), DbErr> {
-    let total = stocks::Entity::find().count(db).await?;
-    let items = stocks::Entity::find()
-        .order_by_asc(stocks::Column::SkuId)
-        .offset(page.saturating_mul(size))
-        .limit(size)
-        .all(db)
-        .await?;
-    Ok((items, total))
 }
 
 #[cfg(test)]

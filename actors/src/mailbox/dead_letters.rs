@@ -2,8 +2,7 @@
 //! or discard.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
 };
 
 use crate::bus::Transport;
@@ -58,32 +57,6 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
-}
-
-/// A page of dead letters, newest first, optionally of one consumer and status.
-pub async fn list(
-    db: &DatabaseConnection,
-    consumer: Option<&str>,
-    status: Option<&str>,
-    page: u64,
-    size: u64,
-) -> Result<(Vec<dead_letters::Model>, u64), DbErr> {
-    let mut query = dead_letters::Entity::find();
-    if let Some(consumer) = consumer {
-        query = query.filter(dead_letters::Column::Consumer.eq(consumer));
-    }
-    if let Some(status) = status {
-        query = query.filter(dead_letters::Column::Status.eq(status));
-    }
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_desc(dead_letters::Column::CreatedAt)
-        .order_by_desc(dead_letters::Column::Id)
-        .offset(page.saturating_mul(size))
-        .limit(size)
-        .all(db)
-        .await?;
-    Ok((rows, total))
 }
 
 /// What an admin action on a dead letter can run into.

@@ -1,0 +1,291 @@
+//! The `SagaRegistry`: supervises this node's `OrderSaga` actors and routes the saga's events to them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::SagaUpdate;
+use super::machine::SagaState;
+use super::order_saga::{Advance, OrderSaga, Step};
+use super::step::{Applied, input_of};
+use crate::db;
+use crate::mailbox::{Apply, ConsumeError, Effects, Mailbox};
+use entities::saga_instances;
+
+/// How often the registry looks for overdue deadlines that no actor in memory watches.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Sagas loaded per query when resuming.
+const RESUME_PAGE: u64 = 1_000;
+/// Sagas in memory refreshed from the database per sweep.
+const REFRESH_SLICE: usize = 500;
+
+/// Supervises the `OrderSaga` actors of this node and consumes the saga's result queues.
+pub struct SagaRegistry {
+    mailbox: Mailbox,
+    sagas: BTreeMap<String, Addr<OrderSaga>>,
+    /// Where the next refresh of in-memory sagas starts (they are refreshed a slice at a time).
+    refresh_from: String,
+    payment_timeout: Duration,
+}
+
+impl SagaRegistry {
+    pub fn new(mailbox: Mailbox, payment_timeout: Duration) -> Self {
+        Self {
+            mailbox,
+            sagas: BTreeMap::new(),
+            refresh_from: String::new(),
+            payment_timeout,
+        }
+    }
+
+    /// The actor of `order_id`, started if none is in memory (`known`: its state, when known).
+    fn actor(
+        &mut self,
+        order_id: &str,
+        known: Option<SagaUpdate>,
+        ctx: &mut Context<Self>,
+    ) -> Addr<OrderSaga> {
+        self.sagas
+            .entry(order_id.to_owned())
+            .or_insert_with(|| {
+                let registry = ctx.address();
+                let mailbox = self.mailbox.clone();
+                let payment_timeout = self.payment_timeout;
+                let order_id = order_id.to_owned();
+                Supervisor::start(move |_| {
+                    OrderSaga::new(order_id, known, registry, mailbox, payment_timeout)
+                })
+            })
+            .clone()
+    }
+}
+
+/// The effects of a committed step: its events, and the registry told of the new state afterwards.
+pub(crate) fn effects_of(applied: Applied, registry: Addr<SagaRegistry>) -> Effects {
+    let effects = Effects {
+        publish: applied.publish,
+        after_commit: vec![],
+    };
+    match applied.update {
+        Some(update) => effects.and_then(move || registry.do_send(Track(update))),
+        None => effects,
+    }
+}
+
+impl Actor for SagaRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(SWEEP_INTERVAL, |_, ctx| ctx.notify(Sweep));
+    }
+}
+
+/// A saga changed (or was created): keep its actor in step, start one if needed, let it go if it ended.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Track(pub SagaUpdate);
+
+/// An `OrderSaga` actor's saga has ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Finished {
+    pub order_id: String,
+}
+
+/// Loads every unfinished saga from the database and starts its actor (at start).
+#[derive(Message)]
+#[rtype(result = "Result<usize, DbErr>")]
+pub struct Resume;
+
+/// Looks for overdue deadlines that no actor here watches.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Sweep;
+
+/// How many saga actors are in memory.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct InMemory;
+
+impl Handler<Track> for SagaRegistry {
+    type Result = ();
+
+    fn handle(&mut self, Track(update): Track, ctx: &mut Self::Context) {
+        if update.state.is_terminal() {
+            if let Some(saga) = self.sagas.remove(&update.order_id) {
+                saga.do_send(Advance(update));
+            }
+            return;
+        }
+        let saga = self.actor(&update.order_id.clone(), Some(update.clone()), ctx);
+        saga.do_send(Advance(update));
+    }
+}
+
+impl Handler<Finished> for SagaRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
+        self.sagas.remove(&msg.order_id);
+    }
+}
+
+impl Handler<InMemory> for SagaRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: InMemory, _: &mut Self::Context) -> usize {
+        metrics::gauge!("saga_actors_in_memory").set(self.sagas.len() as f64);
+        self.sagas.len()
+    }
+}
+
+impl Handler<Resume> for SagaRegistry {
+    type Result = ResponseFuture<Result<usize, DbErr>>;
+
+    fn handle(&mut self, _: Resume, ctx: &mut Self::Context) -> Self::Result {
+        let db = self.mailbox.db().clone();
+        let me = ctx.address();
+        Box::pin(async move {
+            let unfinished: Vec<&str> = SagaState::ALL
+                .iter()
+                .filter(|s| !s.is_terminal())
+                .map(|s| s.as_str())
+                .collect();
+            let mut after = String::new();
+            let mut resumed = 0;
+            loop {
+                let rows = saga_instances::Entity::find()
+                    .filter(saga_instances::Column::State.is_in(unfinished.clone()))
+                    .filter(saga_instances::Column::OrderId.gt(after.as_str()))
+                    .order_by_asc(saga_instances::Column::OrderId)
+                    .limit(RESUME_PAGE)
+                    .all(&db)
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                after = last.order_id.clone();
+                for row in &rows {
+                    match SagaUpdate::from_row(row) {
+                        Ok(update) => {
+                            me.do_send(Track(update));
+                            resumed += 1;
+                        }
+                        Err(e) => tracing::error!(order_id = %row.order_id, error = %e, "cannot resume saga"),
+                    }
+                }
+            }
+            if resumed > 0 {
+                tracing::info!(sagas = resumed, "resumed unfinished sagas");
+            }
+            Ok(resumed)
+        })
+    }
+}
+
+impl Handler<Sweep> for SagaRegistry {
+    type Result = ();
+
+    /// Two chores: start actors for overdue deadlines nobody here watches (their node died), and refresh
+    /// a slice of the sagas in memory from the database. With several nodes, a saga's events land on any
+    /// node, so a node may hold an actor for a saga another node has since finished; the refresh lets
+    /// such actors go, and those of sagas that do not exist.
+    fn handle(&mut self, _: Sweep, ctx: &mut Self::Context) {
+        metrics::gauge!("saga_actors_in_memory").set(self.sagas.len() as f64);
+        let db = self.mailbox.db().clone();
+        let me = ctx.address();
+        let mut slice: Vec<String> = self
+            .sagas
+            .range(self.refresh_from.clone()..)
+            .take(REFRESH_SLICE)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if slice.len() < REFRESH_SLICE {
+            // Wrap around.
+            let more = REFRESH_SLICE - slice.len();
+            slice.extend(
+                self.sagas
+                    .keys()
+                    .take(more)
+                    .filter(|id| **id < self.refresh_from)
+                    .cloned(),
+            );
+        }
+        self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
+        let fut = async move {
+            let overdue = saga_instances::Entity::find()
+                .filter(saga_instances::Column::State.eq(SagaState::AwaitingPayment.as_str()))
+                .filter(saga_instances::Column::DeadlineAt.lt(db::now() - chrono::Duration::seconds(1)))
+                .limit(RESUME_PAGE)
+                .all(&db)
+                .await;
+            let refreshed = if slice.is_empty() {
+                Ok(vec![])
+            } else {
+                saga_instances::Entity::find()
+                    .filter(saga_instances::Column::OrderId.is_in(slice.clone()))
+                    .all(&db)
+                    .await
+            };
+            match (overdue, refreshed) {
+                (Ok(overdue), Ok(refreshed)) => Some((overdue, refreshed, slice)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "saga sweep failed");
+                    None
+                }
+            }
+        }
+        .into_actor(self)
+        .map(move |swept, act, _| {
+            let Some((overdue, refreshed, slice)) = swept else {
+                return;
+            };
+            for row in overdue {
+                if !act.sagas.contains_key(&row.order_id)
+                    && let Ok(update) = SagaUpdate::from_row(&row)
+                {
+                    me.do_send(Track(update));
+                }
+            }
+            // An actor started for a saga that does not exist (a poison event) has nothing to watch.
+            for id in &slice {
+                if !refreshed.iter().any(|row| &row.order_id == id) {
+                    act.sagas.remove(id);
+                }
+            }
+            // Actors ignore what they knew already; a finished saga's actor is let go.
+            for row in refreshed {
+                if let Ok(update) = SagaUpdate::from_row(&row) {
+                    me.do_send(Track(update));
+                }
+            }
+        });
+        ctx.spawn(fut);
+    }
+}
+
+impl Handler<Apply> for SagaRegistry {
+    type Result = ResponseFuture<Result<Effects, ConsumeError>>;
+
+    /// Routes a saga event to its order's actor, which runs the step in the middleware's transaction.
+    fn handle(&mut self, msg: Apply, ctx: &mut Self::Context) -> Self::Result {
+        let input = match input_of(&msg.envelope.event) {
+            Ok(input) => input,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let saga = self.actor(msg.envelope.event.order_id(), None, ctx);
+        let registry = ctx.address();
+        Box::pin(async move {
+            let step = Step {
+                txn: msg.txn,
+                input,
+                envelope: msg.envelope,
+            };
+            let applied = saga
+                .send(step)
+                .await
+                .map_err(|e| ConsumeError::Transient(format!("saga actor: {e}")))??;
+            Ok(effects_of(applied, registry))
+        })
+    }
+}
