@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::config::ArchiveSettings;
 use crate::db;
-use crate::saga::order_status;
+use crate::saga::OrderStatus;
 use entities::{Money, order_items, orders, orders_archive};
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +84,7 @@ async fn archive_chunk(
 ) -> Result<u64, DbErr> {
     let txn = db::begin_write(db).await?;
     let old = orders::Entity::find()
-        .filter(orders::Column::Status.is_in([order_status::CONFIRMED, order_status::FAILED]))
+        .filter(orders::Column::Status.is_in([OrderStatus::Confirmed.as_str(), OrderStatus::Failed.as_str()]))
         .filter(orders::Column::UpdatedAt.lt(cutoff))
         .order_by_asc(orders::Column::UpdatedAt)
         .limit(chunk)

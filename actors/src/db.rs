@@ -65,6 +65,48 @@ pub fn is_transient(err: &DbErr) -> bool {
     }
 }
 
+/// Whether trying the same work again can never succeed: a constraint violation (unique, foreign key,
+/// check, not null), a value the database cannot store (out of range, invalid text), or a row that cannot
+/// be decoded. A transient error is never permanent.
+pub fn is_permanent(err: &DbErr) -> bool {
+    use sea_orm::sqlx;
+    if is_transient(err) {
+        return false;
+    }
+    if matches!(
+        err.sql_err(),
+        Some(SqlErr::UniqueConstraintViolation(_) | SqlErr::ForeignKeyConstraintViolation(_))
+    ) {
+        return true;
+    }
+    match err {
+        DbErr::Json(_) | DbErr::Type(_) | DbErr::TryIntoErr { .. } | DbErr::ConvertFromU64(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => {
+                true
+            }
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: integrity constraint violations (23…) and data exceptions (22…).
+                code.starts_with("23")
+                    || code.starts_with("22")
+                    // SQLite: CHECK, NOT NULL, FOREIGN KEY, UNIQUE, PRIMARY KEY constraints.
+                    || matches!(code.as_ref(), "275" | "1299" | "787" | "2067" | "1555" | "19")
+                    || mysql_permanent(db.as_ref())
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn mysql_permanent(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
+    // Duplicate key, foreign key, column cannot be null, out of range, incorrect value, check constraint.
+    db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
+        .map(|e| matches!(e.number(), 1062 | 1451 | 1452 | 1048 | 1264 | 1366 | 3819))
+        .unwrap_or(false)
+}
+
 fn mysql_transient(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
     db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
         .map(|e| matches!(e.number(), 1205 | 1213 | 1020))
@@ -116,6 +158,14 @@ mod tests {
         assert!(!is_transient(&DbErr::RecordNotInserted));
         assert!(is_unique_violation(&DbErr::RecordNotInserted));
         assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal("gone".into()))));
+    }
+
+    #[test]
+    fn undecodable_values_are_permanent_and_lost_connections_are_not() {
+        assert!(is_permanent(&DbErr::Json("not json".into())));
+        assert!(is_permanent(&DbErr::Type("not a number".into())));
+        assert!(!is_permanent(&DbErr::Conn(RuntimeErr::Internal("gone".into()))));
+        assert!(!is_permanent(&DbErr::Custom("something else".into())));
     }
 }
 

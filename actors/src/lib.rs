@@ -18,6 +18,7 @@
 pub mod archive;
 pub mod auth;
 pub mod bus;
+pub mod codes;
 pub mod config;
 pub mod consumers;
 pub mod db;

@@ -12,7 +12,7 @@ use super::{Layout, Pager, format, link, paging_pairs, parse_refresh, render, re
 use crate::error::ApiError;
 use crate::routes::release_events::parse_page;
 use crate::state::AppState;
-use actors::mailbox::dead_letters::{DEAD, DISCARDED, REPLAYED};
+use actors::mailbox::dead_letters::DeadLetterStatus;
 use actors::read;
 
 /// Longest reason shown in the table before it is folded.
@@ -105,11 +105,11 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
         .map(str::trim)
         .unwrap_or_default()
         .to_owned();
-    if !status.is_empty() && ![DEAD, REPLAYED, DISCARDED].contains(&status.as_str()) {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {DEAD}, {REPLAYED}, {DISCARDED}"
-        )));
-    }
+    let wanted = Some(status.as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<DeadLetterStatus>())
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
     let consumer = query
         .consumer
         .as_deref()
@@ -133,17 +133,17 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
             replayed: 0,
             discarded: 0,
         });
-        match s.as_str() {
-            DEAD => entry.dead += n,
-            REPLAYED => entry.replayed += n,
-            DISCARDED => entry.discarded += n,
-            _ => {}
+        match s.parse::<DeadLetterStatus>() {
+            Ok(DeadLetterStatus::Dead) => entry.dead += n,
+            Ok(DeadLetterStatus::Replayed) => entry.replayed += n,
+            Ok(DeadLetterStatus::Discarded) => entry.discarded += n,
+            Err(_) => {}
         }
     }
     let (rows, total) = read::dead_letters::page(
         &state.db,
         Some(consumer.as_str()).filter(|c| !c.is_empty()),
-        Some(status.as_str()).filter(|s| !s.is_empty()),
+        wanted,
         request.page,
         request.size,
     )
@@ -156,8 +156,9 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
     let pager = Pager::new(request.page, request.size, total, rows.len(), keep);
     let page = DeadLettersPage {
         layout: Layout::new("Dead letters", "dead-letters", refresh, now),
-        counts: [DEAD, REPLAYED, DISCARDED]
-            .into_iter()
+        counts: DeadLetterStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
             .map(|s| StatusCount {
                 status: s,
                 class: status_class(s),
@@ -167,7 +168,7 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
         form: Form {
             status: status.clone(),
             consumer: consumer.clone(),
-            statuses: vec![DEAD, REPLAYED, DISCARDED],
+            statuses: DeadLetterStatus::ALL.iter().map(|s| s.as_str()).collect(),
             consumers: per_consumer.keys().cloned().collect(),
         },
         consumers: per_consumer.into_values().collect(),

@@ -16,6 +16,7 @@ use super::{
 use crate::error::ApiError;
 use crate::routes::release_events::{ReleasedItem, parse_number, parse_order_id, parse_page, released_items};
 use crate::state::AppState;
+use actors::consumers::payment::PaymentStatus;
 use actors::read::{self, sagas::SagaSearch};
 use actors::saga::SagaState;
 use entities::saga_instances;
@@ -507,14 +508,14 @@ async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Re
     if let Some(p) = &payment
         && saga.state != "COMPLETED"
     {
-        match (p.status.as_str(), p.refunded_at) {
-            (actors::consumers::payment::REFUNDED, Some(at)) => story.push(format!(
+        match (p.status.parse::<PaymentStatus>(), p.refunded_at) {
+            (Ok(PaymentStatus::Refunded), Some(at)) => story.push(format!(
                 "Its payment of {} had succeeded after the order failed; it was refunded at {} UTC ({}).",
                 p.amount,
                 format::utc(at),
                 p.refund_reason.as_deref().unwrap_or("no reason recorded")
             )),
-            (actors::consumers::payment::SUCCEEDED, _) => story.push(format!(
+            (Ok(PaymentStatus::Succeeded), _) => story.push(format!(
                 "Its payment of {} succeeded after the order failed; the refund has been requested and not yet recorded.",
                 p.amount
             )),

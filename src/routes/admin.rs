@@ -9,7 +9,7 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
-use actors::mailbox::dead_letters::{DEAD, DISCARDED, DeadLetterError, REPLAYED};
+use actors::mailbox::dead_letters::{DeadLetterError, DeadLetterStatus};
 use actors::read;
 use entities::dead_letters as rows;
 
@@ -88,14 +88,13 @@ async fn list(
         size: query.size,
     }
     .validate()?;
-    let status = query.status.as_deref().filter(|s| !s.is_empty());
-    if let Some(status) = status
-        && ![DEAD, REPLAYED, DISCARDED].contains(&status)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {DEAD}, {REPLAYED}, {DISCARDED}"
-        )));
-    }
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<DeadLetterStatus>())
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
     let consumer = query.consumer.as_deref().filter(|s| !s.is_empty());
     let (rows, total) =
         read::dead_letters::page(&state.db, consumer, status, request.page, request.size).await?;

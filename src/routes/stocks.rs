@@ -166,7 +166,7 @@ async fn reserve(
         Reservation::Reserved { reservation_id, items } => Ok(HttpResponse::Ok().json(serde_json::json!({
             "reservationId": reservation_id,
             "orderId": order_id,
-            "status": inventory::RESERVED,
+            "status": inventory::ReservationStatus::Reserved.as_str(),
             "items": items.into_iter().map(|i| ReserveLine { sku_id: i.sku_id, quantity: i64::from(i.quantity) }).collect::<Vec<_>>(),
         }))),
         Reservation::Refused { reason } => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::topology;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, eventually, line, spawn_app, spawn_app_with};
@@ -69,6 +70,47 @@ on_every_backend! {
         assert_problem(app.post("/api/admin/dead-letters/nope/discard", Some(&admin), &Value::Null).await, 404).await;
         let by_consumer = dead_letters(&app, &format!("?consumer={}", topology::Q_PAYMENT_INVENTORY_RESERVED)).await;
         assert_eq!(by_consumer["totalElements"], 0);
+    }
+
+    async fn a_message_the_database_refuses_is_dead_lettered_at_once(backend) {
+        // A second reservation event for an order already charged: its payment would be the order's
+        // second, which the ledger's unique order id refuses. No retry can change that.
+        let Some(app) = spawn_app_with(backend, |s| s.retry.max_attempts = 5).await else { return };
+        app.set_stock("SKU-U", 5).await;
+        let order = app.order("u-1", vec![line("SKU-U", 1, "2")]).await;
+        let id = order["orderId"].as_str().unwrap().to_owned();
+        assert_eq!(app.ended(&id).await["status"], "CONFIRMED");
+        let reserved = entities::outbox_events::Entity::find()
+            .filter(entities::outbox_events::Column::AggregateId.eq(id.as_str()))
+            .filter(entities::outbox_events::Column::RoutingKey.eq("inventory.reserved"))
+            .one(&app.state.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut again: Value = serde_json::from_str(&reserved.payload).unwrap();
+        again["event_id"] = Value::from(uuid::Uuid::new_v4().to_string());
+        app.state
+            .engine()
+            .unwrap()
+            .transport
+            .deliver_to(topology::Q_PAYMENT_INVENTORY_RESERVED, "inventory.reserved", Arc::from(again.to_string().into_bytes()))
+            .await
+            .unwrap();
+        let page = eventually(Duration::from_secs(20), "a dead letter", || async {
+            let page = dead_letters(&app, "").await;
+            (page["totalElements"] == 1).then_some(page)
+        })
+        .await;
+        let letter = &page["items"][0];
+        assert_eq!(letter["consumer"], topology::Q_PAYMENT_INVENTORY_RESERVED);
+        assert_eq!(letter["attempts"], 1, "not retried: {letter}");
+        assert!(letter["reason"].as_str().unwrap().contains("the database refused it"), "{letter}");
+        let payments = entities::payment_records::Entity::find()
+            .filter(entities::payment_records::Column::OrderId.eq(id.as_str()))
+            .count(&app.state.db)
+            .await
+            .unwrap();
+        assert_eq!(payments, 1, "charged once");
     }
 
     async fn exhausted_retries_are_dead_lettered_with_the_reason(backend) {

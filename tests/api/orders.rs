@@ -45,7 +45,9 @@ fn steps(saga: &Value) -> Vec<(String, String)> {
 
 on_every_backend! {
     async fn a_paid_order_is_confirmed_and_keeps_its_stock(backend) {
-        let Some(app) = spawn_app(backend).await else { return };
+        // The gateway takes a moment, as a real one does: the reservation then reaches the saga before the
+        // payment's result (which may overtake it otherwise, see docs/architecture.md).
+        let Some(app) = spawn_app_with(backend, |s| s.payment.latency_ms = 300).await else { return };
         app.set_stock("SKU-001", 10).await;
         let token = app.buyer_token("u-1").await;
         let response = app.place_order(&token, "u-1", "key-1", vec![line("SKU-001", 2, "19.90")]).await;
@@ -87,7 +89,12 @@ on_every_backend! {
     }
 
     async fn a_failed_payment_is_compensated_once_and_the_stock_comes_back(backend) {
-        let Some(app) = spawn_app_with(backend, |s| s.payment_mode = PaymentMode::Fail).await else { return };
+        // A gateway that takes a moment lets the reservation reach the saga first (as above).
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.payment_mode = PaymentMode::Fail;
+            s.payment.latency_ms = 300;
+        })
+        .await else { return };
         app.set_stock("SKU-001", 10).await;
         let order = app.order("u-1", vec![line("SKU-001", 3, "5.00")]).await;
         let id = order["orderId"].as_str().unwrap();

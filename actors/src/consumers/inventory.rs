@@ -19,10 +19,15 @@ use entities::{
     inventory_release_events, inventory_reservation_items, inventory_reservations, products, stocks,
 };
 
-/// A reservation holds its stock.
-pub const RESERVED: &str = "RESERVED";
-/// A reservation gave its stock back.
-pub const RELEASED: &str = "RELEASED";
+crate::text_codes! {
+    /// Where a reservation stands.
+    pub enum ReservationStatus {
+        /// It holds its stock.
+        Reserved = "RESERVED",
+        /// It gave its stock back.
+        Released = "RELEASED",
+    }
+}
 /// Some SKU of the order has less available stock than asked for.
 pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
 /// Some SKU of the order does not exist.
@@ -253,7 +258,7 @@ pub async fn reserve(
         &inventory_reservations::Entity::insert(inventory_reservations::ActiveModel {
             id: Set(reservation_id.clone()),
             order_id: Set(order_id.to_owned()),
-            status: Set(RESERVED.to_owned()),
+            status: Set(ReservationStatus::Reserved.as_str().to_owned()),
             created_at: Set(now),
             updated_at: Set(now),
             released_at: Set(None),
@@ -271,7 +276,16 @@ pub async fn reserve(
         })),
     );
     let expected = 2 * wanted.len() as u64 + 1;
-    if writes.execute(txn).await? != expected {
+    let written = writes
+        .execute(txn)
+        .await
+        .map_err(|e| match db::is_unique_violation(&e) {
+            // Another request reserved for the order at the same time: the next attempt finds its
+            // reservation and answers it.
+            true if idempotent => ConsumeError::Conflict(format!("order {order_id} was reserved meanwhile")),
+            _ => ConsumeError::from(e),
+        })?;
+    if written != expected {
         return Err(ConsumeError::Conflict(format!(
             "stock of order {order_id} moved while it was reserved"
         )));
@@ -296,16 +310,19 @@ pub async fn release(
         .one(txn)
         .await?
         .ok_or_else(|| ConsumeError::Poison(format!("no reservation for order {order_id}")))?;
-    if reservation.status == RELEASED {
+    if reservation.status == ReservationStatus::Released.as_str() {
         return Ok(None);
     }
     let now = db::now();
     let flipped = inventory_reservations::Entity::update_many()
-        .col_expr(inventory_reservations::Column::Status, Expr::value(RELEASED))
+        .col_expr(
+            inventory_reservations::Column::Status,
+            Expr::value(ReservationStatus::Released.as_str()),
+        )
         .col_expr(inventory_reservations::Column::ReleasedAt, Expr::value(now))
         .col_expr(inventory_reservations::Column::UpdatedAt, Expr::value(now))
         .filter(inventory_reservations::Column::Id.eq(reservation.id.as_str()))
-        .filter(inventory_reservations::Column::Status.eq(RESERVED))
+        .filter(inventory_reservations::Column::Status.eq(ReservationStatus::Reserved.as_str()))
         .exec(txn)
         .await?;
     if flipped.rows_affected != 1 {

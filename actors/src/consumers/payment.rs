@@ -30,12 +30,17 @@ use crate::envelope::{
 use crate::mailbox::{Apply, ConsumeError, Effects, Prepare, Prepared};
 use entities::{orders, payment_records};
 
-/// A payment that went through.
-pub const SUCCEEDED: &str = "SUCCEEDED";
-/// A payment the gateway declined.
-pub const FAILED: &str = "FAILED";
-/// A payment that had succeeded and was given back.
-pub const REFUNDED: &str = "REFUNDED";
+crate::text_codes! {
+    /// Where a payment stands in the ledger.
+    pub enum PaymentStatus {
+        /// It went through.
+        Succeeded = "SUCCEEDED",
+        /// The gateway declined it.
+        Failed = "FAILED",
+        /// It had succeeded and was given back.
+        Refunded = "REFUNDED",
+    }
+}
 /// Reason of a declined payment.
 pub const DECLINED: &str = "PAYMENT_DECLINED";
 
@@ -161,7 +166,11 @@ impl Handler<Apply> for PaymentActor {
             let order_id = reserved.order_id.as_str();
             // The amount is the order's total, copied in the same statement.
             use payment_records::Column as P;
-            let status = if result.approved { SUCCEEDED } else { FAILED };
+            let status = if result.approved {
+                PaymentStatus::Succeeded
+            } else {
+                PaymentStatus::Failed
+            };
             let reason = (!result.approved).then(|| DECLINED.to_owned());
             let charge = Query::insert()
                 .into_table(payment_records::Entity)
@@ -171,7 +180,7 @@ impl Handler<Apply> for PaymentActor {
                         .expr(Expr::val(result.payment_id.clone()))
                         .column(orders::Column::Id)
                         .column(orders::Column::TotalAmount)
-                        .expr(Expr::val(status))
+                        .expr(Expr::val(status.as_str()))
                         .expr(Expr::val(reason))
                         .expr(Expr::val(db::now()))
                         .from(orders::Entity)
@@ -225,28 +234,28 @@ async fn refund(msg: &Apply, request: &PaymentRefundRequested) -> Result<Effects
             record.id, request.payment_id
         )));
     }
-    match record.status.as_str() {
-        SUCCEEDED => {}
-        REFUNDED => {
+    match record
+        .status
+        .parse::<PaymentStatus>()
+        .map_err(ConsumeError::Poison)?
+    {
+        PaymentStatus::Succeeded => {}
+        PaymentStatus::Refunded => {
             tracing::debug!(order_id, "payment already refunded");
             return Ok(Effects::none());
         }
-        other => {
-            tracing::warn!(
-                order_id,
-                status = other,
-                "refund requested for a payment that took no money"
-            );
+        PaymentStatus::Failed => {
+            tracing::warn!(order_id, "refund requested for a payment that took no money");
             return Ok(Effects::none());
         }
     }
     let changed = payment_records::Entity::update_many()
-        .col_expr(P::Status, Expr::value(REFUNDED))
+        .col_expr(P::Status, Expr::value(PaymentStatus::Refunded.as_str()))
         .col_expr(P::RefundId, Expr::value(gateway.refund_id.clone()))
         .col_expr(P::RefundReason, Expr::value(request.reason.clone()))
         .col_expr(P::RefundedAt, Expr::value(db::now()))
         .filter(P::OrderId.eq(order_id))
-        .filter(P::Status.eq(SUCCEEDED))
+        .filter(P::Status.eq(PaymentStatus::Succeeded.as_str()))
         .exec(txn)
         .await?
         .rows_affected;

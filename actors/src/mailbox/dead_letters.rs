@@ -11,12 +11,17 @@ use crate::envelope::Envelope;
 use crate::mailbox::Delivery;
 use entities::dead_letters;
 
-/// Waiting for an admin.
-pub const DEAD: &str = "DEAD";
-/// Sent back to its queue by an admin.
-pub const REPLAYED: &str = "REPLAYED";
-/// Dropped by an admin.
-pub const DISCARDED: &str = "DISCARDED";
+crate::text_codes! {
+    /// Where a dead letter stands.
+    pub enum DeadLetterStatus {
+        /// Waiting for an admin.
+        Dead = "DEAD",
+        /// Sent back to its queue by an admin.
+        Replayed = "REPLAYED",
+        /// Dropped by an admin.
+        Discarded = "DISCARDED",
+    }
+}
 
 /// Records a dead letter. `envelope` is the decoded delivery, when it could be decoded.
 pub async fn store(
@@ -41,7 +46,7 @@ pub async fn store(
         reason: Set(reason.to_owned()),
         attempts: Set(delivery.attempt as i32),
         trace_id: Set(envelope.map(|e| truncate(&e.trace_id, 64))),
-        status: Set(DEAD.to_owned()),
+        status: Set(DeadLetterStatus::Dead.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -77,7 +82,7 @@ async fn take_dead(db: &DatabaseConnection, id: &str) -> Result<dead_letters::Mo
         .one(db)
         .await?
         .ok_or_else(|| DeadLetterError::NotFound(id.to_owned()))?;
-    if row.status != DEAD {
+    if row.status != DeadLetterStatus::Dead.as_str() {
         return Err(DeadLetterError::NotDead {
             id: row.id,
             status: row.status,
@@ -89,21 +94,21 @@ async fn take_dead(db: &DatabaseConnection, id: &str) -> Result<dead_letters::Mo
 async fn set_status(
     db: &DatabaseConnection,
     id: &str,
-    status: &str,
+    status: DeadLetterStatus,
 ) -> Result<dead_letters::Model, DeadLetterError> {
     // Only a DEAD letter changes, so two admins acting at once cannot both succeed.
     let result = dead_letters::Entity::update_many()
-        .col_expr(dead_letters::Column::Status, status.into())
+        .col_expr(dead_letters::Column::Status, status.as_str().into())
         .col_expr(dead_letters::Column::UpdatedAt, db::now().into())
         .filter(dead_letters::Column::Id.eq(id))
-        .filter(dead_letters::Column::Status.eq(DEAD))
+        .filter(dead_letters::Column::Status.eq(DeadLetterStatus::Dead.as_str()))
         .exec(db)
         .await?;
     let row = dead_letters::Entity::find_by_id(id.to_owned())
         .one(db)
         .await?
         .ok_or_else(|| DeadLetterError::NotFound(id.to_owned()))?;
-    if result.rows_affected == 0 && row.status != status {
+    if result.rows_affected == 0 && row.status != status.as_str() {
         return Err(DeadLetterError::NotDead {
             id: row.id,
             status: row.status,
@@ -119,14 +124,14 @@ pub async fn replay(
     id: &str,
 ) -> Result<dead_letters::Model, DeadLetterError> {
     let row = take_dead(db, id).await?;
-    let row = set_status(db, &row.id, REPLAYED).await?;
+    let row = set_status(db, &row.id, DeadLetterStatus::Replayed).await?;
     if let Err(e) = transport
         .deliver_to(&row.consumer, &row.routing_key, row.payload.as_bytes().into())
         .await
     {
         // Put it back so it can be replayed later.
         let _ = dead_letters::ActiveModel {
-            status: Set(DEAD.to_owned()),
+            status: Set(DeadLetterStatus::Dead.as_str().to_owned()),
             ..dead_letters::ActiveModel::from(row)
         }
         .update(db)
@@ -139,5 +144,5 @@ pub async fn replay(
 /// Drops a dead letter for good.
 pub async fn discard(db: &DatabaseConnection, id: &str) -> Result<dead_letters::Model, DeadLetterError> {
     let row = take_dead(db, id).await?;
-    set_status(db, &row.id, DISCARDED).await
+    set_status(db, &row.id, DeadLetterStatus::Discarded).await
 }

@@ -122,8 +122,15 @@ pub enum ConsumeError {
 }
 
 impl From<DbErr> for ConsumeError {
+    /// Database errors are classified once, here: a constraint violation or a value that cannot be
+    /// written or read can never apply, so the message is poison and dead-letters on its first attempt;
+    /// everything else (a lost connection, a deadlock, a busy SQLite, what is not recognised) may pass.
     fn from(err: DbErr) -> Self {
-        ConsumeError::Transient(format!("database: {err}"))
+        if db::is_permanent(&err) {
+            ConsumeError::Poison(format!("the database refused it: {err}"))
+        } else {
+            ConsumeError::Transient(format!("database: {err}"))
+        }
     }
 }
 

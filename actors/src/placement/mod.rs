@@ -20,7 +20,7 @@ use crate::db;
 use crate::envelope::{Envelope, Event, OrderCreated, OrderLine};
 use crate::outbox;
 use crate::read::orders::{OrderRecord, lines_of};
-use crate::saga::{self, SagaUpdate, order_status};
+use crate::saga::{self, OrderStatus, SagaUpdate};
 use entities::{Money, order_items, orders, saga_history, saga_instances};
 
 /// Attempts at placing before a lost race on the idempotency key is reported as an error.
@@ -227,7 +227,7 @@ impl NewOrderRows {
         let order = orders::Model {
             id: order_id.clone(),
             user_id: request.user_id.clone(),
-            status: order_status::PENDING.to_owned(),
+            status: OrderStatus::Pending.as_str().to_owned(),
             total_amount: total,
             failure_reason: None,
             idempotency_key: request.idempotency_key.clone(),

@@ -2,13 +2,14 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use crate::mailbox::dead_letters::DeadLetterStatus;
 use entities::dead_letters;
 
 /// A page of dead letters, newest first, optionally of one consumer and status.
 pub async fn page(
     db: &impl ConnectionTrait,
     consumer: Option<&str>,
-    status: Option<&str>,
+    status: Option<DeadLetterStatus>,
     page: u64,
     size: u64,
 ) -> Result<(Vec<dead_letters::Model>, u64), DbErr> {
@@ -17,7 +18,7 @@ pub async fn page(
         query = query.filter(dead_letters::Column::Consumer.eq(consumer));
     }
     if let Some(status) = status {
-        query = query.filter(dead_letters::Column::Status.eq(status));
+        query = query.filter(dead_letters::Column::Status.eq(status.as_str()));
     }
     let newest_first = |q: sea_orm::Select<dead_letters::Entity>| {
         q.order_by_desc(dead_letters::Column::CreatedAt)

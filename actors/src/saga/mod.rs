@@ -32,11 +32,13 @@ pub use machine::SagaState;
 pub use order_saga::OrderSaga;
 pub use registry::{InMemory, Resume, SagaRegistry, Track};
 
-/// Order statuses.
-pub mod order_status {
-    pub const PENDING: &str = "PENDING";
-    pub const CONFIRMED: &str = "CONFIRMED";
-    pub const FAILED: &str = "FAILED";
+crate::text_codes! {
+    /// An order's status: `PENDING` while its saga runs, then as the saga ended. The saga sets it.
+    pub enum OrderStatus {
+        Pending = "PENDING",
+        Confirmed = "CONFIRMED",
+        Failed = "FAILED",
+    }
 }
 
 /// What changed in a saga, as the actors learn it.

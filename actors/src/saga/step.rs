@@ -9,10 +9,11 @@ use std::time::Duration;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
+use super::OrderStatus;
 use super::SagaUpdate;
 use super::machine::{self, Command, SagaInput, SagaState, Transition};
-use super::order_status;
 use crate::auth::Identity;
+use crate::consumers::payment::{DECLINED, PaymentStatus};
 use crate::db;
 use crate::envelope::{Envelope, Event, InventoryReleaseRequested, PaymentRefundRequested};
 use crate::mailbox::ConsumeError;
@@ -108,24 +109,20 @@ async fn at_deadline(txn: &impl ConnectionTrait, order_id: &str) -> Result<SagaI
     let Some(record) = read::payments::of_order(txn, order_id).await? else {
         return Ok(SagaInput::PaymentTimedOut);
     };
-    Ok(match record.status.as_str() {
-        crate::consumers::payment::SUCCEEDED => {
-            metrics::counter!("saga_deadline_found_payment_total", "status" => crate::consumers::payment::SUCCEEDED)
-                .increment(1);
-            SagaInput::PaymentSucceeded {
-                payment_id: record.id,
-            }
-        }
-        crate::consumers::payment::FAILED => {
-            metrics::counter!("saga_deadline_found_payment_total", "status" => crate::consumers::payment::FAILED).increment(1);
-            SagaInput::PaymentFailed {
-                payment_id: record.id,
-                reason: record
-                    .reason
-                    .unwrap_or_else(|| crate::consumers::payment::DECLINED.to_owned()),
-            }
-        }
-        _ => SagaInput::PaymentTimedOut,
+    let status = record
+        .status
+        .parse::<PaymentStatus>()
+        .map_err(ConsumeError::Poison)?;
+    metrics::counter!("saga_deadline_found_payment_total", "status" => status.as_str()).increment(1);
+    Ok(match status {
+        PaymentStatus::Succeeded => SagaInput::PaymentSucceeded {
+            payment_id: record.id,
+        },
+        PaymentStatus::Failed => SagaInput::PaymentFailed {
+            payment_id: record.id,
+            reason: record.reason.unwrap_or_else(|| DECLINED.to_owned()),
+        },
+        PaymentStatus::Refunded => SagaInput::PaymentTimedOut,
     })
 }
 
@@ -175,7 +172,7 @@ pub async fn apply_input(
     };
     let mut deadline_at = row.deadline_at;
     let mut publish = Vec::new();
-    let mut order_change: Option<(&str, Option<String>)> = None;
+    let mut order_change: Option<(OrderStatus, Option<String>)> = None;
     if transition.applied() {
         match input {
             SagaInput::InventoryReserved { reservation_id } => {
@@ -208,10 +205,10 @@ pub async fn apply_input(
                     deadline_at = Some(now + timeout);
                 }
                 Command::ClearDeadline => deadline_at = None,
-                Command::ConfirmOrder => order_change = Some((order_status::CONFIRMED, None)),
+                Command::ConfirmOrder => order_change = Some((OrderStatus::Confirmed, None)),
                 Command::FailOrder { reason } => {
                     update.failure_reason = Set(Some(reason.clone()));
-                    order_change = Some((order_status::FAILED, Some(reason.clone())));
+                    order_change = Some((OrderStatus::Failed, Some(reason.clone())));
                 }
                 Command::RequestRelease { reason } => {
                     update.failure_reason = Set(Some(reason.clone()));
@@ -286,7 +283,7 @@ pub async fn apply_input(
         writes.push(
             backend,
             &orders::Entity::update_many()
-                .col_expr(orders::Column::Status, Expr::value(status))
+                .col_expr(orders::Column::Status, Expr::value(status.as_str()))
                 .col_expr(orders::Column::FailureReason, Expr::value(reason))
                 .col_expr(orders::Column::UpdatedAt, Expr::value(now))
                 .filter(orders::Column::Id.eq(order_id)),
