@@ -146,7 +146,7 @@ async fn place(db: &DatabaseConnection) {
         idempotency_key: actors::db::new_id(),
         user_id: "bench-user".to_owned(),
         items: vec![NewOrderLine {
-            sku_id: SKU.to_owned(),
+            sku_id: or_stop(actors::ids::SkuId::parse(SKU), "sku"),
             quantity: 1,
             price: Money(rust_decimal::Decimal::new(1990, 2)),
         }],

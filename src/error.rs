@@ -1,11 +1,17 @@
-//! The one error type of the HTTP boundary, answered as `application/problem+json` (RFC 9457).
+//! The one error type of the HTTP boundary, answered as `application/problem+json` (RFC 9457), and every
+//! mapping from the engine's errors to it. A problem's `type` names it (`/problems/idempotency-key-reused`,
+//! `/problems/insufficient-stock`, …), so a client can tell one failure from another without reading the
+//! detail; `docs/api.md` lists them.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use actors::auth::AuthError;
+use actors::auth::{AuthError, TokenError};
+use actors::consumers::inventory::{INSUFFICIENT_STOCK, InventoryError, UNKNOWN_SKU};
+use actors::mailbox::dead_letters::DeadLetterError;
+use actors::placement::PlaceError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +29,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    /// Well-formed but cannot be processed (e.g. an idempotency key reused with another body).
+    /// Well-formed but cannot be processed.
     #[error("{0}")]
     Unprocessable(String),
+    /// A known problem of the domain: its status, the name of its `type`, and the detail.
+    #[error("{2}")]
+    Problem(StatusCode, &'static str, String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -64,6 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Problem(_, kind, _) => kind,
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unavailable(_) => "unavailable",
@@ -117,15 +127,84 @@ impl From<actix::MailboxError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
+        let detail = err.to_string();
+        let problem = |status, kind| ApiError::Problem(status, kind, detail);
         match err {
             AuthError::InvalidRequest(m) => ApiError::BadRequest(m),
-            AuthError::InvalidCredentials => ApiError::Unauthorized(err.to_string()),
-            AuthError::UsernameTaken => ApiError::Conflict(err.to_string()),
-            AuthError::MockIssuerDisabled => ApiError::NotFound(err.to_string()),
-            AuthError::Busy => ApiError::Unavailable(err.to_string()),
+            AuthError::InvalidCredentials => problem(StatusCode::UNAUTHORIZED, "invalid-credentials"),
+            AuthError::UsernameTaken => problem(StatusCode::CONFLICT, "username-taken"),
+            AuthError::MockIssuerDisabled => problem(StatusCode::NOT_FOUND, "mock-issuer-off"),
+            AuthError::Busy => problem(StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AuthError::Database(e) => ApiError::database(e),
             AuthError::Internal(m) => ApiError::Internal(anyhow::anyhow!(m)),
         }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        let detail = match &err {
+            TokenError::Expired => "the token has expired",
+            TokenError::MockRefused => "tokens of the mock issuer are not accepted here",
+            TokenError::Invalid(reason) => {
+                tracing::debug!(%reason, "rejected token");
+                "the token is not valid"
+            }
+        };
+        ApiError::Problem(StatusCode::UNAUTHORIZED, "invalid-token", detail.to_owned())
+    }
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(err: PlaceError) -> Self {
+        match err {
+            PlaceError::KeyReused => ApiError::Problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                err.to_string(),
+            ),
+            PlaceError::Expired => {
+                ApiError::DeadlinePassed(format!("{err}; retry with the same Idempotency-Key"))
+            }
+            PlaceError::Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(err: InventoryError) -> Self {
+        match err {
+            InventoryError::InvalidRequest(m) => ApiError::BadRequest(m),
+            InventoryError::Database(e) => ApiError::database(e),
+            InventoryError::Contended | InventoryError::Unavailable(_) => {
+                ApiError::Unavailable(err.to_string())
+            }
+        }
+    }
+}
+
+impl From<DeadLetterError> for ApiError {
+    fn from(err: DeadLetterError) -> Self {
+        match err {
+            DeadLetterError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            DeadLetterError::NotDead { .. } => {
+                ApiError::Problem(StatusCode::CONFLICT, "dead-letter-not-dead", err.to_string())
+            }
+            DeadLetterError::Transport(_) => ApiError::Unavailable(err.to_string()),
+            DeadLetterError::Database(e) => ApiError::database(e),
+        }
+    }
+}
+
+impl ApiError {
+    /// A reservation refused for `reason` (`INSUFFICIENT_STOCK`, `UNKNOWN_SKU`): nothing is held.
+    pub fn stock_refused(reason: &str) -> Self {
+        let kind = match reason {
+            INSUFFICIENT_STOCK => "insufficient-stock",
+            UNKNOWN_SKU => "unknown-sku",
+            _ => "conflict",
+        };
+        ApiError::Problem(StatusCode::CONFLICT, kind, format!("nothing reserved: {reason}"))
     }
 }
 
@@ -138,6 +217,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Problem(status, _, _) => *status,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -157,10 +237,12 @@ impl ResponseError for ApiError {
             HeaderValue::from_static("application/problem+json"),
         ));
         match self {
-            ApiError::Unauthorized(_) => {
+            ApiError::Unauthorized(_) | ApiError::Problem(StatusCode::UNAUTHORIZED, ..) => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            ApiError::Unavailable(_) | ApiError::DeadlinePassed(_) => {
+            ApiError::Unavailable(_)
+            | ApiError::DeadlinePassed(_)
+            | ApiError::Problem(StatusCode::SERVICE_UNAVAILABLE, ..) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::TooManyRequests(_, after) => {

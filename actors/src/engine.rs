@@ -23,6 +23,7 @@ use crate::consumers::inventory::{InventoryActor, InventoryError, Reservation, R
 use crate::consumers::notification::NotificationActor;
 use crate::consumers::payment::PaymentActor;
 use crate::envelope::SkuQuantity;
+use crate::ids::{OrderId, SkuId};
 use crate::mailbox::dead_letters::{self, DeadLetterError};
 use crate::mailbox::{Consumer, Mailbox};
 use crate::outbox::{OutboxRelay, OutboxSignal};
@@ -279,7 +280,7 @@ impl Engine {
     /// Sets a SKU's available quantity, creating it if new.
     pub async fn set_stock(
         &self,
-        sku_id: String,
+        sku_id: SkuId,
         available_qty: i64,
     ) -> Result<stocks::Model, InventoryError> {
         self.inventory
@@ -294,7 +295,7 @@ impl Engine {
     /// Reserves all of an order's lines or none (`POST /api/stocks/reserve`).
     pub async fn reserve(
         &self,
-        order_id: String,
+        order_id: OrderId,
         items: Vec<SkuQuantity>,
     ) -> Result<Reservation, InventoryError> {
         self.inventory

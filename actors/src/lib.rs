@@ -14,6 +14,7 @@
 //! | [`auth`] | identities, tokens, passwords |
 //! | [`archive`] | moving old terminal orders to `orders_archive` |
 //! | [`envelope`], [`topology`] | the event contract and the queues it travels through |
+//! | [`ids`], [`codes`] | identifiers parsed once at the edge; statuses as enums |
 
 pub mod archive;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod db;
 pub mod engine;
 pub mod envelope;
 pub mod faults;
+pub mod ids;
 pub mod mailbox;
 pub mod outbox;
 pub mod placement;

@@ -88,7 +88,7 @@ pub async fn page(state: web::Data<AppState>, query: web::Query<DeadLetterQuery>
 fn order_of(payload: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
     let id = value.get("data")?.get("order_id")?.as_str()?;
-    uuid::Uuid::parse_str(id).ok().map(|u| u.hyphenated().to_string())
+    actors::ids::OrderId::parse(id).ok().map(actors::ids::OrderId::into_string)
 }
 
 fn status_class(status: &str) -> String {

@@ -9,7 +9,7 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
-use actors::mailbox::dead_letters::{DeadLetterError, DeadLetterStatus};
+use actors::mailbox::dead_letters::DeadLetterStatus;
 use actors::read;
 use entities::dead_letters as rows;
 
@@ -60,17 +60,6 @@ impl From<rows::Model> for DeadLetterView {
             payload: m.payload,
             created_at: m.created_at,
             updated_at: m.updated_at,
-        }
-    }
-}
-
-impl From<DeadLetterError> for ApiError {
-    fn from(err: DeadLetterError) -> Self {
-        match err {
-            DeadLetterError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            DeadLetterError::NotDead { .. } => ApiError::Conflict(err.to_string()),
-            DeadLetterError::Transport(_) => ApiError::Unavailable(err.to_string()),
-            DeadLetterError::Database(e) => ApiError::database(e),
         }
     }
 }

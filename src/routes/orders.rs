@@ -10,8 +10,8 @@ use crate::error::ApiError;
 use crate::extract::{Authenticated, TraceId};
 use crate::state::AppState;
 use actors::auth::ROLE_BUYER;
-use actors::consumers::inventory::valid_sku_id;
-use actors::placement::{self, NewOrderLine, PlaceError, PlaceOrder, Placement};
+use actors::ids::{OrderId, SkuId};
+use actors::placement::{self, NewOrderLine, PlaceOrder, Placement};
 use actors::read::{self, orders::OrderRecord};
 use entities::Money;
 
@@ -139,15 +139,11 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        if !valid_sku_id(&item.sku_id) {
+        let sku_id = SkuId::parse(&item.sku_id)
+            .map_err(|e| ApiError::BadRequest(format!("items[{i}].skuId {e}")))?;
+        if !seen.insert(sku_id.clone()) {
             return Err(ApiError::BadRequest(format!(
-                "items[{i}].skuId must be 1-64 characters of letters, digits and -_. starting with a letter or digit"
-            )));
-        }
-        if !seen.insert(item.sku_id.clone()) {
-            return Err(ApiError::BadRequest(format!(
-                "items[{i}].skuId `{}` appears twice",
-                item.sku_id
+                "items[{i}].skuId `{sku_id}` appears twice"
             )));
         }
         if item.quantity < 1 || item.quantity > i64::from(MAX_QUANTITY) {
@@ -163,7 +159,7 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
             )));
         }
         out.push(NewOrderLine {
-            sku_id: item.sku_id,
+            sku_id,
             quantity: item.quantity as i32,
             price,
         });
@@ -215,25 +211,13 @@ async fn place(
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(view))
         }
-        Err(PlaceError::KeyReused) => Err(ApiError::Unprocessable(PlaceError::KeyReused.to_string())),
-        Err(PlaceError::Expired) => Err(ApiError::DeadlinePassed(format!(
-            "{}; retry with the same Idempotency-Key",
-            PlaceError::Expired
-        ))),
-        Err(PlaceError::Database(e)) => Err(ApiError::database(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// The order id of the path: a UUID.
-pub fn order_id(path: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(path)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::BadRequest(format!("`{path}` is not an order id (a UUID)")))
-}
-
 async fn owned_order(state: &AppState, caller: &Authenticated, id: &str) -> Result<OrderRecord, ApiError> {
-    let id = order_id(id)?;
-    let record = read::orders::find(&state.db, &id)
+    let id = OrderId::parse(id).map_err(|e| ApiError::BadRequest(format!("the order id {e}")))?;
+    let record = read::orders::find(&state.db, id.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
     caller.require_owner_or_admin(&record.order.user_id)?;

@@ -123,14 +123,9 @@ pub fn parse_order_id(value: &Option<String>) -> Result<Option<String>, ApiError
     let Some(value) = given(value) else {
         return Ok(None);
     };
-    uuid::Uuid::parse_str(value)
-        .map(|id| Some(id.hyphenated().to_string()))
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "orderId must be an order id (a UUID), not `{}`",
-                quoted(value)
-            ))
-        })
+    actors::ids::OrderId::parse(value)
+        .map(|id| Some(id.into_string()))
+        .map_err(|e| ApiError::BadRequest(format!("orderId {e}")))
 }
 
 fn parse_instant_text(text: &str) -> Option<DateTime<Utc>> {

@@ -9,7 +9,8 @@ use crate::extract::Authenticated;
 use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
-use actors::consumers::inventory::{self, InventoryError, Reservation};
+use actors::consumers::inventory::{self, Reservation};
+use actors::ids::{OrderId, SkuId};
 use actors::envelope::SkuQuantity;
 use actors::read;
 use entities::stocks;
@@ -58,19 +59,8 @@ pub struct PutRequest {
     pub available_qty: i64,
 }
 
-impl From<InventoryError> for ApiError {
-    fn from(err: InventoryError) -> Self {
-        match err {
-            InventoryError::InvalidRequest(m) => ApiError::BadRequest(m),
-            InventoryError::Database(e) => ApiError::database(e),
-            InventoryError::Contended | InventoryError::Unavailable(_) => {
-                ApiError::Unavailable(err.to_string())
-            }
-        }
-    }
-}
-
-async fn set(state: &AppState, sku_id: String, available_qty: i64) -> Result<HttpResponse, ApiError> {
+async fn set(state: &AppState, sku_id: &str, available_qty: i64) -> Result<HttpResponse, ApiError> {
+    let sku_id = SkuId::parse(sku_id).map_err(|e| ApiError::BadRequest(format!("skuId {e}")))?;
     let row = state.engine()?.set_stock(sku_id, available_qty).await?;
     Ok(HttpResponse::Ok().json(StockView::from(row)))
 }
@@ -83,7 +73,7 @@ async fn upsert(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
     let body = body.into_inner();
-    set(&state, body.sku_id, body.available_qty).await
+    set(&state, &body.sku_id, body.available_qty).await
 }
 
 /// The same as `POST /api/stocks`, with the SKU in the path (`admin`).
@@ -94,7 +84,7 @@ async fn put(
     body: web::Json<PutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
-    set(&state, sku_id.into_inner(), body.available_qty).await
+    set(&state, &sku_id, body.available_qty).await
 }
 
 /// One SKU; `404` if unknown.
@@ -137,7 +127,8 @@ async fn reserve(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
     let body = body.into_inner();
-    let order_id = crate::routes::orders::order_id(&body.order_id)?;
+    let order_id =
+        OrderId::parse(&body.order_id).map_err(|e| ApiError::BadRequest(format!("orderId {e}")))?;
     if body.items.is_empty() || body.items.len() > crate::routes::orders::MAX_LINES {
         return Err(ApiError::BadRequest(format!(
             "items must have 1 to {} lines",
@@ -146,11 +137,8 @@ async fn reserve(
     }
     let mut items = Vec::with_capacity(body.items.len());
     for (i, line) in body.items.into_iter().enumerate() {
-        if !inventory::valid_sku_id(&line.sku_id) {
-            return Err(ApiError::BadRequest(format!(
-                "items[{i}].skuId has an unknown format"
-            )));
-        }
+        let sku_id = SkuId::parse(&line.sku_id)
+            .map_err(|e| ApiError::BadRequest(format!("items[{i}].skuId {e}")))?;
         if !(1..=i64::from(crate::routes::orders::MAX_QUANTITY)).contains(&line.quantity) {
             return Err(ApiError::BadRequest(format!(
                 "items[{i}].quantity must be between 1 and {}",
@@ -158,7 +146,7 @@ async fn reserve(
             )));
         }
         items.push(SkuQuantity {
-            sku_id: line.sku_id,
+            sku_id: sku_id.into_string(),
             quantity: line.quantity as i32,
         });
     }
@@ -169,8 +157,6 @@ async fn reserve(
             "status": inventory::ReservationStatus::Reserved.as_str(),
             "items": items.into_iter().map(|i| ReserveLine { sku_id: i.sku_id, quantity: i64::from(i.quantity) }).collect::<Vec<_>>(),
         }))),
-        Reservation::Refused { reason } => {
-            Err(ApiError::Conflict(format!("nothing reserved: {reason}")))
-        }
+        Reservation::Refused { reason } => Err(ApiError::stock_refused(reason)),
     }
 }

@@ -19,5 +19,6 @@ mod idempotency;
 mod loadtest;
 mod orders;
 mod outage;
+mod problems;
 mod sagas;
 mod stocks;

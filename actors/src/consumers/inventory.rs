@@ -13,6 +13,7 @@ use sea_orm::{
 };
 
 use crate::db;
+use crate::ids::{OrderId, SkuId};
 use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReleased, InventoryReserved, SkuQuantity};
 use crate::mailbox::{Apply, ConsumeError, Effects, MAX_CONFLICT_RETRIES};
 use entities::{
@@ -35,15 +36,6 @@ pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
 
 /// Largest stock quantity accepted for one SKU.
 pub const MAX_QTY: i64 = 1_000_000_000_000;
-
-/// Whether `sku_id` has the accepted form: 1-64 characters, letters, digits, `-`, `_`, `.`, starting
-/// with a letter or digit.
-pub fn valid_sku_id(sku_id: &str) -> bool {
-    let mut chars = sku_id.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && sku_id.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
 
 /// What can go wrong changing stock.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +69,7 @@ impl Actor for InventoryActor {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<stocks::Model, InventoryError>")]
 pub struct SetStock {
-    pub sku_id: String,
+    pub sku_id: SkuId,
     pub available_qty: i64,
 }
 
@@ -87,18 +79,12 @@ impl Handler<SetStock> for InventoryActor {
     fn handle(&mut self, msg: SetStock, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
         Box::pin(async move {
-            if !valid_sku_id(&msg.sku_id) {
-                return Err(InventoryError::InvalidRequest(
-                    "skuId must be 1-64 characters of letters, digits and -_. starting with a letter or digit"
-                        .into(),
-                ));
-            }
             if !(0..=MAX_QTY).contains(&msg.available_qty) {
                 return Err(InventoryError::InvalidRequest(format!(
                     "availableQty must be between 0 and {MAX_QTY}"
                 )));
             }
-            Ok(set_stock(&db, &msg.sku_id, msg.available_qty).await?)
+            Ok(set_stock(&db, msg.sku_id.as_str(), msg.available_qty).await?)
         })
     }
 }
@@ -449,7 +435,7 @@ impl Handler<Apply> for InventoryActor {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Reservation, InventoryError>")]
 pub struct Reserve {
-    pub order_id: String,
+    pub order_id: OrderId,
     pub items: Vec<SkuQuantity>,
 }
 
@@ -461,7 +447,7 @@ impl Handler<Reserve> for InventoryActor {
         Box::pin(async move {
             for _ in 0..MAX_CONFLICT_RETRIES {
                 let txn = db::begin_write(&db).await?;
-                match reserve(&txn, &msg.order_id, &msg.items, true).await {
+                match reserve(&txn, msg.order_id.as_str(), &msg.items, true).await {
                     Ok(reservation) => {
                         txn.commit().await?;
                         return Ok(reservation);
@@ -473,21 +459,5 @@ impl Handler<Reserve> for InventoryActor {
             }
             Err(InventoryError::Contended)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_sku_id;
-
-    #[test]
-    fn sku_ids() {
-        assert!(valid_sku_id("SKU-001"));
-        assert!(valid_sku_id("a.b_c-9"));
-        assert!(!valid_sku_id(""));
-        assert!(!valid_sku_id("-SKU"));
-        assert!(!valid_sku_id("SKU 1"));
-        assert!(!valid_sku_id("SKÜ"));
-        assert!(!valid_sku_id(&"x".repeat(65)));
     }
 }

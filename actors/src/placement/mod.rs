@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Identity;
 use crate::db;
 use crate::envelope::{Envelope, Event, OrderCreated, OrderLine};
+use crate::ids::SkuId;
 use crate::outbox;
 use crate::read::orders::{OrderRecord, lines_of};
 use crate::saga::{self, OrderStatus, SagaUpdate};
@@ -29,7 +30,7 @@ const PLACE_ATTEMPTS: usize = 3;
 /// A line of a new order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrderLine {
-    pub sku_id: String,
+    pub sku_id: SkuId,
     pub quantity: i32,
     pub price: Money,
 }
@@ -244,7 +245,7 @@ impl NewOrderRows {
                 id: 0,
                 order_id: order_id.clone(),
                 line_no: i as i32 + 1,
-                sku_id: line.sku_id.clone(),
+                sku_id: line.sku_id.as_str().to_owned(),
                 quantity: line.quantity,
                 price: line.price,
             })
@@ -257,7 +258,7 @@ impl NewOrderRows {
                     .items
                     .iter()
                     .map(|l| OrderLine {
-                        sku_id: l.sku_id.clone(),
+                        sku_id: l.sku_id.as_str().to_owned(),
                         quantity: l.quantity,
                         price: l.price,
                     })
@@ -330,7 +331,7 @@ mod tests {
 
     fn line(sku: &str, qty: i32, price: &str) -> NewOrderLine {
         NewOrderLine {
-            sku_id: sku.into(),
+            sku_id: SkuId::parse(sku).unwrap(),
             quantity: qty,
             price: price.parse().unwrap(),
         }

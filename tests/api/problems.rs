@@ -1,0 +1,45 @@
+//! Problem documents name the problem in their `type`, so a client can tell one failure from another.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, line, spawn_app, spawn_app_with};
+use crate::on_every_backend;
+
+async fn kind(response: reqwest::Response, status: u16) -> String {
+    let problem: Value = assert_problem(response, status).await;
+    problem["type"].as_str().unwrap().to_owned()
+}
+
+on_every_backend! {
+    async fn problems_name_what_went_wrong(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let buyer = app.buyer_token("u-1").await;
+        let admin = app.admin_token().await;
+        let first = app.place_order(&buyer, "u-1", "named-1", vec![line("SKU-1", 1, "1.00")]).await;
+        assert_eq!(first.status(), 201);
+        let reused = app.place_order(&buyer, "u-1", "named-1", vec![line("SKU-1", 2, "1.00")]).await;
+        assert_eq!(kind(reused, 422).await, "/problems/idempotency-key-reused");
+
+        app.set_stock("SKU-N", 1).await;
+        let short = app.post("/api/stocks/reserve", Some(&admin), &json!({
+            "orderId": uuid::Uuid::new_v4().to_string(), "items": [{"skuId": "SKU-N", "quantity": 2}]})).await;
+        assert_eq!(kind(short, 409).await, "/problems/insufficient-stock");
+        let unknown = app.post("/api/stocks/reserve", Some(&admin), &json!({
+            "orderId": uuid::Uuid::new_v4().to_string(), "items": [{"skuId": "NO-SUCH", "quantity": 1}]})).await;
+        assert_eq!(kind(unknown, 409).await, "/problems/unknown-sku");
+
+        let credentials = json!({"username": "named-user", "password": "named-password"});
+        assert_eq!(app.post("/api/auth/register", None, &credentials).await.status(), 201);
+        assert_eq!(kind(app.post("/api/auth/register", None, &credentials).await, 409).await, "/problems/username-taken");
+        let wrong = json!({"username": "named-user", "password": "not-the-password"});
+        assert_eq!(kind(app.post("/api/auth/login", None, &wrong).await, 401).await, "/problems/invalid-credentials");
+        assert_eq!(kind(app.get("/api/sagas", Some("not-a-token")).await, 401).await, "/problems/invalid-token");
+        assert_eq!(kind(app.get("/api/sagas", Some(&buyer)).await, 403).await, "/problems/forbidden");
+        assert_eq!(kind(app.get("/api/sagas?size=0", Some(&admin)).await, 400).await, "/problems/bad-request");
+        assert_eq!(kind(app.post("/api/admin/dead-letters/nope/replay", Some(&admin), &Value::Null).await, 404).await, "/problems/not-found");
+
+        let Some(off) = spawn_app_with(backend, |s| s.auth.mock_issuer = Some(false)).await else { return };
+        let minted = off.post("/api/auth/token", None, &json!({"userId": "u-1"})).await;
+        assert_eq!(kind(minted, 404).await, "/problems/mock-issuer-off");
+    }
+}
