@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Layout, Pager, format, link, paging_pairs, parse_refresh, render, respond};
 use crate::error::ApiError;
-use crate::routes::release_events::parse_page;
+use crate::routes::paging::parse_page;
 use crate::state::AppState;
 use actors::mailbox::dead_letters::DeadLetterStatus;
 use actors::read;
@@ -88,7 +88,9 @@ pub async fn page(state: web::Data<AppState>, query: web::Query<DeadLetterQuery>
 fn order_of(payload: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
     let id = value.get("data")?.get("order_id")?.as_str()?;
-    actors::ids::OrderId::parse(id).ok().map(actors::ids::OrderId::into_string)
+    actors::ids::OrderId::parse(id)
+        .ok()
+        .map(actors::ids::OrderId::into_string)
 }
 
 fn status_class(status: &str) -> String {

@@ -20,7 +20,7 @@ use tera::Tera;
 
 use crate::error::ApiError;
 use crate::routes::paging::DEFAULT_PAGE_SIZE;
-use crate::routes::release_events::parse_number;
+use crate::routes::paging::parse_number;
 use crate::state::AppState;
 
 pub mod dead_letters;

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::svg::{self, Series};
 use super::{Layout, Pager, format, link, paging_pairs, parse_refresh, render, respond};
 use crate::error::ApiError;
-use crate::routes::paging::DEFAULT_PAGE_SIZE;
+use crate::routes::paging::{DEFAULT_PAGE_SIZE, parse_page};
 use crate::routes::release_events::{
-    MAX_EXPORT_LIMIT, ReleasedItem, parse_filter, parse_instant, parse_page, released_items,
+    MAX_EXPORT_LIMIT, ReleasedItem, parse_filter, parse_instant, released_items,
 };
 use crate::state::AppState;
 use actors::read::releases::{self, ReleaseFilter};

@@ -14,7 +14,8 @@ use super::{
     Layout, Pager, format, link, paging_pairs, parse_refresh, render, respond, state_class, unless_default,
 };
 use crate::error::ApiError;
-use crate::routes::release_events::{ReleasedItem, parse_number, parse_order_id, parse_page, released_items};
+use crate::routes::paging::{parse_number, parse_page};
+use crate::routes::release_events::{ReleasedItem, parse_order_id, released_items};
 use crate::state::AppState;
 use actors::consumers::payment::PaymentStatus;
 use actors::read::{self, sagas::SagaSearch};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
-use crate::routes::paging::{Page, PageQuery};
+use crate::routes::paging::{Page, parse_page};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
 use actors::mailbox::dead_letters::DeadLetterStatus;
@@ -23,8 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct DeadLetterQuery {
     pub consumer: Option<String>,
     pub status: Option<String>,
-    pub page: Option<u64>,
-    pub size: Option<u64>,
+    pub page: Option<String>,
+    pub size: Option<String>,
 }
 
 /// A dead letter as the API shows it.
@@ -72,11 +72,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
     let query = query.into_inner();
-    let request = PageQuery {
-        page: query.page,
-        size: query.size,
-    }
-    .validate()?;
+    let request = parse_page(&query.page, &query.size)?;
     let status = query
         .status
         .as_deref()

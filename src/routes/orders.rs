@@ -139,8 +139,8 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let sku_id = SkuId::parse(&item.sku_id)
-            .map_err(|e| ApiError::BadRequest(format!("items[{i}].skuId {e}")))?;
+        let sku_id =
+            SkuId::parse(&item.sku_id).map_err(|e| ApiError::BadRequest(format!("items[{i}].skuId {e}")))?;
         if !seen.insert(sku_id.clone()) {
             return Err(ApiError::BadRequest(format!(
                 "items[{i}].skuId `{sku_id}` appears twice"

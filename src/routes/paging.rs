@@ -12,10 +12,10 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 pub const MAX_PAGE: u64 = 10_000_000;
 
 /// `page` (from 0) and `size` (1..=100) as given in the query string.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PageQuery {
-    pub page: Option<u64>,
-    pub size: Option<u64>,
+    pub page: Option<String>,
+    pub size: Option<String>,
 }
 
 /// A validated page request.
@@ -26,21 +26,51 @@ pub struct PageRequest {
 }
 
 impl PageQuery {
-    pub fn validate(self) -> Result<PageRequest, ApiError> {
-        let page = self.page.unwrap_or(0);
-        let size = self.size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&size) {
-            return Err(ApiError::BadRequest(format!(
-                "size must be between 1 and {MAX_PAGE_SIZE}"
-            )));
-        }
-        if page > MAX_PAGE {
-            return Err(ApiError::BadRequest(format!(
-                "page must be between 0 and {MAX_PAGE}"
-            )));
-        }
-        Ok(PageRequest { page, size })
+    pub fn validate(&self) -> Result<PageRequest, ApiError> {
+        parse_page(&self.page, &self.size)
     }
+}
+
+/// `page` and `size` of an offset page: the one parser of every paged route and dashboard.
+pub fn parse_page(page: &Option<String>, size: &Option<String>) -> Result<PageRequest, ApiError> {
+    Ok(PageRequest {
+        page: parse_number("page", page, 0, 0, MAX_PAGE)?,
+        size: parse_number("size", size, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?,
+    })
+}
+
+/// A whole number parameter in `min..=max`, `default` when absent or empty; the `400` names it.
+pub fn parse_number(
+    name: &str,
+    value: &Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
+    let Some(text) = given(value) else {
+        return Ok(default);
+    };
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be a whole number between {min} and {max}, not `{}`",
+            quoted(text)
+        ))),
+    }
+}
+
+/// A parameter's value, unless it is absent or blank.
+pub fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// At most 64 characters of a bad value, to quote it back.
+pub fn quoted(value: &str) -> String {
+    let mut shown: String = value.chars().take(64).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    shown
 }
 
 impl PageRequest {
@@ -99,33 +129,22 @@ mod tests {
 
     #[test]
     fn sizes_are_bounded() {
-        assert!(
-            PageQuery {
-                page: None,
-                size: Some(0)
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            PageQuery {
-                page: None,
-                size: Some(101)
-            }
-            .validate()
-            .is_err()
-        );
+        let query = |page: Option<&str>, size: Option<&str>| PageQuery {
+            page: page.map(str::to_owned),
+            size: size.map(str::to_owned),
+        };
+        assert!(query(None, Some("0")).validate().is_err());
+        assert!(query(None, Some("101")).validate().is_err());
+        assert!(query(None, Some("ten")).validate().is_err());
         assert_eq!(
             PageQuery::default().validate().ok(),
             Some(req(0, DEFAULT_PAGE_SIZE))
         );
-        assert!(
-            PageQuery {
-                page: Some(MAX_PAGE + 1),
-                size: None
-            }
-            .validate()
-            .is_err()
+        assert_eq!(
+            query(Some(" "), Some("")).validate().ok(),
+            Some(req(0, DEFAULT_PAGE_SIZE))
         );
+        let too_far = (MAX_PAGE + 1).to_string();
+        assert!(query(Some(&too_far), None).validate().is_err());
     }
 }

@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::routes::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, Page, PageQuery, PageRequest};
+use crate::routes::paging::{MAX_PAGE_SIZE, Page, given, parse_number, parse_page, quoted};
 use crate::state::AppState;
 use actors::read::releases::{self, Position, ReleaseFilter};
 use entities::inventory_release_events;
@@ -105,19 +105,6 @@ impl From<inventory_release_events::Model> for ReleaseEventView {
 }
 
 /// A value as given, or `None` when absent or blank (an empty form field).
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// At most 64 characters of a bad value, to quote it back.
-fn quoted(value: &str) -> String {
-    let mut shown: String = value.chars().take(64).collect();
-    if shown.len() < value.len() {
-        shown.push('…');
-    }
-    shown
-}
-
 /// `orderId`: an order id (a UUID), answered in its canonical lower-case form.
 pub fn parse_order_id(value: &Option<String>) -> Result<Option<String>, ApiError> {
     let Some(value) = given(value) else {
@@ -165,26 +152,6 @@ pub fn parse_instant(name: &str, value: &Option<String>) -> Result<Option<DateTi
         })
 }
 
-/// A whole number parameter within `min..=max`, or `default` when absent.
-pub fn parse_number(
-    name: &str,
-    value: &Option<String>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ApiError> {
-    let Some(text) = given(value) else {
-        return Ok(default);
-    };
-    match text.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::BadRequest(format!(
-            "{name} must be a whole number between {min} and {max}, not `{}`",
-            quoted(text)
-        ))),
-    }
-}
-
 /// `orderId`, `from` and `to`, checked; `from` may not be after `to`.
 pub fn parse_filter(
     order_id: &Option<String>,
@@ -202,15 +169,6 @@ pub fn parse_filter(
         return Err(ApiError::BadRequest("from must not be after to".to_owned()));
     }
     Ok(filter)
-}
-
-/// `page` and `size` of an offset page, checked like every paged route.
-pub fn parse_page(page: &Option<String>, size: &Option<String>) -> Result<PageRequest, ApiError> {
-    PageQuery {
-        page: Some(parse_number("page", page, 0, 0, MAX_PAGE)?),
-        size: Some(parse_number("size", size, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?),
-    }
-    .validate()
 }
 
 /// The cursor of a keyset page: base64url (no padding) of `v1|<createdAt>|<releaseId>`. Opaque to

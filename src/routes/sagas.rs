@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
-use crate::routes::paging::{Page, PageQuery};
+use crate::routes::paging::{Page, parse_page};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
 use actors::read::{self, sagas::SagaSearch};
@@ -24,8 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct SagaQuery {
     pub state: Option<String>,
     pub older_than_seconds: Option<u64>,
-    pub page: Option<u64>,
-    pub size: Option<u64>,
+    pub page: Option<String>,
+    pub size: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,11 +58,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
     let query = query.into_inner();
-    let request = PageQuery {
-        page: query.page,
-        size: query.size,
-    }
-    .validate()?;
+    let request = parse_page(&query.page, &query.size)?;
     let wanted = match query.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<SagaState>().map_err(|_| {
             let known: Vec<&str> = SagaState::ALL.iter().map(|s| s.as_str()).collect();

@@ -10,8 +10,8 @@ use crate::routes::paging::{Page, PageQuery};
 use crate::state::AppState;
 use actors::auth::ROLE_ADMIN;
 use actors::consumers::inventory::{self, Reservation};
-use actors::ids::{OrderId, SkuId};
 use actors::envelope::SkuQuantity;
+use actors::ids::{OrderId, SkuId};
 use actors::read;
 use entities::stocks;
 
@@ -98,7 +98,7 @@ async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<Ht
 
 /// A page of SKUs ordered by id.
 async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
-    let request = query.into_inner().validate()?;
+    let request = query.validate()?;
     let (rows, total) = read::stock::page(&state.db, request.page, request.size).await?;
     let items = rows.into_iter().map(StockView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
@@ -137,8 +137,8 @@ async fn reserve(
     }
     let mut items = Vec::with_capacity(body.items.len());
     for (i, line) in body.items.into_iter().enumerate() {
-        let sku_id = SkuId::parse(&line.sku_id)
-            .map_err(|e| ApiError::BadRequest(format!("items[{i}].skuId {e}")))?;
+        let sku_id =
+            SkuId::parse(&line.sku_id).map_err(|e| ApiError::BadRequest(format!("items[{i}].skuId {e}")))?;
         if !(1..=i64::from(crate::routes::orders::MAX_QUANTITY)).contains(&line.quantity) {
             return Err(ApiError::BadRequest(format!(
                 "items[{i}].quantity must be between 1 and {}",

@@ -13,8 +13,8 @@ use sea_orm::{
 };
 
 use crate::db;
-use crate::ids::{OrderId, SkuId};
 use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReleased, InventoryReserved, SkuQuantity};
+use crate::ids::{OrderId, SkuId};
 use crate::mailbox::{Apply, ConsumeError, Effects, MAX_CONFLICT_RETRIES};
 use entities::{
     inventory_release_events, inventory_reservation_items, inventory_reservations, products, stocks,
