@@ -33,7 +33,7 @@ mod imp {
         if allowed.len() < 2 {
             return None;
         }
-        let core = allowed[0];
+        let core = *allowed.first()?;
         let mut one = CpuSet::new();
         one.set(core).ok()?;
         sched_setaffinity(this, &one).ok()?;

@@ -7,7 +7,7 @@
 //! `ORDERSAGA_REQUIRE_SERVICES=1` (CI), where it fails. Screenshots go to
 //! `target/tmp/browser-screenshots/`, or to `ORDERSAGA_SCREENSHOTS` (`docs/screenshots` refreshes the
 //! ones in the README).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]

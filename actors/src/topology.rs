@@ -61,11 +61,13 @@ pub fn queue(name: &str) -> Option<&'static QueueSpec> {
 /// AMQP topic matching: words are separated by `.`, `*` matches exactly one word, `#` zero or more.
 pub fn topic_matches(pattern: &str, key: &str) -> bool {
     fn go(p: &[&str], k: &[&str]) -> bool {
-        match (p.first(), k.first()) {
+        match (p.split_first(), k.split_first()) {
             (None, None) => true,
-            (Some(&"#"), _) => go(&p[1..], k) || (!k.is_empty() && go(p, &k[1..])),
-            (Some(&"*"), Some(_)) => go(&p[1..], &k[1..]),
-            (Some(pw), Some(kw)) if pw == kw => go(&p[1..], &k[1..]),
+            (Some((&"#", p_rest)), _) => {
+                go(p_rest, k) || k.split_first().is_some_and(|(_, k_rest)| go(p, k_rest))
+            }
+            (Some((&"*", p_rest)), Some((_, k_rest))) => go(p_rest, k_rest),
+            (Some((pw, p_rest)), Some((kw, k_rest))) if pw == kw => go(p_rest, k_rest),
             _ => false,
         }
     }

@@ -110,7 +110,7 @@ pub fn bucket_width(span: Duration, max_buckets: usize, min: Duration) -> Durati
         .into_iter()
         .map(Duration::seconds)
         .find(|w| *w >= min && span.div_ceil(w.num_seconds().max(1) as u64) <= max_buckets)
-        .unwrap_or_else(|| Duration::seconds(WIDTHS_SECONDS[WIDTHS_SECONDS.len() - 1]))
+        .unwrap_or_else(|| Duration::seconds(WIDTHS_SECONDS.last().copied().unwrap_or(86_400)))
 }
 
 /// The start of the bucket of `width` that holds `t` (buckets are aligned on the Unix epoch).

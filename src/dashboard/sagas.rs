@@ -251,12 +251,14 @@ async fn throughput(state: &AppState, now: DateTime<Utc>, minutes: u64) -> Resul
             continue;
         };
         if let Some(k) = outcomes.iter().position(|(s, _)| *s == saga.state)
-            && let Some(Some(n)) = per_outcome[k].get_mut(i)
+            && let Some(Some(n)) = per_outcome.get_mut(k).and_then(|series| series.get_mut(i))
         {
             *n += 1.0;
         }
         let ms = format::millis(saga.started_at, saga.completed_at);
-        latencies[i].push(ms);
+        if let Some(bucket) = latencies.get_mut(i) {
+            bucket.push(ms);
+        }
         all.push(ms);
     }
     let labels: Vec<String> = starts.iter().map(|t| format::bucket_label(*t, width)).collect();

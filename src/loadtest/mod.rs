@@ -349,7 +349,9 @@ impl Placing {
     async fn place(&self, n: u64, due: Duration) {
         let spec = self.workload.order(n);
         let sent = self.start.elapsed();
-        let token = &self.tokens[spec.user % self.tokens.len()];
+        let Some(token) = self.tokens.get(spec.user % self.tokens.len().max(1)) else {
+            return;
+        };
         let placed = self
             .api
             .place_order(token, &spec.idempotency_key, &spec.body, PLACE_ATTEMPTS)

@@ -248,7 +248,7 @@ pub fn figures(
                     return None;
                 }
                 let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-                Some(ms(latencies[index].as_micros() as f64))
+                latencies.get(index).map(|l| ms(l.as_micros() as f64))
             };
             Second {
                 second,

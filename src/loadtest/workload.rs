@@ -57,12 +57,13 @@ impl Workload {
         let mut lines = Lines::new();
         let mut items = Vec::with_capacity(count);
         for i in picked {
+            let Some(sku) = self.skus.get(i) else { continue };
             let quantity = rng.random_range(1..=self.max_quantity.max(1));
-            lines.insert(self.skus[i].clone(), i64::from(quantity));
+            lines.insert(sku.clone(), i64::from(quantity));
             let price: serde_json::Number = Self::price(i).parse().unwrap_or_else(|_| 1.into());
-            items.push(json!({"skuId": self.skus[i], "quantity": quantity, "price": price}));
+            items.push(json!({"skuId": sku, "quantity": quantity, "price": price}));
         }
-        let body = json!({"userId": self.users[user], "items": items})
+        let body = json!({"userId": self.users.get(user), "items": items})
             .to_string()
             .into_bytes();
         OrderSpec {

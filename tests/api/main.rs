@@ -2,7 +2,7 @@
 //! `ORDERSAGA_TEST_POSTGRES` / `ORDERSAGA_TEST_MYSQL` name an admin URL (with
 //! `ORDERSAGA_REQUIRE_SERVICES=1` a missing service fails the test instead of skipping it).
 //! Every test gets its own database, dropped afterwards. `TEST_LOG=1` shows the application's logs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod fixtures;
 mod helpers;

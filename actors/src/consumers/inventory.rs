@@ -219,7 +219,9 @@ pub async fn reserve(
     let backend = txn.get_database_backend();
     let mut writes = db::Writes::new();
     for item in &wanted {
-        let row = by_sku[item.sku_id.as_str()];
+        let Some(row) = by_sku.get(item.sku_id.as_str()) else {
+            return Ok(Reservation::Refused { reason: UNKNOWN_SKU });
+        };
         let quantity = i64::from(item.quantity);
         writes.push(
             backend,

@@ -51,20 +51,21 @@ pub struct GatewayResult {
     pub approved: bool,
 }
 
+/// A UUID derived from `what` and the order id: the same for the same order, every time.
+fn derived_id(what: &str, order_id: &str) -> String {
+    let digest = Sha256::digest(format!("{what}:{order_id}").as_bytes());
+    let bytes: [u8; 16] = digest.first_chunk().copied().unwrap_or_default();
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
+}
+
 /// The payment id of an order: a UUID derived from the order id.
 pub fn payment_id(order_id: &str) -> String {
-    let digest = Sha256::digest(format!("payment:{order_id}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
+    derived_id("payment", order_id)
 }
 
 /// The refund id of an order's payment: a UUID derived from the order id, so the gateway sees one refund.
 pub fn refund_id(order_id: &str) -> String {
-    let digest = Sha256::digest(format!("refund:{order_id}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string()
+    derived_id("refund", order_id)
 }
 
 /// Whether the gateway approves the order's payment in `mode`.
@@ -72,7 +73,9 @@ pub fn approves(mode: PaymentMode, order_id: &str) -> bool {
     match mode {
         PaymentMode::Success => true,
         PaymentMode::Fail => false,
-        PaymentMode::Hashed => Sha256::digest(order_id.as_bytes())[0] % 2 == 0,
+        PaymentMode::Hashed => Sha256::digest(order_id.as_bytes())
+            .first()
+            .is_some_and(|b| b % 2 == 0),
     }
 }
 

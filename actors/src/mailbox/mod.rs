@@ -194,9 +194,22 @@ pub struct Mailbox {
 
 /// A decoded delivery on its way through the pipeline.
 struct Pending {
+    /// Its place in the deliveries handled together.
     index: usize,
+    attempt: u32,
     envelope: Arc<Envelope>,
     prepared: Option<Prepared>,
+}
+
+/// What became of each delivery of a batch, by its place in the batch.
+struct Outcomes(Vec<Option<Result<(), ConsumeError>>>);
+
+impl Outcomes {
+    fn set(&mut self, index: usize, result: Result<(), ConsumeError>) {
+        if let Some(slot) = self.0.get_mut(index) {
+            *slot = Some(result);
+        }
+    }
 }
 
 impl Mailbox {
@@ -210,27 +223,32 @@ impl Mailbox {
 
     /// Runs deliveries of one queue through the middleware; returns a disposition per delivery, in order.
     pub async fn handle(&self, consumer: &Consumer, deliveries: &[Delivery]) -> Vec<Disposition> {
-        let mut outcome: Vec<Option<Result<(), ConsumeError>>> = vec![None; deliveries.len()];
-        let mut envelopes: Vec<Option<Arc<Envelope>>> = vec![None; deliveries.len()];
+        let mut outcome = Outcomes(vec![None; deliveries.len()]);
+        let mut envelopes: Vec<Option<Arc<Envelope>>> = Vec::with_capacity(deliveries.len());
 
         // 1. decode
         let mut pending = Vec::with_capacity(deliveries.len());
         for (index, delivery) in deliveries.iter().enumerate() {
             if let Some(reason) = &delivery.rejected {
-                outcome[index] = Some(Err(ConsumeError::Poison(reason.clone())));
+                outcome.set(index, Err(ConsumeError::Poison(reason.clone())));
+                envelopes.push(None);
                 continue;
             }
             match Envelope::decode(&delivery.body) {
                 Ok(envelope) => {
                     let envelope = Arc::new(envelope);
-                    envelopes[index] = Some(envelope.clone());
+                    envelopes.push(Some(envelope.clone()));
                     pending.push(Pending {
                         index,
+                        attempt: delivery.attempt,
                         envelope,
                         prepared: None,
                     });
                 }
-                Err(e) => outcome[index] = Some(Err(e.into())),
+                Err(e) => {
+                    outcome.set(index, Err(e.into()));
+                    envelopes.push(None);
+                }
             }
         }
 
@@ -240,7 +258,7 @@ impl Mailbox {
                 prepare.send(Prepare {
                     envelope: p.envelope.clone(),
                     queue: consumer.queue,
-                    attempt: deliveries[p.index].attempt,
+                    attempt: p.attempt,
                 })
             }))
             .await;
@@ -251,8 +269,8 @@ impl Mailbox {
                         p.prepared = prepared;
                         ready.push(p);
                     }
-                    Ok(Err(e)) => outcome[p.index] = Some(Err(e)),
-                    Err(e) => outcome[p.index] = Some(Err(ConsumeError::Transient(format!("consumer: {e}")))),
+                    Ok(Err(e)) => outcome.set(p.index, Err(e)),
+                    Err(e) => outcome.set(p.index, Err(ConsumeError::Transient(format!("consumer: {e}")))),
                 }
             }
             pending = ready;
@@ -263,7 +281,7 @@ impl Mailbox {
             match self.apply_together(consumer, &pending).await {
                 Ok(()) => {
                     for p in &pending {
-                        outcome[p.index] = Some(Ok(()));
+                        outcome.set(p.index, Ok(()));
                     }
                     pending.clear();
                 }
@@ -273,13 +291,12 @@ impl Mailbox {
             }
         }
         for p in &pending {
-            outcome[p.index] = Some(self.apply_alone(consumer, p).await);
+            outcome.set(p.index, self.apply_alone(consumer, p).await);
         }
 
         // 4. dispositions, dead letters stored
         let mut dispositions = Vec::with_capacity(deliveries.len());
-        for (index, result) in outcome.into_iter().enumerate() {
-            let delivery = &deliveries[index];
+        for ((delivery, result), envelope) in deliveries.iter().zip(outcome.0).zip(envelopes) {
             let disposition =
                 match result.unwrap_or_else(|| Err(ConsumeError::Transient("not processed".into()))) {
                     Ok(()) => {
@@ -300,14 +317,9 @@ impl Mailbox {
                     }
                 };
             if let Disposition::DeadLettered { reason } = &disposition {
-                let stored = dead_letters::store(
-                    &self.db,
-                    consumer.queue,
-                    delivery,
-                    envelopes[index].as_deref(),
-                    reason,
-                )
-                .await;
+                let stored =
+                    dead_letters::store(&self.db, consumer.queue, delivery, envelope.as_deref(), reason)
+                        .await;
                 if let Err(e) = stored {
                     // Not stored: keep the message alive rather than lose it.
                     tracing::error!(queue = consumer.queue, error = %e, "could not store a dead letter; retrying");

@@ -355,8 +355,9 @@ impl Transport for BrokerTransport {
             .ok_or_else(|| "the broker is not connected".to_owned())?;
         let config = &self.shared.config;
         let head: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let event_id = head["event_id"].as_str().unwrap_or("replay").to_owned();
-        let event_type = head["event_type"].as_str().unwrap_or("unknown").to_owned();
+        let field = |name: &str| head.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let event_id = field("event_id").unwrap_or_else(|| "replay".to_owned());
+        let event_type = field("event_type").unwrap_or_else(|| "unknown".to_owned());
         let properties = properties(&event_id, &event_type, routing_key, &body, &config.signing_key);
         publish_confirmed(&link.publisher, "", &config.queue(queue), &body, properties).await
     }
