@@ -65,19 +65,29 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// Spends an attempt of the password routes; `429` with `Retry-After` when the caller has none left.
-fn throttle(state: &AppState, req: &HttpRequest, username: &str) -> Result<(), ApiError> {
-    state.throttle.attempt(req, username).map_err(|refused| {
-        tracing::info!(limit = refused.limit.as_str(), "password attempt refused");
-        ApiError::TooManyRequests(
-            format!(
-                "too many attempts for this {}; try again in {} s",
-                refused.limit.as_str(),
-                refused.retry_after.as_secs().max(1)
-            ),
-            refused.retry_after,
-        )
-    })
+/// The credentials of a password route, once the caller may spend an attempt (`429` with `Retry-After`
+/// when the client address or the username has none left).
+fn allowed(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Json<Credentials>,
+) -> Result<Credentials, ApiError> {
+    let credentials = body.into_inner();
+    state
+        .throttle
+        .attempt(req, &credentials.username)
+        .map_err(|refused| {
+            tracing::info!(limit = refused.limit.as_str(), "password attempt refused");
+            ApiError::TooManyRequests(
+                format!(
+                    "too many attempts for this {}; try again in {} s",
+                    refused.limit.as_str(),
+                    refused.retry_after.as_secs().max(1)
+                ),
+                refused.retry_after,
+            )
+        })?;
+    Ok(credentials)
 }
 
 /// Creates a user with role `buyer`; `409` when the username is taken.
@@ -86,8 +96,7 @@ async fn register(
     req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    let Credentials { username, password } = body.into_inner();
-    throttle(&state, &req, &username)?;
+    let Credentials { username, password } = allowed(&state, &req, body)?;
     let user = state.engine()?.register(username, password).await?;
     let roles: Vec<&str> = user.roles.split(',').filter(|r| !r.is_empty()).collect();
     Ok(HttpResponse::Created().json(json!({"userId": user.id, "username": user.username, "roles": roles})))
@@ -99,8 +108,7 @@ async fn login(
     req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    let Credentials { username, password } = body.into_inner();
-    throttle(&state, &req, &username)?;
+    let Credentials { username, password } = allowed(&state, &req, body)?;
     let token = state.engine()?.login(username, password).await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }

@@ -2,7 +2,7 @@
 //!
 //! `POST /api/orders` → [`crate::Engine::place_order`] → the [`batcher::PlacementBatcher`] (group commit:
 //! the orders that arrive while a batch is written go into the next one) → [`place_many`] → the rows of
-//! each order ([`NewOrderRows`]: the order, its lines, the saga's first rows from [`crate::saga::start`],
+//! each order (`NewOrderRows`: the order, its lines, the saga's first rows from [`crate::saga::start`],
 //! `order.created` for the outbox) written in one transaction → after the commit the saga registry starts
 //! the order's actor.
 //!
