@@ -157,6 +157,50 @@ fn x_labels(out: &mut String, labels: &[String], x_of: &dyn Fn(usize) -> f64, y:
     }
 }
 
+/// A new chart: the opening of its `<svg>`.
+fn chart(width: f64, height: f64, label: &str) -> String {
+    let mut out = String::with_capacity(4096);
+    open(&mut out, width, height, label);
+    out
+}
+
+/// The plot area of a chart of `COLUMN_HEIGHT` over `labels`.
+struct Plot {
+    /// The value at the top of the y axis.
+    top: f64,
+    plot_bottom: f64,
+    plot_height: f64,
+    /// The width given to one label.
+    slot: f64,
+}
+
+/// Draws the y axis of a chart over `labels` whose values reach `max` (in whole steps with `whole`) and
+/// answers its plot area; with nothing to plot, draws the notice that says so and answers `None`.
+fn plot(
+    out: &mut String,
+    width: f64,
+    labels: &[String],
+    max: f64,
+    whole: bool,
+    format: &dyn Fn(f64) -> String,
+) -> Option<Plot> {
+    let height = COLUMN_HEIGHT;
+    if labels.is_empty() || max <= 0.0 {
+        empty(out, width, height, "nothing in this range");
+        return None;
+    }
+    let (top, step) = y_scale(max, whole);
+    let plot_bottom = height - BOTTOM;
+    let plot_height = plot_bottom - TOP;
+    y_axis(out, width, top, step, plot_bottom, plot_height, format);
+    Some(Plot {
+        top,
+        plot_bottom,
+        plot_height,
+        slot: (width - LEFT - RIGHT) / labels.len() as f64,
+    })
+}
+
 /// Columns, one per label, with the series stacked bottom-up.
 pub fn columns(
     width: f64,
@@ -166,8 +210,7 @@ pub fn columns(
     format: &dyn Fn(f64) -> String,
 ) -> String {
     let height = COLUMN_HEIGHT;
-    let mut out = String::with_capacity(4096);
-    open(&mut out, width, height, label);
+    let mut out = chart(width, height, label);
     let totals: Vec<f64> = (0..labels.len())
         .map(|i| {
             series
@@ -177,18 +220,18 @@ pub fn columns(
         })
         .collect();
     let max = totals.iter().copied().fold(0.0, f64::max);
-    if labels.is_empty() || max <= 0.0 {
-        empty(&mut out, width, height, "nothing in this range");
+    let Some(Plot {
+        top,
+        plot_bottom,
+        plot_height,
+        slot,
+    }) = plot(&mut out, width, labels, max, true, format)
+    else {
         return out;
-    }
+    };
     if series.len() > 1 {
         legend(&mut out, series);
     }
-    let (top, step) = y_scale(max, true);
-    let plot_bottom = height - BOTTOM;
-    let plot_height = plot_bottom - TOP;
-    y_axis(&mut out, width, top, step, plot_bottom, plot_height, format);
-    let slot = (width - LEFT - RIGHT) / labels.len() as f64;
     let bar = (slot * 0.72).clamp(1.0, MAX_BAR);
     for (i, name) in labels.iter().enumerate() {
         let x = LEFT + slot * i as f64 + (slot - bar) / 2.0;
@@ -229,22 +272,21 @@ pub fn lines(
     format: &dyn Fn(f64) -> String,
 ) -> String {
     let height = COLUMN_HEIGHT;
-    let mut out = String::with_capacity(4096);
-    open(&mut out, width, height, label);
+    let mut out = chart(width, height, label);
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied().flatten())
         .fold(0.0, f64::max);
-    if labels.is_empty() || max <= 0.0 {
-        empty(&mut out, width, height, "nothing in this range");
+    let Some(Plot {
+        top,
+        plot_bottom,
+        plot_height,
+        slot,
+    }) = plot(&mut out, width, labels, max, false, format)
+    else {
         return out;
-    }
+    };
     legend(&mut out, series);
-    let (top, step) = y_scale(max, false);
-    let plot_bottom = height - BOTTOM;
-    let plot_height = plot_bottom - TOP;
-    y_axis(&mut out, width, top, step, plot_bottom, plot_height, format);
-    let slot = (width - LEFT - RIGHT) / labels.len() as f64;
     let x_of = |i: usize| LEFT + slot * (i as f64 + 0.5);
     for s in series {
         let mut path = String::new();
