@@ -221,6 +221,15 @@ impl RetrySettings {
         Ok(())
     }
 
+    /// Every delay a retry can wait, shortest first (one per back-off step, without repeats).
+    pub fn delays(&self) -> Vec<Duration> {
+        let mut delays: Vec<Duration> = (1..self.max_attempts.max(2))
+            .map(|a| self.delay_after(a))
+            .collect();
+        delays.dedup();
+        delays
+    }
+
     /// Delay before attempt `attempt + 1`, after `attempt` (≥ 1) attempts failed: bounded exponential.
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
@@ -368,6 +377,12 @@ mod tests {
         assert_eq!(r.delay_after(4), Duration::from_millis(800));
         assert_eq!(r.delay_after(5), Duration::from_millis(1_000));
         assert_eq!(r.delay_after(60), Duration::from_millis(1_000));
+        let ms: Vec<u128> = r.delays().iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            ms,
+            [100, 200, 400, 800, 1_000],
+            "one level per step, the cap once"
+        );
     }
 
     #[test]

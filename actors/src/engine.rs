@@ -186,6 +186,7 @@ impl Engine {
                     prefetch: config.broker.prefetch,
                     signing_key,
                     quorum_queues: config.broker.quorum_queues,
+                    retry_delays: config.retry.delays(),
                 };
                 BrokerBridge::start(broker, consumers, mailbox.clone())
             }

@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `outbox-claimed` | the process dies (SIGABRT, like `kill -9`) right after the relay claimed a batch holding an event with routing key `KEY`, before publishing it |
 //! | `outbox-hold` | the relay keeps events with routing key `KEY` claimed and never publishes them (a frozen node) |
+//! | `consume-fails` | with `return(PREFIX@N,…)`: a delivery whose event id starts with `PREFIX` fails transiently while its attempt is below `N` |
 
 /// Reads `FAILPOINTS` (in a build with fault injection; otherwise does nothing).
 pub fn setup_from_env() {
@@ -17,6 +18,19 @@ pub fn setup_from_env() {
         // The scenario lives as long as the process.
         std::mem::forget(fail::FailScenario::setup());
     }
+}
+
+/// Whether the point `consume-fails` makes this delivery fail (see the table above).
+pub fn consume_fails(event_id: &str, attempt: u32) -> bool {
+    let Some(rules) = armed("consume-fails") else {
+        return false;
+    };
+    rules.split(',').any(|rule| match rule.split_once('@') {
+        Some((prefix, below)) => {
+            event_id.starts_with(prefix) && below.trim().parse::<u32>().is_ok_and(|n| attempt < n)
+        }
+        None => false,
+    })
 }
 
 /// The argument of the point `name` when it is configured with `return(arg)`.

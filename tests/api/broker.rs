@@ -83,6 +83,13 @@ on_every_backend! {
             assert_eq!(retry["durable"], true);
             assert_eq!(retry["arguments"]["x-dead-letter-exchange"], "", "a retry goes back through the default exchange");
             assert_eq!(retry["arguments"]["x-dead-letter-routing-key"], spec.name, "to the queue that failed");
+            // One retry queue per back-off step (the test settings: 20 ms doubling, five attempts).
+            for ms in [20, 40, 80, 160] {
+                let level = &queues[&format!("{}.retry.{ms}ms", spec.name)];
+                assert_eq!(level["arguments"]["x-message-ttl"], ms, "{}: every message waits {ms} ms", spec.name);
+                assert_eq!(level["arguments"]["x-dead-letter-exchange"], "");
+                assert_eq!(level["arguments"]["x-dead-letter-routing-key"], spec.name);
+            }
             assert!(queues.contains_key(&format!("{}.dlq", spec.name)));
         }
         // The seed's bindings, and the two result queues of the saga.
@@ -353,5 +360,75 @@ on_every_backend! {
         }
         assert_eq!(dead_letters::Entity::find().count(&conn).await.unwrap(), 0, "nothing dead-lettered");
         drop(nodes);
+    }
+}
+
+/// An `order.created` envelope for the notification queue, signed as the nodes sign.
+fn signed_order_created(event_id: &str) -> (String, Value) {
+    let envelope = json!({
+        "event_id": event_id,
+        "event_type": "OrderCreated",
+        "occurred_at": chrono::Utc::now().to_rfc3339(),
+        "trace_id": "retry-levels",
+        "identity": {"user_id": "u-1", "roles": ["buyer"]},
+        "data": {
+            "order_id": uuid::Uuid::new_v4().to_string(),
+            "user_id": "u-1",
+            "items": [{"sku_id": "SKU-R", "quantity": 1, "price": serde_json::Number::from_string_unchecked("1.00".into())}],
+            "total_amount": serde_json::Number::from_string_unchecked("1.00".into()),
+        },
+        "version": 1,
+    })
+    .to_string();
+    let signature = actors::envelope::sign(TEST_SECRET.as_bytes(), envelope.as_bytes());
+    (
+        envelope,
+        json!({"x-signature": signature, "x-routing-key": "order.created"}),
+    )
+}
+
+on_every_backend! {
+    async fn a_short_retry_is_not_held_behind_a_long_one(backend) {
+        let _broker_lock = shared().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        // Event ids starting 0000 fail every time; those starting 1111 fail their first attempt only.
+        let env = [
+            ("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()),
+            ("ORDERSAGA_RETRY__INITIAL_DELAY_MS", "100"),
+            ("ORDERSAGA_RETRY__MAX_DELAY_MS", "5000"),
+            ("ORDERSAGA_RETRY__MAX_ATTEMPTS", "8"),
+            ("FAILPOINTS", "consume-fails=return(0000@99,1111@2)"),
+        ];
+        let _server = start_server(&db, &env).await;
+        let queue = QUEUES.iter().find(|q| q.name == "q.notification.order-created").unwrap().name;
+
+        // A message on its seventh attempt fails again and waits the longest delay, 5 s.
+        let slow = format!("0000{}", &uuid::Uuid::new_v4().to_string()[4..]);
+        let (payload, mut headers) = signed_order_created(&slow);
+        headers["x-retry-count"] = json!(6);
+        assert!(broker.publish_to_queue(queue, &payload, headers).await);
+        let long_level = format!("{queue}.retry.5000ms");
+        eventually(Duration::from_secs(10), "the slow message in the 5 s retry level", || async {
+            (broker.depth(&long_level).await == 1).then_some(())
+        })
+        .await;
+
+        // A first attempt that fails comes back after 100 ms, not after the slow one's 5 s.
+        let quick = format!("1111{}", &uuid::Uuid::new_v4().to_string()[4..]);
+        let (payload, headers) = signed_order_created(&quick);
+        let sent = std::time::Instant::now();
+        assert!(broker.publish_to_queue(queue, &payload, headers).await);
+        let conn = Database::connect(&db.url).await.unwrap();
+        eventually(Duration::from_secs(10), "the quick message to be applied on its second attempt", || async {
+            let found = entities::notifications::Entity::find()
+                .filter(entities::notifications::Column::EventId.eq(quick.as_str()))
+                .count(&conn).await.ok()?;
+            (found == 1).then_some(())
+        })
+        .await;
+        let waited = sent.elapsed();
+        assert!(waited < Duration::from_millis(2_500), "applied after {waited:?}: held behind the 5 s retry");
+        assert_eq!(broker.depth(&long_level).await, 1, "the slow one is still waiting its turn");
     }
 }

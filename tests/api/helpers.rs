@@ -663,6 +663,31 @@ impl TestBroker {
             .await;
         answer["routed"] == true
     }
+
+    /// Publishes a raw message straight to one queue (through the default exchange).
+    pub async fn publish_to_queue(&self, queue: &str, payload: &str, headers: Value) -> bool {
+        let body = json!({
+            "properties": {"headers": headers, "delivery_mode": 2},
+            "routing_key": queue,
+            "payload": payload,
+            "payload_encoding": "string",
+        });
+        let answer = self
+            .api_send(
+                reqwest::Method::POST,
+                &format!("exchanges/{}/amq.default/publish", self.vhost),
+                &body,
+            )
+            .await;
+        answer["routed"] == true
+    }
+
+    /// How many messages a queue holds.
+    pub async fn depth(&self, queue: &str) -> u64 {
+        self.api_get(&format!("queues/{}/{queue}", self.vhost)).await["messages"]
+            .as_u64()
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for TestBroker {

@@ -33,6 +33,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use crate::config::RetrySettings;
 use crate::db;
 use crate::envelope::{DecodeError, Envelope};
+use crate::faults;
 use crate::outbox::{self, OutboxSignal};
 
 pub mod dead_letters;
@@ -235,6 +236,10 @@ impl Mailbox {
                 continue;
             }
             match Envelope::decode(&delivery.body) {
+                Ok(envelope) if faults::consume_fails(&envelope.event_id, delivery.attempt) => {
+                    outcome.set(index, Err(ConsumeError::Transient("fault injection".into())));
+                    envelopes.push(Some(Arc::new(envelope)));
+                }
                 Ok(envelope) => {
                     let envelope = Arc::new(envelope);
                     envelopes.push(Some(envelope.clone()));

@@ -113,7 +113,8 @@ async fn consume(
     }
 }
 
-/// Acknowledges, retries through `Q.retry`, or copies to `Q.dlq` and acknowledges.
+/// Acknowledges, retries through the retry queue of the delay's level, or copies to `Q.dlq` and
+/// acknowledges.
 async fn settle(
     shared: &Shared,
     link: &Link,
@@ -136,15 +137,13 @@ async fn settle(
                 H_RETRY_COUNT.into(),
                 AMQPValue::LongLongInt(i64::from(attempt.saturating_sub(1))),
             );
-            let properties = amqp
-                .properties
-                .clone()
-                .with_headers(headers)
-                .with_expiration(delay.as_millis().max(1).to_string().as_str().into());
+            // The queue of the delay's level holds it for exactly that long: a short retry never waits
+            // behind a long one, as it would in one queue of per-message expirations.
+            let properties = amqp.properties.clone().with_headers(headers);
             publish_confirmed(
                 &link.publisher,
                 "",
-                &config.retry_queue(consumer.queue),
+                &config.retry_level_queue(consumer.queue, config.retry_level(delay)),
                 &amqp.data,
                 properties,
             )

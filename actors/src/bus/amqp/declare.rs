@@ -1,6 +1,7 @@
 //! The topology on the broker, declared at every (re)connection: the exchange, and per consumer queue
-//! the queue with its bindings, its `.retry` companion (TTL, dead-lettered back to the queue) and its
-//! `.dlq`.
+//! the queue with its bindings, one retry queue per delay level (`Q.retry.<ms>ms`: every message waits
+//! the queue's TTL, then is dead-lettered back to `Q`), the `.retry` queue of the first releases (per
+//! message expiration, kept for what they left there), and its `.dlq`.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -50,9 +51,21 @@ pub async fn declare(channel: &Channel, config: &BrokerConfig) -> lapin::Result<
             .queue_declare(
                 config.retry_queue(spec.name).as_str().into(),
                 durable_queue(),
-                retry_args,
+                retry_args.clone(),
             )
             .await?;
+        for delay in &config.retry_delays {
+            let mut level_args = retry_args.clone();
+            let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            level_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+            channel
+                .queue_declare(
+                    config.retry_level_queue(spec.name, *delay).as_str().into(),
+                    durable_queue(),
+                    level_args,
+                )
+                .await?;
+        }
         channel
             .queue_declare(
                 config.dead_letter_queue(spec.name).as_str().into(),

@@ -3,15 +3,18 @@
 //!
 //! Topology (declared idempotently at every (re)connection; names get `broker.name_prefix`):
 //! - exchange `ecom.events` (topic, durable);
-//! - per consumer queue `Q` (durable, bound to the exchange with its patterns), a `Q.retry` queue whose
-//!   messages dead-letter back into `Q` when their per-message TTL expires, and a `Q.dlq` queue.
+//! - per consumer queue `Q` (durable, bound to the exchange with its patterns), one retry queue per delay
+//!   level `Q.retry.<ms>ms` (queue TTL `<ms>`, dead-lettering back into `Q`), and a `Q.dlq` queue. (`Q.retry`,
+//!   the per-message-expiration queue of the first releases, is declared too, so that what they left
+//!   there still comes back.)
 //!
-//! A retry is published to `Q.retry` through the default exchange (which routes by queue name), and
-//! dead-letters from there through the default exchange again with routing key `Q`. It therefore comes
-//! back to the one queue that failed. Dead-lettering it to `ecom.events` with its original routing key
-//! instead would deliver it again to every queue bound to that key, and consumers that had already
-//! applied it would see it twice. The delay is the middleware's bounded exponential back-off, carried as
-//! the message's `expiration`; the attempt count travels in `x-retry-count`.
+//! A retry is published to the level queue of its delay (the middleware's bounded exponential back-off)
+//! through the default exchange, which routes by queue name, and dead-letters from there through the
+//! default exchange again with routing key `Q`. It therefore comes back to the one queue that failed.
+//! Dead-lettering it to `ecom.events` with its original routing key instead would deliver it again to
+//! every queue bound to that key, and consumers that had already applied it would see it twice. Every
+//! message of a level queue waits the same time, so none is held behind a longer one (RabbitMQ expires
+//! messages at the head of a queue only); the attempt count travels in `x-retry-count`.
 //!
 //! Every envelope is signed (`x-signature`, HMAC-SHA256 of the body); a delivery without a valid
 //! signature is dead-lettered with the reason and never applied. A delivery is acknowledged only after
@@ -72,6 +75,8 @@ pub struct BrokerConfig {
     pub prefetch: u16,
     pub signing_key: Vec<u8>,
     pub quorum_queues: bool,
+    /// The delays a retry can wait ([`crate::config::RetrySettings::delays`]): one retry queue each.
+    pub retry_delays: Vec<Duration>,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -93,8 +98,24 @@ impl BrokerConfig {
     pub fn queue(&self, queue: &str) -> String {
         format!("{}{queue}", self.name_prefix)
     }
+    /// The retry queue of the first releases, whose messages carry their own expiration; still declared
+    /// so that what such a node left there comes back to its queue.
     pub fn retry_queue(&self, queue: &str) -> String {
         format!("{}{queue}.retry", self.name_prefix)
+    }
+    /// The retry queue of one delay level: every message in it waits the same time (the queue's TTL),
+    /// so none waits behind a longer one.
+    pub fn retry_level_queue(&self, queue: &str, delay: Duration) -> String {
+        format!("{}{queue}.retry.{}ms", self.name_prefix, delay.as_millis())
+    }
+    /// The level a retry after `delay` goes to: the shortest at least as long, else the longest.
+    pub fn retry_level(&self, delay: Duration) -> Duration {
+        self.retry_delays
+            .iter()
+            .copied()
+            .find(|level| *level >= delay)
+            .or_else(|| self.retry_delays.last().copied())
+            .unwrap_or(delay)
     }
     pub fn dead_letter_queue(&self, queue: &str) -> String {
         format!("{}{queue}.dlq", self.name_prefix)
