@@ -10,8 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use actors::config::{
-    ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentSettings, RetrySettings,
-    SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentSettings,
+    RetrySettings, SagaSettings,
 };
 pub use actors::config::{PaymentMode, Secret};
 
@@ -71,6 +71,7 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub broker: BrokerSettings,
     pub archive: ArchiveSettings,
+    pub admission: AdmissionSettings,
 }
 
 impl Default for Settings {
@@ -97,6 +98,7 @@ impl Default for Settings {
             outbox: OutboxSettings::default(),
             broker: BrokerSettings::default(),
             archive: ArchiveSettings::default(),
+            admission: AdmissionSettings::default(),
         }
     }
 }

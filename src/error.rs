@@ -166,6 +166,9 @@ impl From<PlaceError> for ApiError {
             PlaceError::Expired => {
                 ApiError::DeadlinePassed(format!("{err}; retry with the same Idempotency-Key"))
             }
+            PlaceError::Overloaded => {
+                ApiError::Problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", err.to_string())
+            }
             PlaceError::Database(e) => ApiError::database(e),
         }
     }

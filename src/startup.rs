@@ -235,5 +235,6 @@ fn engine_config(settings: &Settings, node_id: String) -> EngineConfig {
         outbox: settings.outbox.clone(),
         broker: settings.broker.clone(),
         archive: settings.archive.clone(),
+        admission: settings.admission.clone(),
     }
 }

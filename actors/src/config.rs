@@ -324,6 +324,23 @@ impl BrokerSettings {
     }
 }
 
+/// Admission control of `POST /api/orders`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionSettings {
+    /// New orders are refused (`503` with `Retry-After`) while this many sagas of the node wait on the
+    /// engine itself (being placed, waiting for their stock, compensating); `0`: no bound. Work the node
+    /// cannot keep up with then waits in the clients' retries instead of in its queues, so the sagas it
+    /// accepted finish in bounded time.
+    pub max_backlog: u64,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self { max_backlog: 2_000 }
+    }
+}
+
 /// The archiver of terminal orders.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

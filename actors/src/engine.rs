@@ -3,6 +3,7 @@
 //! state); no route picks an actor address itself.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -16,8 +17,8 @@ use crate::bus::Transport;
 use crate::bus::amqp::{BrokerBridge, BrokerConfig};
 use crate::bus::memory::InProcessTransport;
 use crate::config::{
-    ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentMode, PaymentSettings,
-    RetrySettings, SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentMode,
+    PaymentSettings, RetrySettings, SagaSettings,
 };
 use crate::consumers::inventory::{InventoryActor, InventoryError, Reservation, Reserve, SetStock};
 use crate::consumers::notification::NotificationActor;
@@ -53,6 +54,7 @@ pub struct EngineConfig {
     pub outbox: OutboxSettings,
     pub broker: BrokerSettings,
     pub archive: ArchiveSettings,
+    pub admission: AdmissionSettings,
 }
 
 /// The running engine of one node.
@@ -71,6 +73,11 @@ pub struct Engine {
     pub relay: Addr<OutboxRelay>,
     pub transport: Arc<dyn Transport>,
     pub mailbox: Mailbox,
+    /// Sagas of this node that wait on the engine itself (the registry keeps the count).
+    owed: Arc<AtomicUsize>,
+    /// Orders being placed now.
+    placing: Arc<AtomicUsize>,
+    max_backlog: u64,
 }
 
 impl Engine {
@@ -115,9 +122,10 @@ impl Engine {
             PaymentActor::start_in_arbiter(&payment_home, move |_| PaymentActor::new(mode, settings))
         };
         let mailbox = Mailbox::new(db.clone(), config.retry.clone(), outbox.clone());
+        let owed = Arc::new(AtomicUsize::new(0));
         let sagas = {
-            let (mailbox, timeout) = (mailbox.clone(), config.saga.payment_timeout());
-            SagaRegistry::start_in_arbiter(&saga_home, move |_| SagaRegistry::new(mailbox, timeout))
+            let (mailbox, timeout, owed) = (mailbox.clone(), config.saga.payment_timeout(), owed.clone());
+            SagaRegistry::start_in_arbiter(&saga_home, move |_| SagaRegistry::new(mailbox, timeout, owed))
         };
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
@@ -230,13 +238,32 @@ impl Engine {
             relay,
             transport,
             mailbox,
+            owed,
+            placing: Arc::new(AtomicUsize::new(0)),
+            max_backlog: config.admission.max_backlog,
         })
+    }
+
+    /// Sagas of this node that wait on the engine itself: being placed, waiting for their stock,
+    /// compensating.
+    pub fn backlog(&self) -> u64 {
+        let backlog = self.owed.load(Ordering::Relaxed) + self.placing.load(Ordering::Relaxed);
+        u64::try_from(backlog).unwrap_or(u64::MAX)
     }
 
     /// Places an order (or answers the one its idempotency key placed). A new order's saga starts once
     /// its transaction has committed, through the one after-commit path.
+    ///
+    /// Refused with [`PlaceError::Overloaded`] while the backlog is at `admission.max_backlog`.
     pub async fn place_order(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
-        let placement = self.placements.send(Place(request)).await.map_err(|e| {
+        if self.max_backlog > 0 && self.backlog() >= self.max_backlog {
+            metrics::counter!("orders_refused_overloaded_total").increment(1);
+            return Err(PlaceError::Overloaded);
+        }
+        self.placing.fetch_add(1, Ordering::Relaxed);
+        let placed = self.placements.send(Place(request)).await;
+        self.placing.fetch_sub(1, Ordering::Relaxed);
+        let placement = placed.map_err(|e| {
             PlaceError::Database(sea_orm::DbErr::Custom(format!("the placement batcher: {e}")))
         })??;
         if let Placement::Created(_, update) = &placement {

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_schema;
 mod m20261201_000001_payment_refunds;
+mod m20261201_000002_saga_deadline_index;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_schema::Migration),
             Box::new(m20261201_000001_payment_refunds::Migration),
+            Box::new(m20261201_000002_saga_deadline_index::Migration),
         ]
     }
 }

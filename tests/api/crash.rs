@@ -297,3 +297,42 @@ on_every_backend! {
         }
     }
 }
+
+on_every_backend! {
+    async fn a_node_with_a_full_backlog_refuses_new_orders_until_it_catches_up(backend) {
+        // The node's inventory never gets its orders (their events stay in the outbox): the sagas wait
+        // on the engine, which has room for three.
+        let Some(db) = TestDb::create(backend).await else { return };
+        let env = [
+            ("FAILPOINTS", "outbox-hold=return(order.created)"),
+            ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "3"),
+        ];
+        let client = crate::helpers::test_client();
+        let server = start_server(&db, &env).await;
+        let base = server.address.clone();
+        let buyer = token(&client, &base, "u-b", "buyer").await;
+        let place = |key: &'static str| {
+            let (client, base, buyer) = (client.clone(), base.clone(), buyer.clone());
+            async move {
+                client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
+                    .header("Idempotency-Key", key)
+                    .json(&json!({"userId": "u-b", "items": [line("SKU-B", 1, "1.00")]}))
+                    .send().await.unwrap()
+            }
+        };
+        for key in ["b-1", "b-2", "b-3"] {
+            assert_eq!(place(key).await.status(), 201, "{key}");
+        }
+        let refused = place("b-4").await;
+        assert!(refused.headers().contains_key("retry-after"));
+        let problem = crate::helpers::assert_problem(refused, 503).await;
+        assert_eq!(problem["type"], "/problems/overloaded", "{problem}");
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("orders_refused_overloaded_total 1"), "refusals are counted");
+        // Reading is not refused.
+        let admin = token(&client, &base, "admin-1", "admin").await;
+        let sagas: Value = client.get(format!("{base}/api/sagas?state=AWAITING_INVENTORY")).bearer_auth(&admin)
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(sagas["totalElements"], 3);
+    }
+}

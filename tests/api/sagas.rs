@@ -102,23 +102,41 @@ on_every_backend! {
         assert!(dashboard.contains("REFUNDED") && dashboard.contains("was refunded at"), "the dashboard tells of the refund");
     }
 
-    async fn ended_sagas_leave_memory_and_running_ones_stay(backend) {
-        let Some(app) = spawn_app_with(backend, |s| s.payment.latency_ms = 60_000).await else { return };
+    async fn a_saga_keeps_an_actor_only_while_it_has_something_to_do_and_its_deadline_still_holds(backend) {
+        // The gateway never answers in time: the saga waits 20 s for its payment, then compensates.
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.payment.latency_ms = 60_000;
+            s.saga.payment_timeout_seconds = 20;
+        })
+        .await else { return };
+        let in_memory = || async { app.state.engine().unwrap().sagas.send(InMemory).await.unwrap() };
         app.set_stock("SKU-M", 10).await;
-        let waiting = app.order("u-1", vec![line("SKU-M", 1, "1")]).await;
         let failing = app.order("u-1", vec![line("NOPE", 1, "1")]).await;
         app.ended(failing["orderId"].as_str().unwrap()).await;
+        let waiting = app.order("u-1", vec![line("SKU-M", 1, "1")]).await;
         let id = waiting["orderId"].as_str().unwrap().to_owned();
         eventually(Duration::from_secs(10), "the order to await its payment", || async {
             (app.saga(&id).await["state"] == "AWAITING_PAYMENT").then_some(())
         })
         .await;
-        let in_memory = eventually(Duration::from_secs(10), "one saga actor in memory", || async {
-            let n = app.state.engine().unwrap().sagas.send(InMemory).await.ok()?;
-            (n == 1).then_some(n)
+        // Its deadline is further away than the registry looks ahead: no actor, no timer.
+        eventually(Duration::from_secs(10), "no saga actor in memory", || async {
+            (in_memory().await == 0).then_some(())
         })
         .await;
-        assert_eq!(in_memory, 1, "the waiting saga has an actor, the failed one is gone");
+        // Woken by the sweep ahead of its deadline, which then passes on time.
+        eventually(Duration::from_secs(15), "the waiting saga's actor back before its deadline", || async {
+            (in_memory().await == 1).then_some(())
+        })
+        .await;
+        let ended = app.ended(&id).await;
+        assert_eq!(ended["failureReason"], "PAYMENT_TIMEOUT");
+        let saga = app.saga(&id).await;
+        let timed_out = saga["history"].as_array().unwrap().iter().find(|h| h["eventType"] == "PaymentTimedOut").unwrap();
+        let at: chrono::DateTime<chrono::Utc> = timed_out["at"].as_str().unwrap().parse().unwrap();
+        let placed: chrono::DateTime<chrono::Utc> = waiting["createdAt"].as_str().unwrap().parse().unwrap();
+        let late = (at - placed).num_milliseconds() - 20_000;
+        assert!((0..3_000).contains(&late), "the deadline passed {late} ms after its time");
     }
 
     async fn admins_list_sagas_with_counts_per_state(backend) {

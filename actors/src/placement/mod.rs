@@ -70,6 +70,9 @@ pub enum PlaceError {
     /// The request's deadline passed before the order was committed: it was not placed.
     #[error("the order could not be placed before the request's deadline; it was not placed")]
     Expired,
+    /// The node's backlog is full (admission control): it was not placed.
+    #[error("the node has as much work as it takes; try again shortly with the same Idempotency-Key")]
+    Overloaded,
     #[error(transparent)]
     Database(#[from] DbErr),
 }

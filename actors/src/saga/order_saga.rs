@@ -125,6 +125,22 @@ pub struct Advance(pub SagaUpdate);
 #[rtype(result = "()")]
 struct DeadlinePassed;
 
+/// The saga waits far from its deadline: the registry let go of the actor, which stops (its timer with it).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Dormant;
+
+impl Handler<Dormant> for OrderSaga {
+    type Result = ();
+
+    fn handle(&mut self, _: Dormant, ctx: &mut Self::Context) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        ctx.stop();
+    }
+}
+
 impl Handler<Step> for OrderSaga {
     type Result = ResponseFuture<Result<Applied, ConsumeError>>;
 

@@ -1,6 +1,8 @@
 //! The `SagaRegistry`: supervises this node's `OrderSaga` actors and routes the saga's events to them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -8,7 +10,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySel
 
 use super::SagaUpdate;
 use super::machine::SagaState;
-use super::order_saga::{Advance, OrderSaga, Step};
+use super::order_saga::{Advance, Dormant, OrderSaga, Step};
 use super::step::{Applied, input_of};
 use crate::db;
 use crate::mailbox::{Apply, ConsumeError, Effects, Mailbox};
@@ -18,23 +20,45 @@ use entities::saga_instances;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Sagas loaded per query when resuming.
 const RESUME_PAGE: u64 = 1_000;
+/// Deadlines due soon read per sweep, soonest first (a sweep every 5 s: 2,000 deadlines a second).
+const DUE_PAGE: u64 = 10_000;
 /// Sagas in memory refreshed from the database per sweep.
 const REFRESH_SLICE: usize = 500;
+/// A saga waiting for its payment keeps an actor (and a timer) only when its deadline is this close; the
+/// others are woken by the sweep from the database's deadline index, or by their next event.
+pub const WAKE_AHEAD: Duration = Duration::from_secs(15);
+
+/// Whether a saga in `state` waits on the engine itself (not on a payment gateway): the engine's backlog.
+fn owed(state: Option<SagaState>) -> bool {
+    matches!(
+        state,
+        Some(SagaState::AwaitingInventory | SagaState::Compensating)
+    )
+}
+
+/// An actor in memory, and the state it was last told.
+struct Held {
+    addr: Addr<OrderSaga>,
+    state: Option<SagaState>,
+}
 
 /// Supervises the `OrderSaga` actors of this node and consumes the saga's result queues.
 pub struct SagaRegistry {
     mailbox: Mailbox,
-    sagas: BTreeMap<String, Addr<OrderSaga>>,
+    sagas: BTreeMap<String, Held>,
+    /// How many of them wait on the engine itself ([`owed`]), for admission control.
+    backlog: Arc<AtomicUsize>,
     /// Where the next refresh of in-memory sagas starts (they are refreshed a slice at a time).
     refresh_from: String,
     payment_timeout: Duration,
 }
 
 impl SagaRegistry {
-    pub fn new(mailbox: Mailbox, payment_timeout: Duration) -> Self {
+    pub fn new(mailbox: Mailbox, payment_timeout: Duration, backlog: Arc<AtomicUsize>) -> Self {
         Self {
             mailbox,
             sagas: BTreeMap::new(),
+            backlog,
             refresh_from: String::new(),
             payment_timeout,
         }
@@ -47,19 +71,56 @@ impl SagaRegistry {
         known: Option<SagaUpdate>,
         ctx: &mut Context<Self>,
     ) -> Addr<OrderSaga> {
-        self.sagas
-            .entry(order_id.to_owned())
-            .or_insert_with(|| {
-                let registry = ctx.address();
-                let mailbox = self.mailbox.clone();
-                let payment_timeout = self.payment_timeout;
-                let order_id = order_id.to_owned();
-                Supervisor::start(move |_| {
-                    OrderSaga::new(order_id, known, registry, mailbox, payment_timeout)
-                })
-            })
-            .clone()
+        if let Some(held) = self.sagas.get(order_id) {
+            return held.addr.clone();
+        }
+        let registry = ctx.address();
+        let mailbox = self.mailbox.clone();
+        let payment_timeout = self.payment_timeout;
+        let state = known.as_ref().map(|k| k.state);
+        let id = order_id.to_owned();
+        let addr = Supervisor::start(move |_| OrderSaga::new(id, known, registry, mailbox, payment_timeout));
+        self.sagas.insert(
+            order_id.to_owned(),
+            Held {
+                addr: addr.clone(),
+                state: None,
+            },
+        );
+        self.set_state(order_id, state);
+        addr
     }
+
+    /// Records the state an actor was told, keeping the backlog in step.
+    fn set_state(&mut self, order_id: &str, state: Option<SagaState>) {
+        if let Some(held) = self.sagas.get_mut(order_id) {
+            match (owed(held.state), owed(state)) {
+                (false, true) => {
+                    self.backlog.fetch_add(1, Ordering::Relaxed);
+                }
+                (true, false) => {
+                    self.backlog.fetch_sub(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            held.state = state;
+        }
+    }
+
+    /// Lets go of an actor; answers its address, if one was held.
+    fn release(&mut self, order_id: &str) -> Option<Addr<OrderSaga>> {
+        self.set_state(order_id, None);
+        self.sagas.remove(order_id).map(|held| held.addr)
+    }
+}
+
+/// Whether a saga in `update` can wait without an actor: it waits for a payment whose deadline is
+/// further away than [`WAKE_AHEAD`].
+fn dormant(update: &SagaUpdate) -> bool {
+    update.state == SagaState::AwaitingPayment
+        && update.deadline_at.is_some_and(|at| {
+            at - chrono::Utc::now() > chrono::Duration::from_std(WAKE_AHEAD).unwrap_or_default()
+        })
 }
 
 /// The effects of a committed step: its events, and the registry told of the new state afterwards.
@@ -114,12 +175,20 @@ impl Handler<Track> for SagaRegistry {
 
     fn handle(&mut self, Track(update): Track, ctx: &mut Self::Context) {
         if update.state.is_terminal() {
-            if let Some(saga) = self.sagas.remove(&update.order_id) {
+            if let Some(saga) = self.release(&update.order_id) {
                 saga.do_send(Advance(update));
             }
             return;
         }
+        if dormant(&update) {
+            // Nothing to do for a while: no actor, no timer; the sweep wakes it before its deadline.
+            if let Some(saga) = self.release(&update.order_id) {
+                saga.do_send(Dormant);
+            }
+            return;
+        }
         let saga = self.actor(&update.order_id.clone(), Some(update.clone()), ctx);
+        self.set_state(&update.order_id, Some(update.state));
         saga.do_send(Advance(update));
     }
 }
@@ -128,7 +197,7 @@ impl Handler<Finished> for SagaRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
-        self.sagas.remove(&msg.order_id);
+        self.release(&msg.order_id);
     }
 }
 
@@ -186,7 +255,8 @@ impl Handler<Resume> for SagaRegistry {
 impl Handler<Sweep> for SagaRegistry {
     type Result = ();
 
-    /// Two chores: start actors for overdue deadlines nobody here watches (their node died), and refresh
+    /// Two chores: start actors for deadlines due within [`WAKE_AHEAD`] that nobody here watches (sagas
+    /// that waited without an actor, or whose node died), and refresh
     /// a slice of the sagas in memory from the database. With several nodes, a saga's events land on any
     /// node, so a node may hold an actor for a saga another node has since finished; the refresh lets
     /// such actors go, and those of sagas that do not exist.
@@ -213,10 +283,12 @@ impl Handler<Sweep> for SagaRegistry {
         }
         self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
         let fut = async move {
+            let horizon = db::now() + chrono::Duration::from_std(WAKE_AHEAD).unwrap_or_default();
             let overdue = saga_instances::Entity::find()
                 .filter(saga_instances::Column::State.eq(SagaState::AwaitingPayment.as_str()))
-                .filter(saga_instances::Column::DeadlineAt.lt(db::now() - chrono::Duration::seconds(1)))
-                .limit(RESUME_PAGE)
+                .filter(saga_instances::Column::DeadlineAt.lt(horizon))
+                .order_by_asc(saga_instances::Column::DeadlineAt)
+                .limit(DUE_PAGE)
                 .all(&db)
                 .await;
             let refreshed = if slice.is_empty() {
@@ -250,7 +322,7 @@ impl Handler<Sweep> for SagaRegistry {
             // An actor started for a saga that does not exist (a poison event) has nothing to watch.
             for id in &slice {
                 if !refreshed.iter().any(|row| &row.order_id == id) {
-                    act.sagas.remove(id);
+                    act.release(id);
                 }
             }
             // Actors ignore what they knew already; a finished saga's actor is let go.
