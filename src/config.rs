@@ -10,8 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use actors::config::{
-    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentSettings,
-    RetrySettings, SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, OutboxSettings,
+    PaymentSettings, RetrySettings, SagaSettings,
 };
 pub use actors::config::{PaymentMode, Secret};
 
@@ -72,6 +72,7 @@ pub struct Settings {
     pub broker: BrokerSettings,
     pub archive: ArchiveSettings,
     pub admission: AdmissionSettings,
+    pub bus: BusSettings,
 }
 
 impl Default for Settings {
@@ -99,6 +100,7 @@ impl Default for Settings {
             broker: BrokerSettings::default(),
             archive: ArchiveSettings::default(),
             admission: AdmissionSettings::default(),
+            bus: BusSettings::default(),
         }
     }
 }
@@ -286,7 +288,7 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let checks: [(&str, Result<(), String>); 7] = [
+        let checks: [(&str, Result<(), String>); 8] = [
             ("auth", self.auth.validate()),
             ("saga", self.saga.validate()),
             ("payment", self.payment.validate()),
@@ -294,6 +296,7 @@ impl Settings {
             ("outbox", self.outbox.validate()),
             ("broker", self.broker.validate()),
             ("archive", self.archive.validate()),
+            ("bus", self.bus.validate()),
         ];
         for (section, check) in checks {
             if let Err(problem) = check {

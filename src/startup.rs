@@ -236,5 +236,6 @@ fn engine_config(settings: &Settings, node_id: String) -> EngineConfig {
         broker: settings.broker.clone(),
         archive: settings.archive.clone(),
         admission: settings.admission.clone(),
+        bus: settings.bus.clone(),
     }
 }

@@ -324,6 +324,32 @@ impl BrokerSettings {
     }
 }
 
+/// The in-process bus.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSettings {
+    /// Deliveries a queue keeps in memory; beyond them it keeps outbox row ids and reads the events back
+    /// when its consumer gets to them, so a slow consumer costs little memory and holds back only itself.
+    pub in_memory_per_queue: usize,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            in_memory_per_queue: 10_000,
+        }
+    }
+}
+
+impl BusSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.in_memory_per_queue == 0 {
+            return Err("in_memory_per_queue: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Admission control of `POST /api/orders`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -17,8 +17,8 @@ use crate::bus::Transport;
 use crate::bus::amqp::{BrokerBridge, BrokerConfig};
 use crate::bus::memory::InProcessTransport;
 use crate::config::{
-    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, OutboxSettings, PaymentMode,
-    PaymentSettings, RetrySettings, SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, OutboxSettings,
+    PaymentMode, PaymentSettings, RetrySettings, SagaSettings,
 };
 use crate::consumers::inventory::{InventoryActor, InventoryError, Reservation, Reserve, SetStock};
 use crate::consumers::notification::NotificationActor;
@@ -55,6 +55,7 @@ pub struct EngineConfig {
     pub broker: BrokerSettings,
     pub archive: ArchiveSettings,
     pub admission: AdmissionSettings,
+    pub bus: BusSettings,
 }
 
 /// The running engine of one node.
@@ -198,7 +199,12 @@ impl Engine {
                 };
                 BrokerBridge::start(broker, consumers, mailbox.clone())
             }
-            None => InProcessTransport::start(consumers, mailbox.clone(), parallel),
+            None => InProcessTransport::start(
+                consumers,
+                mailbox.clone(),
+                parallel,
+                config.bus.in_memory_per_queue,
+            ),
         };
 
         let relay = OutboxRelay::new(

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_schema;
 mod m20261201_000001_payment_refunds;
 mod m20261201_000002_saga_deadline_index;
+mod m20261201_000003_outbox_unclaimed_index;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_schema::Migration),
             Box::new(m20261201_000001_payment_refunds::Migration),
             Box::new(m20261201_000002_saga_deadline_index::Migration),
+            Box::new(m20261201_000003_outbox_unclaimed_index::Migration),
         ]
     }
 }

@@ -173,3 +173,39 @@ on_every_backend! {
         assert_problem(app.get("/api/sagas", None).await, 401).await;
     }
 }
+
+on_every_backend! {
+    async fn a_slow_consumer_keeps_only_a_few_deliveries_in_memory_and_loses_none(backend) {
+        // A payment gateway that takes a while, and room for three deliveries per queue in memory: the
+        // payment queue keeps the rest as outbox row ids and reads them back in turn.
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.payment.latency_ms = 300;
+            s.bus.in_memory_per_queue = 3;
+        })
+        .await else { return };
+        app.set_stock("SKU-S", 100).await;
+        let token = app.buyer_token("u-s").await;
+        let placed = futures::future::join_all((0..30).map(|i| {
+            let token = token.clone();
+            let app = &app;
+            async move {
+                let r = app.place_order(&token, "u-s", &format!("spill-{i}"), vec![line("SKU-S", 1, "1.00")]).await;
+                assert_eq!(r.status(), 201);
+                r.json::<Value>().await.unwrap()["orderId"].as_str().unwrap().to_owned()
+            }
+        }))
+        .await;
+        for id in &placed {
+            assert_eq!(app.ended(id).await["status"], "CONFIRMED", "order {id}");
+        }
+        assert_eq!(app.stock("SKU-S").await, (70, 30));
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        let spilled = metrics
+            .lines()
+            .find(|l| l.starts_with("bus_spilled_total{queue=\"q.payment.inventory-reserved\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(spilled > 0.0, "the payment queue kept deliveries as row ids: {spilled}");
+    }
+}

@@ -4,21 +4,30 @@
 //! Memory is not durable, so a publication counts as done only when every queue it reached has settled
 //! it (applied, or dead-lettered): until then its outbox row stays unpublished, and after a crash the
 //! relay sends it again (the inbox makes the second delivery a no-op where the first had committed).
+//!
+//! A queue keeps at most `bus.in_memory_per_queue` deliveries in memory. Beyond that — a slow consumer, such as a
+//! payment gateway that takes minutes — it keeps only the outbox row's id, and reads the event back from
+//! the outbox when its consumer gets to it. A slow consumer therefore holds back its own queue only, and
+//! a million deliveries waiting in it cost a few tens of bytes each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use tokio::sync::Notify;
 
 use super::{Confirm, OutboxMessage, Transport};
 use crate::mailbox::{Consumer, Delivery, Disposition, Mailbox};
 use crate::topology;
+use entities::outbox_events;
 
 /// Most deliveries a queue applies in one transaction.
 pub const MAX_BATCH: usize = 128;
+/// Outbox rows read back at once when a queue refills from what it spilled.
+const REFILL: usize = 1_000;
 
 /// Answers the relay once every queue a publication reached has settled it.
 struct Completion {
@@ -42,46 +51,189 @@ struct Item {
     completion: Option<Arc<Completion>>,
 }
 
+/// A delivery kept as its outbox row's id until its consumer gets to it.
+struct Spilled {
+    outbox_id: i64,
+    completion: Arc<Completion>,
+}
+
+#[derive(Default)]
+struct Queued {
+    items: VecDeque<Item>,
+    spilled: VecDeque<Spilled>,
+    /// A worker is reading spilled rows back.
+    refilling: bool,
+}
+
+/// One queue of the bus.
+struct Queue {
+    name: &'static str,
+    /// Deliveries kept in memory at most; the rest wait as outbox row ids.
+    in_memory: usize,
+    queued: Mutex<Queued>,
+    ready: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A delivery of a publication: in memory while there is room and nothing waits before it, else as
+    /// its row id.
+    fn offer(&self, message: &OutboxMessage, completion: &Arc<Completion>) {
+        let mut queued = self.lock();
+        if queued.items.len() < self.in_memory && queued.spilled.is_empty() && !queued.refilling {
+            queued.items.push_back(Item {
+                delivery: delivery_of(message),
+                completion: Some(completion.clone()),
+            });
+        } else {
+            queued.spilled.push_back(Spilled {
+                outbox_id: message.id,
+                completion: completion.clone(),
+            });
+            metrics::counter!("bus_spilled_total", "queue" => self.name).increment(1);
+        }
+        drop(queued);
+        self.ready.notify_one();
+    }
+
+    /// A delivery that is not a publication (a retry, a replayed dead letter): always in memory.
+    fn push(&self, item: Item) {
+        self.lock().items.push_back(item);
+        self.ready.notify_one();
+    }
+
+    /// Up to `max` deliveries, waiting for one; reads spilled rows back when memory has run dry.
+    async fn take(&self, db: &DatabaseConnection, max: usize) -> Vec<Item> {
+        loop {
+            let refill = {
+                let mut queued = self.lock();
+                if !queued.items.is_empty() {
+                    let n = queued.items.len().min(max);
+                    let taken: Vec<Item> = queued.items.drain(..n).collect();
+                    if !queued.items.is_empty() || !queued.spilled.is_empty() {
+                        // Let another worker of the queue go on meanwhile.
+                        self.ready.notify_one();
+                    }
+                    return taken;
+                }
+                if queued.spilled.is_empty() || queued.refilling {
+                    None
+                } else {
+                    queued.refilling = true;
+                    let n = queued.spilled.len().min(REFILL).min(self.in_memory);
+                    Some(queued.spilled.drain(..n).collect::<Vec<_>>())
+                }
+            };
+            match refill {
+                Some(spilled) => self.refill(db, spilled).await,
+                None => self.ready.notified().await,
+            }
+        }
+    }
+
+    /// Reads spilled deliveries back from the outbox, in their order; those it could not read go back to
+    /// the front to be read again.
+    async fn refill(&self, db: &DatabaseConnection, spilled: Vec<Spilled>) {
+        use outbox_events::Column as C;
+        let ids: Vec<i64> = spilled.iter().map(|s| s.outbox_id).collect();
+        let rows: Result<Vec<(i64, String, String, String)>, _> = outbox_events::Entity::find()
+            .select_only()
+            .column(C::Id)
+            .column(C::EventId)
+            .column(C::RoutingKey)
+            .column(C::Payload)
+            .filter(C::Id.is_in(ids))
+            .into_tuple()
+            .all(db)
+            .await;
+        let mut queued = self.lock();
+        queued.refilling = false;
+        match rows {
+            Ok(rows) => {
+                let mut by_id: HashMap<i64, (String, String, String)> = rows
+                    .into_iter()
+                    .map(|(id, event_id, key, payload)| (id, (event_id, key, payload)))
+                    .collect();
+                for s in spilled {
+                    match by_id.remove(&s.outbox_id) {
+                        Some((event_id, routing_key, payload)) => queued.items.push_back(Item {
+                            delivery: Delivery {
+                                body: Arc::from(payload.into_bytes()),
+                                routing_key,
+                                attempt: 1,
+                                message_id: Some(event_id),
+                                rejected: None,
+                            },
+                            completion: Some(s.completion),
+                        }),
+                        // Published meanwhile (by an earlier run of this node, say): nothing to deliver.
+                        None => s.completion.settle_one(),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue = self.name, error = %e, "bus: reading spilled deliveries failed; trying again");
+                for s in spilled.into_iter().rev() {
+                    queued.spilled.push_front(s);
+                }
+            }
+        }
+        drop(queued);
+        self.ready.notify_one();
+    }
+}
+
+fn delivery_of(message: &OutboxMessage) -> Delivery {
+    Delivery {
+        body: message.body.clone(),
+        routing_key: message.routing_key.clone(),
+        attempt: 1,
+        message_id: Some(message.event_id.clone()),
+        rejected: None,
+    }
+}
+
 /// The in-process bus.
 pub struct InProcessTransport {
-    queues: HashMap<&'static str, mpsc::UnboundedSender<Item>>,
+    queues: HashMap<&'static str, Arc<Queue>>,
 }
 
 impl InProcessTransport {
     /// Creates a queue per consumer and starts draining them on the consumer's arbiter, `workers` tasks
     /// per queue (one for a consumer whose messages share rows, [`Consumer::serial`]).
-    pub fn start(consumers: Vec<Consumer>, mailbox: Mailbox, workers: usize) -> Arc<Self> {
+    pub fn start(consumers: Vec<Consumer>, mailbox: Mailbox, workers: usize, in_memory: usize) -> Arc<Self> {
         let mut queues = HashMap::new();
         for consumer in consumers {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            let queue = Arc::new(Queue {
+                name: consumer.queue,
+                in_memory: in_memory.max(1),
+                queued: Mutex::new(Queued::default()),
+                ready: Notify::new(),
+            });
             let workers = if consumer.serial { 1 } else { workers.max(1) };
             for _ in 0..workers {
                 consumer
                     .home
-                    .spawn(drain(consumer.clone(), mailbox.clone(), rx.clone(), tx.clone()));
+                    .spawn(drain(consumer.clone(), mailbox.clone(), queue.clone()));
             }
-            queues.insert(consumer.queue, tx);
+            queues.insert(consumer.queue, queue);
         }
         Arc::new(Self { queues })
     }
 }
 
-async fn drain(
-    consumer: Consumer,
-    mailbox: Mailbox,
-    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Item>>>,
-    tx: mpsc::UnboundedSender<Item>,
-) {
-    let mut items = Vec::with_capacity(MAX_BATCH);
+async fn drain(consumer: Consumer, mailbox: Mailbox, queue: Arc<Queue>) {
+    let db = mailbox.db().clone();
     loop {
-        items.clear();
-        if rx.lock().await.recv_many(&mut items, MAX_BATCH).await == 0 {
-            return;
-        }
+        let items = queue.take(&db, MAX_BATCH).await;
         let deliveries: Vec<Delivery> = items.iter().map(|i| i.delivery.clone()).collect();
         let dispositions = mailbox.handle(&consumer, &deliveries).await;
-        for (item, disposition) in items.drain(..).zip(dispositions) {
+        for (item, disposition) in items.into_iter().zip(dispositions) {
             match disposition {
                 Disposition::Ack | Disposition::DeadLettered { .. } => {
                     if let Some(completion) = &item.completion {
@@ -94,13 +246,13 @@ async fn drain(
                     reason,
                 } => {
                     tracing::debug!(queue = consumer.queue, attempt, ?delay, %reason, "retrying");
-                    let tx = tx.clone();
+                    let queue = queue.clone();
                     let mut delivery = item.delivery;
                     delivery.attempt = attempt;
                     let completion = item.completion;
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = tx.send(Item { delivery, completion });
+                        queue.push(Item { delivery, completion });
                     });
                 }
             }
@@ -127,44 +279,27 @@ impl Transport for InProcessTransport {
             remaining: AtomicUsize::new(targets.len()),
             confirm: Mutex::new(Some(confirm)),
         });
-        for tx in targets {
-            let delivery = Delivery {
-                body: message.body.clone(),
-                routing_key: message.routing_key.clone(),
-                attempt: 1,
-                message_id: Some(message.event_id.clone()),
-                rejected: None,
-            };
-            if tx
-                .send(Item {
-                    delivery,
-                    completion: Some(completion.clone()),
-                })
-                .is_err()
-            {
-                // The queue is gone (shutting down): leave the row for the next run.
-                return;
-            }
+        for queue in targets {
+            queue.offer(&message, &completion);
         }
     }
 
     async fn deliver_to(&self, queue: &str, routing_key: &str, body: Arc<[u8]>) -> Result<(), String> {
-        let tx = self
+        let target = self
             .queues
             .get(queue)
             .ok_or_else(|| format!("no queue `{queue}`"))?;
-        let delivery = Delivery {
-            body,
-            routing_key: routing_key.to_owned(),
-            attempt: 1,
-            message_id: None,
-            rejected: None,
-        };
-        tx.send(Item {
-            delivery,
+        target.push(Item {
+            delivery: Delivery {
+                body,
+                routing_key: routing_key.to_owned(),
+                attempt: 1,
+                message_id: None,
+                rejected: None,
+            },
             completion: None,
-        })
-        .map_err(|_| format!("queue `{queue}` is closed"))
+        });
+        Ok(())
     }
 
     fn is_ready(&self) -> bool {

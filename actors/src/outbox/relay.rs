@@ -9,9 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{Notify, mpsc};
 
 use super::OutboxSignal;
@@ -23,9 +21,10 @@ use entities::outbox_events;
 
 /// Messages handed to the transport and not yet confirmed, above which the relay stops claiming. On the
 /// in-process bus a publication is confirmed when its consumers settle it, so a slow consumer (a slow
-/// payment gateway) keeps its messages in flight: the bound is high enough that 100,000 sagas waiting on
-/// payments do not hold back the other queues, at about 2 KB of memory each.
-pub const MAX_IN_FLIGHT: usize = 150_000;
+/// payment gateway) keeps its messages in flight; its queue keeps them as outbox row ids beyond a few
+/// thousand (about 100 bytes each), so the bound is high enough for a million sagas waiting on payments
+/// without holding back the other queues.
+pub const MAX_IN_FLIGHT: usize = 2_000_000;
 /// Pause after a failed database round before the relay tries again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 /// Most confirmations written in one `UPDATE`.
@@ -82,6 +81,7 @@ impl Actor for OutboxRelay {
             confirms: tx,
             in_flight,
             capacity,
+            last_expired_scan: std::sync::Mutex::new(None),
         };
         ctx.spawn(relay.run().into_actor(self));
     }
@@ -97,6 +97,7 @@ struct Relay {
     confirms: mpsc::UnboundedSender<(i64, bool)>,
     in_flight: Arc<AtomicUsize>,
     capacity: Arc<Notify>,
+    last_expired_scan: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Relay {
@@ -185,20 +186,38 @@ impl Relay {
         use outbox_events::Column as C;
         let txn = db::begin_write(&self.db).await?;
         let now = db::now();
-        let lease = chrono::Duration::seconds(self.settings.claim_lease_seconds as i64);
-        let claimable = Condition::any().add(C::ClaimedBy.is_null()).add(
-            Condition::all()
-                .add(C::ClaimedBy.ne(self.node_id.as_str()))
-                .add(C::ClaimedAt.lt(now - lease)),
-        );
-        let rows = outbox_events::Entity::find()
+        // Unclaimed rows, oldest first: a seek in the (published_at, claimed_by, id) index, however many
+        // rows this node has in flight.
+        let mut rows = outbox_events::Entity::find()
             .filter(C::PublishedAt.is_null())
-            .filter(claimable)
+            .filter(C::ClaimedBy.is_null())
             .order_by_asc(C::Id)
             .limit(self.settings.batch_size)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .all(&txn)
             .await?;
+        // Now and then, rows whose claim by another node has run out (that node died).
+        let room = self.settings.batch_size.saturating_sub(rows.len() as u64);
+        if room > 0 && !self.transport.single_node() && self.expired_scan_due() {
+            let lease = chrono::Duration::seconds(self.settings.claim_lease_seconds as i64);
+            let expired = outbox_events::Entity::find()
+                .filter(C::PublishedAt.is_null())
+                .filter(C::ClaimedBy.is_not_null())
+                .filter(C::ClaimedBy.ne(self.node_id.as_str()))
+                .filter(C::ClaimedAt.lt(now - lease))
+                .order_by_asc(C::Id)
+                .limit(room)
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .all(&txn)
+                .await?;
+            if !expired.is_empty() {
+                tracing::info!(
+                    rows = expired.len(),
+                    "outbox: taking over claims another node left"
+                );
+            }
+            rows.extend(expired);
+        }
         if !rows.is_empty() {
             outbox_events::Entity::update_many()
                 .col_expr(C::ClaimedBy, Expr::value(self.node_id.clone()))
@@ -209,6 +228,22 @@ impl Relay {
         }
         txn.commit().await?;
         Ok(rows)
+    }
+
+    /// Whether it is time to look for claims another node left: twice per lease.
+    fn expired_scan_due(&self) -> bool {
+        let every = Duration::from_secs(Ord::max(self.settings.claim_lease_seconds, 1)) / 2;
+        let mut last = self
+            .last_expired_scan
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *last {
+            Some(at) if at.elapsed() < every => false,
+            _ => {
+                *last = Some(std::time::Instant::now());
+                true
+            }
+        }
     }
 }
 
