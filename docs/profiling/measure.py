@@ -110,6 +110,8 @@ def main():
         "ORDERSAGA_BIND": f"127.0.0.1:{args.port}",
         "ORDERSAGA_JWT_SECRET": "measure-secret-0123456789abcdef0123456789",
         "RUST_LOG": "warn",
+        # the harness takes its tokens from the mock issuer, which is off by default on a server database
+        "ORDERSAGA_AUTH__MOCK_ISSUER": "true",
     })
     for pair in args.env:
         key, value = pair.split("=", 1)
