@@ -1,4 +1,4 @@
-//! Stock per SKU, optimistically locked on `version`.
+//! Stock per SKU; `version` counts its changes (reservations decrement it conditionally on the quantity).
 
 use sea_orm::entity::prelude::*;
 

@@ -197,6 +197,36 @@ on_every_backend! {
         assert_eq!(app.ended(order["orderId"].as_str().unwrap()).await["status"], "CONFIRMED");
     }
 
+    async fn a_second_release_request_for_a_released_order_changes_nothing(backend) {
+        let _broker_lock = shared().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(app) = app_on(backend, &broker, |s| s.payment_mode = PaymentMode::Fail).await else { return };
+        app.set_stock("SKU-R1", 5).await;
+        app.set_stock("SKU-R2", 5).await;
+        let order = app.order("u-1", vec![line("SKU-R1", 1, "1"), line("SKU-R2", 2, "1")]).await;
+        let order_id = order["orderId"].as_str().unwrap();
+        assert_eq!(app.ended(order_id).await["failureReason"], "PAYMENT_FAILED");
+        assert_eq!((app.stock("SKU-R1").await, app.stock("SKU-R2").await), ((5, 0), (5, 0)), "the stock came back once");
+        // The same request again, as a new event (another id, so the inbox does not absorb it).
+        let envelope = json!({
+            "event_id": uuid::Uuid::new_v4(), "event_type": "InventoryReleaseRequested",
+            "occurred_at": "2026-11-21T00:00:00Z", "trace_id": "t-again",
+            "identity": {"user_id": "u-1", "roles": ["buyer"]},
+            "data": {"order_id": order_id, "reason": "PAYMENT_FAILED"}, "version": 1
+        })
+        .to_string();
+        let signed = actors::envelope::sign(TEST_SECRET.as_bytes(), envelope.as_bytes());
+        assert!(broker.publish("inventory.release.requested", &envelope, json!({"x-signature": signed})).await);
+        eventually(Duration::from_secs(20), "the second request consumed", || async {
+            let queue = broker.api_get(&format!("queues/{}/q.inventory.release-requested", broker.vhost)).await;
+            (queue["messages"] == 0 && queue["message_stats"]["ack"].as_u64().unwrap_or(0) >= 2).then_some(())
+        })
+        .await;
+        assert_eq!((app.stock("SKU-R1").await, app.stock("SKU-R2").await), ((5, 0), (5, 0)), "nothing came back twice");
+        assert_eq!(inventory_release_events::Entity::find().count(&app.state.db).await.unwrap(), 1, "one release in the audit");
+        assert_eq!(dead_letters::Entity::find().count(&app.state.db).await.unwrap(), 0, "a repeated release is not an error");
+    }
+
     async fn a_retry_comes_back_to_the_failing_queue_only(backend) {
         let _broker_lock = shared().await;
         let Some(broker) = TestBroker::create().await else { return };

@@ -1,8 +1,11 @@
 //! The `InventoryActor`: stock per SKU, reservations and releases.
 //!
-//! Stock rows are optimistically locked on `stocks.version`: every change names the version it read and
-//! retries when another writer got there first, so `available_qty` never goes below zero and every unit
-//! is accounted for in `available_qty` or in a `RESERVED` reservation.
+//! Stock changes are relative and conditional: a reservation takes `available_qty - q` only where
+//! `available_qty >= q` still holds when the row is written, and a release adds back what its
+//! reservation holds. Concurrent reservations and releases of one SKU therefore never conflict unless the
+//! stock really ran short between the read and the write (then the reservation runs again and is
+//! refused), `available_qty` never goes below zero, and every unit is accounted for in `available_qty`
+//! or in a `RESERVED` reservation. `stocks.version` still counts every change.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +16,14 @@ use sea_orm::{
 };
 
 use crate::db;
-use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReleased, InventoryReserved, SkuQuantity};
+use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReserved, SkuQuantity};
 use crate::ids::{OrderId, SkuId};
 use crate::mailbox::{Apply, ConsumeError, Effects, MAX_CONFLICT_RETRIES};
-use entities::{
-    inventory_release_events, inventory_reservation_items, inventory_reservations, products, stocks,
-};
+use entities::{inventory_reservation_items, inventory_reservations, products, stocks};
+
+mod release;
+
+pub use release::release;
 
 crate::text_codes! {
     /// Where a reservation stands.
@@ -160,9 +165,10 @@ fn merge(items: &[SkuQuantity]) -> Vec<SkuQuantity> {
         .collect()
 }
 
-/// Reserves all lines of an order or none, inside the caller's transaction. Stock rows are read, checked
-/// and then updated with their version as the condition; when another writer moved a version first the
-/// answer is a [`ConsumeError::Conflict`] and the caller runs the whole reservation again.
+/// Reserves all lines of an order or none, inside the caller's transaction. Stock rows are read and
+/// checked, then each is decremented on the condition that it still holds the quantity; when one no
+/// longer does (another writer took the stock meanwhile) the answer is a [`ConsumeError::Conflict`] and
+/// the caller runs the whole reservation again, which then refuses it.
 ///
 /// With `idempotent`, an order that already has a reservation gets that one back (the direct reservation
 /// API). The consumer of `order.created` passes `false`: its inbox already guarantees one reservation per
@@ -213,8 +219,8 @@ pub async fn reserve(
             Some(_) => {}
         }
     }
-    // The stock rows (each conditioned on the version read), the reservation and its lines go to the
-    // database together; a stock row that moved on shows as one row short.
+    // The stock rows (each conditioned on still holding the quantity), the reservation and its lines go
+    // to the database together; a stock row that ran short meanwhile shows as one row short.
     let now = db::now();
     let backend = txn.get_database_backend();
     let mut writes = db::Writes::new();
@@ -237,7 +243,7 @@ pub async fn reserve(
                 .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
                 .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
                 .filter(stocks::Column::SkuId.eq(row.sku_id.as_str()))
-                .filter(stocks::Column::Version.eq(row.version)),
+                .filter(stocks::Column::AvailableQty.gte(quantity)),
         );
     }
     let reservation_id = db::new_id();
@@ -275,7 +281,7 @@ pub async fn reserve(
         })?;
     if written != expected {
         return Err(ConsumeError::Conflict(format!(
-            "stock of order {order_id} moved while it was reserved"
+            "stock of order {order_id} ran short while it was reserved"
         )));
     }
     metrics::counter!("inventory_reservations_total").increment(1);
@@ -283,98 +289,6 @@ pub async fn reserve(
         reservation_id,
         items: wanted,
     })
-}
-
-/// Gives an order's reserved stock back and writes the release audit row, inside the caller's
-/// transaction. `None` when the reservation was released before (nothing happens twice).
-pub async fn release(
-    txn: &impl ConnectionTrait,
-    order_id: &str,
-    reason: &str,
-    trace_id: &str,
-) -> Result<Option<InventoryReleased>, ConsumeError> {
-    let reservation = inventory_reservations::Entity::find()
-        .filter(inventory_reservations::Column::OrderId.eq(order_id))
-        .one(txn)
-        .await?
-        .ok_or_else(|| ConsumeError::Poison(format!("no reservation for order {order_id}")))?;
-    if reservation.status == ReservationStatus::Released.as_str() {
-        return Ok(None);
-    }
-    let now = db::now();
-    let flipped = inventory_reservations::Entity::update_many()
-        .col_expr(
-            inventory_reservations::Column::Status,
-            Expr::value(ReservationStatus::Released.as_str()),
-        )
-        .col_expr(inventory_reservations::Column::ReleasedAt, Expr::value(now))
-        .col_expr(inventory_reservations::Column::UpdatedAt, Expr::value(now))
-        .filter(inventory_reservations::Column::Id.eq(reservation.id.as_str()))
-        .filter(inventory_reservations::Column::Status.eq(ReservationStatus::Reserved.as_str()))
-        .exec(txn)
-        .await?;
-    if flipped.rows_affected != 1 {
-        return Err(ConsumeError::Conflict(format!(
-            "reservation {} changed",
-            reservation.id
-        )));
-    }
-    let held = inventory_reservation_items::Entity::find()
-        .filter(inventory_reservation_items::Column::ReservationId.eq(reservation.id.as_str()))
-        .order_by_asc(inventory_reservation_items::Column::SkuId)
-        .all(txn)
-        .await?;
-    for item in &held {
-        let quantity = i64::from(item.quantity);
-        stocks::Entity::update_many()
-            .col_expr(
-                stocks::Column::AvailableQty,
-                Expr::col(stocks::Column::AvailableQty).add(quantity),
-            )
-            .col_expr(
-                stocks::Column::ReservedQty,
-                Expr::col(stocks::Column::ReservedQty).sub(quantity),
-            )
-            .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
-            .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
-            .filter(stocks::Column::SkuId.eq(item.sku_id.as_str()))
-            .exec(txn)
-            .await?;
-    }
-    let released_items: Vec<SkuQuantity> = held
-        .into_iter()
-        .map(|i| SkuQuantity {
-            sku_id: i.sku_id,
-            quantity: i.quantity,
-        })
-        .collect();
-    let release_id = db::new_id();
-    let released_json = serde_json::to_string(
-        &released_items
-            .iter()
-            .map(|i| serde_json::json!({"skuId": i.sku_id, "quantity": i.quantity}))
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|e| ConsumeError::Transient(e.to_string()))?;
-    inventory_release_events::Entity::insert(inventory_release_events::ActiveModel {
-        id: Set(release_id.clone()),
-        order_id: Set(order_id.to_owned()),
-        reservation_id: Set(reservation.id.clone()),
-        reason: Set(reason.to_owned()),
-        released_items: Set(released_json),
-        trace_id: Set(trace_id.to_owned()),
-        created_at: Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    metrics::counter!("inventory_releases_total", "reason" => reason.to_owned()).increment(1);
-    Ok(Some(InventoryReleased {
-        release_id,
-        order_id: order_id.to_owned(),
-        reservation_id: reservation.id,
-        reason: reason.to_owned(),
-        released_items,
-    }))
 }
 
 impl Handler<Apply> for InventoryActor {
