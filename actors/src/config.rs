@@ -300,7 +300,7 @@ impl Default for BrokerSettings {
     fn default() -> Self {
         Self {
             signing_key: None,
-            prefetch: 64,
+            prefetch: 256,
             name_prefix: String::new(),
             quorum_queues: false,
         }

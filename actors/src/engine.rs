@@ -3,11 +3,12 @@
 //! state); no route picks an actor address itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbBackend};
 
+use crate::admission::Admission;
 use crate::archive::ArchiveActor;
 use crate::auth::{
     AuthActor, AuthError, Claims, Introspect, IssueToken, IssuedToken, Login, Register, TokenError,
@@ -74,11 +75,8 @@ pub struct Engine {
     pub relay: Addr<OutboxRelay>,
     pub transport: Arc<dyn Transport>,
     pub mailbox: Mailbox,
-    /// Sagas of this node that wait on the engine itself (the registry keeps the count).
-    owed: Arc<AtomicUsize>,
-    /// Orders being placed now.
-    placing: Arc<AtomicUsize>,
-    max_backlog: u64,
+    /// Whether a new order may be placed now (`admission.max_backlog`).
+    admission: Admission,
 }
 
 impl Engine {
@@ -207,6 +205,10 @@ impl Engine {
             ),
         };
 
+        let admission = match &config.amqp_url {
+            Some(_) => Admission::counted_in_database(config.admission.max_backlog, db.clone()),
+            None => Admission::counted_by_registry(config.admission.max_backlog, owed),
+        };
         let relay = OutboxRelay::new(
             db.clone(),
             transport.clone(),
@@ -244,17 +246,14 @@ impl Engine {
             relay,
             transport,
             mailbox,
-            owed,
-            placing: Arc::new(AtomicUsize::new(0)),
-            max_backlog: config.admission.max_backlog,
+            admission,
         })
     }
 
-    /// Sagas of this node that wait on the engine itself: being placed, waiting for their stock,
-    /// compensating.
+    /// Sagas that wait on the engine itself — being placed, waiting for their stock, compensating —
+    /// as admission control counts them ([`crate::admission`]).
     pub fn backlog(&self) -> u64 {
-        let backlog = self.owed.load(Ordering::Relaxed) + self.placing.load(Ordering::Relaxed);
-        u64::try_from(backlog).unwrap_or(u64::MAX)
+        self.admission.backlog()
     }
 
     /// Places an order (or answers the one its idempotency key placed). A new order's saga starts once
@@ -262,17 +261,17 @@ impl Engine {
     ///
     /// Refused with [`PlaceError::Overloaded`] while the backlog is at `admission.max_backlog`.
     pub async fn place_order(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
-        if self.max_backlog > 0 && self.backlog() >= self.max_backlog {
+        let Some(admitted) = self.admission.admit() else {
             metrics::counter!("orders_refused_overloaded_total").increment(1);
             return Err(PlaceError::Overloaded);
-        }
-        self.placing.fetch_add(1, Ordering::Relaxed);
+        };
         let placed = self.placements.send(Place(request)).await;
-        self.placing.fetch_sub(1, Ordering::Relaxed);
+        drop(admitted);
         let placement = placed.map_err(|e| {
             PlaceError::Database(sea_orm::DbErr::Custom(format!("the placement batcher: {e}")))
         })??;
         if let Placement::Created(_, update) = &placement {
+            self.admission.placed();
             let (sagas, update) = (self.sagas.clone(), update.clone());
             self.mailbox
                 .after_commit(vec![Box::new(move || sagas.do_send(Track(update)))]);

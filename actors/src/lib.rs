@@ -16,6 +16,7 @@
 //! | [`envelope`], [`topology`] | the event contract and the queues it travels through |
 //! | [`ids`], [`codes`] | identifiers parsed once at the edge; statuses as enums |
 
+pub mod admission;
 pub mod archive;
 pub mod auth;
 pub mod bus;

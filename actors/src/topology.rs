@@ -17,6 +17,10 @@ pub const Q_PAYMENT_REFUND_REQUESTED: &str = "q.payment.refund-requested";
 pub struct QueueSpec {
     pub name: &'static str,
     pub bindings: &'static [&'static str],
+    /// Consumed by one consumer at a time in the whole deployment (RabbitMQ's single active consumer;
+    /// the other nodes' consumers stand by and take over when it goes away): its messages write the
+    /// few hot stock rows, and batches of several nodes would only queue for those rows' locks.
+    pub single_active: bool,
 }
 
 /// Every consumer queue. Each also has a `.retry` and a `.dlq` companion on RabbitMQ. The refund queue
@@ -26,30 +30,37 @@ pub const QUEUES: [QueueSpec; 7] = [
     QueueSpec {
         name: Q_INVENTORY_ORDER_CREATED,
         bindings: &["order.created"],
+        single_active: true,
     },
     QueueSpec {
         name: Q_INVENTORY_RELEASE_REQUESTED,
         bindings: &["inventory.release.requested"],
+        single_active: true,
     },
     QueueSpec {
         name: Q_PAYMENT_INVENTORY_RESERVED,
         bindings: &["inventory.reserved"],
+        single_active: false,
     },
     QueueSpec {
         name: Q_ORDER_INVENTORY_RESULT,
         bindings: &["inventory.*"],
+        single_active: false,
     },
     QueueSpec {
         name: Q_ORDER_PAYMENT_RESULT,
         bindings: &["payment.*"],
+        single_active: false,
     },
     QueueSpec {
         name: Q_NOTIFICATION_ORDER_CREATED,
         bindings: &["order.created"],
+        single_active: false,
     },
     QueueSpec {
         name: Q_PAYMENT_REFUND_REQUESTED,
         bindings: &["payment.refund.requested"],
+        single_active: false,
     },
 ];
 

@@ -92,6 +92,11 @@ on_every_backend! {
             }
             assert!(queues.contains_key(&format!("{}.dlq", spec.name)));
         }
+        // The stock queues have one consumer at a time in the whole deployment; the others any number.
+        for (queue, single) in [("q.inventory.order-created", true), ("q.inventory.release-requested", true), ("q.payment.inventory-reserved", false), ("q.order.payment-result", false)] {
+            let argument = &queues[queue]["arguments"]["x-single-active-consumer"];
+            assert_eq!(argument == &json!(true), single, "{queue}: {argument}");
+        }
         // The seed's bindings, and the two result queues of the saga.
         for (queue, key) in [
             ("q.inventory.order-created", "order.created"),

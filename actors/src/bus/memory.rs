@@ -20,12 +20,10 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySe
 use tokio::sync::Notify;
 
 use super::{Confirm, OutboxMessage, Transport};
-use crate::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use crate::mailbox::{Consumer, Delivery, Disposition, MAX_BATCH, Mailbox};
 use crate::topology;
 use entities::outbox_events;
 
-/// Most deliveries a queue applies in one transaction.
-pub const MAX_BATCH: usize = 128;
 /// Outbox rows read back at once when a queue refills from what it spilled.
 const REFILL: usize = 1_000;
 

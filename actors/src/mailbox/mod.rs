@@ -44,6 +44,8 @@ use inbox::{claim, claim_many};
 /// Conflicts (another writer changed a row this message read) retried at once before the message is
 /// treated as failed.
 pub const MAX_CONFLICT_RETRIES: u32 = 32;
+/// Most deliveries of one queue applied in one transaction (every transport).
+pub const MAX_BATCH: usize = 128;
 /// Longest pause between two conflict retries.
 const CONFLICT_PAUSE_MAX_MS: u64 = 5;
 
@@ -151,8 +153,9 @@ pub struct Consumer {
     /// middleware and the actor share a thread.
     pub home: actix::ArbiterHandle,
     /// Its messages write rows that most messages of the queue share (the stock of a few SKUs): the
-    /// in-process bus then drains the queue with one worker, since concurrent batches would mostly
-    /// conflict on those rows and fall back to one message at a time.
+    /// in-process bus then drains the queue with one worker, since concurrent batches would only
+    /// queue for those rows' locks. (On RabbitMQ the same queues are declared with one active consumer
+    /// in the whole deployment: `topology::QueueSpec::single_active`.)
     pub serial: bool,
 }
 

@@ -30,10 +30,7 @@ pub const WAKE_AHEAD: Duration = Duration::from_secs(15);
 
 /// Whether a saga in `state` waits on the engine itself (not on a payment gateway): the engine's backlog.
 fn owed(state: Option<SagaState>) -> bool {
-    matches!(
-        state,
-        Some(SagaState::AwaitingInventory | SagaState::Compensating)
-    )
+    state.is_some_and(|s| crate::admission::OWED.contains(&s))
 }
 
 /// An actor in memory, and the state it was last told.

@@ -10,7 +10,7 @@ use lapin::types::{AMQPValue, FieldTable};
 
 use super::{H_DLQ_REASON, H_RETRY_COUNT, H_ROUTING_KEY, H_SIGNATURE, Link, Shared, publish_confirmed};
 use crate::envelope;
-use crate::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use crate::mailbox::{Consumer, Delivery, Disposition, MAX_BATCH, Mailbox};
 
 /// Starts consuming one queue on its own channel.
 pub(super) async fn start_consumer(
@@ -64,7 +64,9 @@ fn header_count(headers: &Option<FieldTable>, name: &str) -> u32 {
     }
 }
 
-/// Reads deliveries in batches of up to `prefetch`, runs them through the middleware, and settles each.
+/// Reads deliveries in batches of up to [`MAX_BATCH`], runs them through the middleware, and settles
+/// each. A prefetch above the batch keeps the next batch arriving while one is applied, so the
+/// consumer does not wait a round trip to the broker between its transactions.
 async fn consume(
     shared: Arc<Shared>,
     link: Arc<Link>,
@@ -73,7 +75,7 @@ async fn consume(
     consumer: Consumer,
     mailbox: Mailbox,
 ) {
-    let mut batches = stream.ready_chunks(usize::from(shared.config.prefetch).max(1));
+    let mut batches = stream.ready_chunks(usize::from(shared.config.prefetch).clamp(1, MAX_BATCH));
     while let Some(batch) = batches.next().await {
         let mut received = Vec::with_capacity(batch.len());
         for item in batch {

@@ -38,8 +38,12 @@ pub async fn declare(channel: &Channel, config: &BrokerConfig) -> lapin::Result<
         if config.quorum_queues {
             args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         }
+        let mut queue_args = args.clone();
+        if spec.single_active {
+            queue_args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
         channel
-            .queue_declare(queue.as_str().into(), durable_queue(), args.clone())
+            .queue_declare(queue.as_str().into(), durable_queue(), queue_args)
             .await?;
         let mut retry_args = args.clone();
         retry_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
