@@ -7,7 +7,8 @@
 //! counts them exactly as they move. Over RabbitMQ any node's consumers may take a saga's next step and
 //! a node's registry does not see the steps the others took, so its own count would only grow; there
 //! the count is the database's, for all nodes together (they share the consumers), read every
-//! [`POLL`], with the orders this node placed since the last reading added to it.
+//! [`POLL`]. Between two readings a node may place past the bound by what it accepts in one interval
+//! (counting those placements until the next reading would refuse orders whose sagas had long ended).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -34,9 +35,6 @@ struct Inner {
     max: u64,
     /// The registry's count (in-process bus) or the database's last reading (RabbitMQ).
     counted: Arc<AtomicUsize>,
-    /// Orders placed here since the database was last read (RabbitMQ only).
-    placed: AtomicUsize,
-    from_database: bool,
     /// Orders being placed now.
     placing: AtomicUsize,
 }
@@ -55,13 +53,13 @@ impl Drop for Admitted {
 impl Admission {
     /// The count kept by the saga registry of this node (in-process bus).
     pub fn counted_by_registry(max: u64, owed: Arc<AtomicUsize>) -> Self {
-        Self::new(max, owed, false)
+        Self::new(max, owed)
     }
 
     /// The count read from the database every [`POLL`] (RabbitMQ). Starts the reading on the current
     /// actix system; it stops when the last clone of this value is gone.
     pub fn counted_in_database(max: u64, db: DatabaseConnection) -> Self {
-        let admission = Self::new(max, Arc::new(AtomicUsize::new(0)), true);
+        let admission = Self::new(max, Arc::new(AtomicUsize::new(0)));
         if max > 0 {
             let inner = Arc::downgrade(&admission.inner);
             actix::spawn(poll(inner, db));
@@ -69,13 +67,11 @@ impl Admission {
         admission
     }
 
-    fn new(max: u64, counted: Arc<AtomicUsize>, from_database: bool) -> Self {
+    fn new(max: u64, counted: Arc<AtomicUsize>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 max,
                 counted,
-                placed: AtomicUsize::new(0),
-                from_database,
                 placing: AtomicUsize::new(0),
             }),
         }
@@ -84,12 +80,7 @@ impl Admission {
     /// Sagas that wait on the engine, and placements in flight.
     pub fn backlog(&self) -> u64 {
         let inner = &self.inner;
-        let placed = if inner.from_database {
-            inner.placed.load(Ordering::Relaxed)
-        } else {
-            0
-        };
-        let backlog = inner.counted.load(Ordering::Relaxed) + placed + inner.placing.load(Ordering::Relaxed);
+        let backlog = inner.counted.load(Ordering::Relaxed) + inner.placing.load(Ordering::Relaxed);
         u64::try_from(backlog).unwrap_or(u64::MAX)
     }
 
@@ -102,13 +93,6 @@ impl Admission {
         Some(Admitted {
             inner: self.inner.clone(),
         })
-    }
-
-    /// A placement created a saga (until the next reading of the database, it is counted here).
-    pub fn placed(&self) {
-        if self.inner.from_database {
-            self.inner.placed.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -129,7 +113,6 @@ async fn poll(inner: Weak<Inner>, db: DatabaseConnection) {
             inner
                 .counted
                 .store(usize::try_from(n).unwrap_or(0), Ordering::Relaxed);
-            inner.placed.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -158,18 +141,5 @@ mod tests {
     fn no_bound_admits_everything() {
         let admission = Admission::counted_by_registry(0, Arc::new(AtomicUsize::new(1_000_000)));
         assert!(admission.admit().is_some());
-    }
-
-    #[test]
-    fn placements_count_until_the_database_is_read_again() {
-        let admission = Admission::new(2, Arc::new(AtomicUsize::new(0)), true);
-        admission.placed();
-        admission.placed();
-        assert_eq!(admission.backlog(), 2);
-        assert!(admission.admit().is_none());
-        // The registry's count does not add the placements: the registry tracks them itself.
-        let by_registry = Admission::counted_by_registry(2, Arc::new(AtomicUsize::new(0)));
-        by_registry.placed();
-        assert_eq!(by_registry.backlog(), 0);
     }
 }

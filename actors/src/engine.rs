@@ -271,7 +271,6 @@ impl Engine {
             PlaceError::Database(sea_orm::DbErr::Custom(format!("the placement batcher: {e}")))
         })??;
         if let Placement::Created(_, update) = &placement {
-            self.admission.placed();
             let (sagas, update) = (self.sagas.clone(), update.clone());
             self.mailbox
                 .after_commit(vec![Box::new(move || sagas.do_send(Track(update)))]);

@@ -396,6 +396,52 @@ on_every_backend! {
         assert_eq!(dead_letters::Entity::find().count(&conn).await.unwrap(), 0, "nothing dead-lettered");
         drop(nodes);
     }
+
+    async fn admission_over_rabbitmq_counts_what_waits_not_what_another_node_finished(backend) {
+        if backend == crate::helpers::Backend::Sqlite {
+            eprintln!("skipped on Sqlite: nodes share a server database");
+            return;
+        }
+        let _broker_lock = exclusive().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        // A small bound: any saga counted after another node advanced it would soon fill it.
+        let env = [("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()), ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "6")];
+        let nodes = [start_server(&db, &env).await, start_server(&db, &env).await];
+        let client = test_client();
+        let base = nodes[0].address.clone();
+        let token = |role: &str| {
+            let (client, base, role) = (client.clone(), base.clone(), role.to_owned());
+            async move {
+                let body: Value = client.post(format!("{base}/api/auth/token")).json(&json!({"userId": "buyer-1", "roles": [role]}))
+                    .send().await.unwrap().json().await.unwrap();
+                body["accessToken"].as_str().unwrap().to_owned()
+            }
+        };
+        let (admin, buyer) = (token("admin").await, token("buyer").await);
+        let r = client.post(format!("{base}/api/stocks")).bearer_auth(&admin)
+            .json(&json!({"skuId": "ADM-A", "availableQty": 1000})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // One order at a time, each waited for: nothing ever waits on the engine for long, so none may
+        // be refused — although the other node takes about half of the saga's steps.
+        for i in 0..40 {
+            let r = client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
+                .header("Idempotency-Key", format!("adm-{i}"))
+                .json(&json!({"userId": "buyer-1", "items": [line("ADM-A", 1, "1")]})).send().await.unwrap();
+            assert_eq!(r.status(), 201, "order {i}: {}", r.text().await.unwrap_or_default());
+            let id = r.json::<Value>().await.unwrap()["orderId"].as_str().unwrap().to_owned();
+            eventually(Duration::from_secs(20), "the order to end", || async {
+                let order: Value = client.get(format!("{base}/api/orders/{id}")).bearer_auth(&buyer)
+                    .send().await.ok()?.json().await.ok()?;
+                (order["status"] != "PENDING").then_some(())
+            })
+            .await;
+        }
+        let conn = Database::connect(&db.url).await.unwrap();
+        let mine = saga_history::Entity::find().filter(saga_history::Column::EventType.eq("InventoryReserved")).count(&conn).await.unwrap();
+        assert_eq!(mine, 40, "every order was reserved");
+        drop(nodes);
+    }
 }
 
 /// An `order.created` envelope for the notification queue, signed as the nodes sign.
