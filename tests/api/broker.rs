@@ -11,7 +11,7 @@ use futures::future::join_all;
 use sea_orm::{ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::config::start_server;
+use crate::config::{Server, start_server};
 use crate::helpers::{
     BROKER, BrokerOutage, TEST_SECRET, TestApp, TestBroker, TestDb, eventually, line, spawn_app_with,
     test_client,
@@ -43,6 +43,38 @@ async fn app_on(
     .await?;
     app.ready().await;
     Some(app)
+}
+
+/// Two node processes on one server database (of its own) and one vhost (of its own); `None` on SQLite
+/// (nodes share a server database) or without the services.
+async fn two_nodes(
+    backend: crate::helpers::Backend,
+    env: &[(&str, &str)],
+) -> Option<(TestBroker, TestDb, [Server; 2])> {
+    if backend == crate::helpers::Backend::Sqlite {
+        eprintln!("skipped on Sqlite: nodes share a server database");
+        return None;
+    }
+    let broker = TestBroker::create().await?;
+    let db = TestDb::create(backend).await?;
+    let mut env = env.to_vec();
+    env.push(("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()));
+    let nodes = [start_server(&db, &env).await, start_server(&db, &env).await];
+    Some((broker, db, nodes))
+}
+
+/// A token from a node's mock issuer.
+async fn mint(client: &reqwest::Client, base: &str, user: &str, role: &str) -> String {
+    let body: Value = client
+        .post(format!("{base}/api/auth/token"))
+        .json(&json!({"userId": user, "roles": [role]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["accessToken"].as_str().unwrap().to_owned()
 }
 
 fn header<'a>(message: &'a Value, name: &str) -> &'a Value {
@@ -300,30 +332,12 @@ on_every_backend! {
 
 on_every_backend! {
     async fn two_nodes_on_one_database_and_one_vhost_end_every_order_once(backend) {
-        if backend == crate::helpers::Backend::Sqlite {
-            eprintln!("skipped on Sqlite: nodes share a server database");
-            return;
-        }
         let _broker_lock = exclusive().await;
-        let Some(broker) = TestBroker::create().await else { return };
-        let Some(db) = TestDb::create(backend).await else { return };
-        let env = [
-            ("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()),
-            ("ORDERSAGA_PAYMENT_MODE", "HASHED"),
-            ("ORDERSAGA_DATABASE__MAX_CONNECTIONS", "8"),
-        ];
-        let nodes = [start_server(&db, &env).await, start_server(&db, &env).await];
+        let env = [("ORDERSAGA_PAYMENT_MODE", "HASHED"), ("ORDERSAGA_DATABASE__MAX_CONNECTIONS", "8")];
+        let Some((_broker, db, nodes)) = two_nodes(backend, &env).await else { return };
         let client = test_client();
-        let token = |user: &str, role: &str| {
-            let (client, base, user, role) = (client.clone(), nodes[0].address.clone(), user.to_owned(), role.to_owned());
-            async move {
-                let body: Value = client.post(format!("{base}/api/auth/token")).json(&json!({"userId": user, "roles": [role]}))
-                    .send().await.unwrap().json().await.unwrap();
-                body["accessToken"].as_str().unwrap().to_owned()
-            }
-        };
-        let admin = token("admin-1", "admin").await;
-        let buyer = token("buyer-1", "buyer").await;
+        let admin = mint(&client, &nodes[0].address, "admin-1", "admin").await;
+        let buyer = mint(&client, &nodes[0].address, "buyer-1", "buyer").await;
         let skus = ["N-A", "N-B", "N-C", "N-D"];
         for sku in skus {
             let r = client.post(format!("{}/api/stocks", nodes[1].address)).bearer_auth(&admin)
@@ -398,27 +412,13 @@ on_every_backend! {
     }
 
     async fn admission_over_rabbitmq_counts_what_waits_not_what_another_node_finished(backend) {
-        if backend == crate::helpers::Backend::Sqlite {
-            eprintln!("skipped on Sqlite: nodes share a server database");
-            return;
-        }
         let _broker_lock = exclusive().await;
-        let Some(broker) = TestBroker::create().await else { return };
-        let Some(db) = TestDb::create(backend).await else { return };
         // A small bound: any saga counted after another node advanced it would soon fill it.
-        let env = [("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()), ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "6")];
-        let nodes = [start_server(&db, &env).await, start_server(&db, &env).await];
+        let Some((_broker, db, nodes)) = two_nodes(backend, &[("ORDERSAGA_ADMISSION__MAX_BACKLOG", "6")]).await else { return };
         let client = test_client();
         let base = nodes[0].address.clone();
-        let token = |role: &str| {
-            let (client, base, role) = (client.clone(), base.clone(), role.to_owned());
-            async move {
-                let body: Value = client.post(format!("{base}/api/auth/token")).json(&json!({"userId": "buyer-1", "roles": [role]}))
-                    .send().await.unwrap().json().await.unwrap();
-                body["accessToken"].as_str().unwrap().to_owned()
-            }
-        };
-        let (admin, buyer) = (token("admin").await, token("buyer").await);
+        let admin = mint(&client, &base, "admin-1", "admin").await;
+        let buyer = mint(&client, &base, "buyer-1", "buyer").await;
         let r = client.post(format!("{base}/api/stocks")).bearer_auth(&admin)
             .json(&json!({"skuId": "ADM-A", "availableQty": 1000})).send().await.unwrap();
         assert_eq!(r.status(), 200);
