@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::config::{Server, start_server};
 use crate::helpers::{
-    BROKER, BrokerOutage, TEST_SECRET, TestApp, TestBroker, TestDb, eventually, line, spawn_app_with,
-    test_client,
+    BROKER, BrokerOutage, TEST_SECRET, TestApp, TestBroker, TestDb, eventually, line, mint_token,
+    spawn_app_with, test_client,
 };
 use crate::on_every_backend;
 use entities::{
@@ -61,20 +61,6 @@ async fn two_nodes(
     env.push(("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()));
     let nodes = [start_server(&db, &env).await, start_server(&db, &env).await];
     Some((broker, db, nodes))
-}
-
-/// A token from a node's mock issuer.
-async fn mint(client: &reqwest::Client, base: &str, user: &str, role: &str) -> String {
-    let body: Value = client
-        .post(format!("{base}/api/auth/token"))
-        .json(&json!({"userId": user, "roles": [role]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["accessToken"].as_str().unwrap().to_owned()
 }
 
 fn header<'a>(message: &'a Value, name: &str) -> &'a Value {
@@ -336,8 +322,8 @@ on_every_backend! {
         let env = [("ORDERSAGA_PAYMENT_MODE", "HASHED"), ("ORDERSAGA_DATABASE__MAX_CONNECTIONS", "8")];
         let Some((_broker, db, nodes)) = two_nodes(backend, &env).await else { return };
         let client = test_client();
-        let admin = mint(&client, &nodes[0].address, "admin-1", "admin").await;
-        let buyer = mint(&client, &nodes[0].address, "buyer-1", "buyer").await;
+        let admin = mint_token(&client, &nodes[0].address, "admin-1", "admin").await;
+        let buyer = mint_token(&client, &nodes[0].address, "buyer-1", "buyer").await;
         let skus = ["N-A", "N-B", "N-C", "N-D"];
         for sku in skus {
             let r = client.post(format!("{}/api/stocks", nodes[1].address)).bearer_auth(&admin)
@@ -417,8 +403,8 @@ on_every_backend! {
         let Some((_broker, db, nodes)) = two_nodes(backend, &[("ORDERSAGA_ADMISSION__MAX_BACKLOG", "6")]).await else { return };
         let client = test_client();
         let base = nodes[0].address.clone();
-        let admin = mint(&client, &base, "admin-1", "admin").await;
-        let buyer = mint(&client, &base, "buyer-1", "buyer").await;
+        let admin = mint_token(&client, &base, "admin-1", "admin").await;
+        let buyer = mint_token(&client, &base, "buyer-1", "buyer").await;
         let r = client.post(format!("{base}/api/stocks")).bearer_auth(&admin)
             .json(&json!({"skuId": "ADM-A", "availableQty": 1000})).send().await.unwrap();
         assert_eq!(r.status(), 200);

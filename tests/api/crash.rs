@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::config::start_server;
-use crate::helpers::{TestDb, eventually, line};
+use crate::helpers::{TestDb, eventually, line, mint_token};
 use crate::on_every_backend;
 use entities::{
     inventory_release_events, inventory_reservations, order_items, orders, payment_records, saga_instances,
@@ -19,19 +19,6 @@ use entities::{
 const SKUS: [&str; 3] = ["CR-A", "CR-B", "CR-C"];
 const STOCK: i64 = 12;
 const ORDERS: usize = 40;
-
-async fn token(client: &reqwest::Client, base: &str, user: &str, role: &str) -> String {
-    let body: Value = client
-        .post(format!("{base}/api/auth/token"))
-        .json(&json!({"userId": user, "roles": [role]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["accessToken"].as_str().unwrap().to_owned()
-}
 
 async fn status(client: &reqwest::Client, base: &str, admin: &str, id: &str) -> Option<String> {
     let order: Value = client
@@ -53,13 +40,13 @@ on_every_backend! {
         let client = crate::helpers::test_client();
         let server = start_server(&db, &env).await;
         let base = server.address.clone();
-        let admin = token(&client, &base, "admin-1", "admin").await;
+        let admin = mint_token(&client, &base, "admin-1", "admin").await;
         for sku in SKUS {
             let r = client.post(format!("{base}/api/stocks")).bearer_auth(&admin)
                 .json(&json!({"skuId": sku, "availableQty": STOCK})).send().await.unwrap();
             assert_eq!(r.status(), 200);
         }
-        let buyer = token(&client, &base, "crash-buyer", "buyer").await;
+        let buyer = mint_token(&client, &base, "crash-buyer", "buyer").await;
         let placed = join_all((0..ORDERS).map(|i| {
             let (client, base, buyer) = (client.clone(), base.clone(), buyer.clone());
             async move {
@@ -157,7 +144,7 @@ async fn get_json(client: &reqwest::Client, base: &str, admin: &str, path: &str)
 
 /// Sets a SKU's stock and places one order of `quantity` units; answers the order id.
 async fn stock_and_order(client: &reqwest::Client, base: &str, sku: &str, key: &str) -> String {
-    let admin = token(client, base, "admin-1", "admin").await;
+    let admin = mint_token(client, base, "admin-1", "admin").await;
     let r = client
         .post(format!("{base}/api/stocks"))
         .bearer_auth(&admin)
@@ -166,7 +153,7 @@ async fn stock_and_order(client: &reqwest::Client, base: &str, sku: &str, key: &
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let buyer = token(client, base, "pay-buyer", "buyer").await;
+    let buyer = mint_token(client, base, "pay-buyer", "buyer").await;
     let r = client
         .post(format!("{base}/api/orders"))
         .bearer_auth(&buyer)
@@ -184,7 +171,7 @@ async fn stock_and_order(client: &reqwest::Client, base: &str, sku: &str, key: &
 
 /// Waits for the order to end and answers its saga.
 async fn ended_saga(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    let admin = token(client, base, "admin-1", "admin").await;
+    let admin = mint_token(client, base, "admin-1", "admin").await;
     eventually(Duration::from_secs(60), &format!("order {id} to end"), || async {
         status(client, base, &admin, id).await.filter(|s| s != "PENDING")
     })
@@ -200,7 +187,7 @@ async fn assert_confirmed_and_charged(
     saga: &Value,
     sku: &str,
 ) {
-    let admin = token(client, base, "admin-1", "admin").await;
+    let admin = mint_token(client, base, "admin-1", "admin").await;
     let order = get_json(client, base, &admin, &format!("/api/orders/{id}")).await;
     assert_eq!(order["status"], "CONFIRMED", "{saga}");
     assert_eq!(saga["state"], "COMPLETED", "{saga}");
@@ -310,7 +297,7 @@ on_every_backend! {
         let client = crate::helpers::test_client();
         let server = start_server(&db, &env).await;
         let base = server.address.clone();
-        let buyer = token(&client, &base, "u-b", "buyer").await;
+        let buyer = mint_token(&client, &base, "u-b", "buyer").await;
         let place = |key: &'static str| {
             let (client, base, buyer) = (client.clone(), base.clone(), buyer.clone());
             async move {
@@ -330,7 +317,7 @@ on_every_backend! {
         let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(metrics.contains("orders_refused_overloaded_total 1"), "refusals are counted");
         // Reading is not refused.
-        let admin = token(&client, &base, "admin-1", "admin").await;
+        let admin = mint_token(&client, &base, "admin-1", "admin").await;
         let sagas: Value = client.get(format!("{base}/api/sagas?state=AWAITING_INVENTORY")).bearer_auth(&admin)
             .send().await.unwrap().json().await.unwrap();
         assert_eq!(sagas["totalElements"], 3);

@@ -783,6 +783,20 @@ impl TestApp {
     }
 }
 
+/// A token from a node's mock issuer (a node in a child process).
+pub async fn mint_token(client: &reqwest::Client, base: &str, user: &str, role: &str) -> String {
+    let body: Value = client
+        .post(format!("{base}/api/auth/token"))
+        .json(&json!({"userId": user, "roles": [role]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["accessToken"].as_str().unwrap().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;
