@@ -165,6 +165,27 @@ fn merge(items: &[SkuQuantity]) -> Vec<SkuQuantity> {
         .collect()
 }
 
+/// Moves `quantity` units of a SKU from available to reserved (a negative quantity moves them back),
+/// counting the change in `version`. Relative, so concurrent moves of one SKU never overwrite each other.
+fn move_to_reserved(
+    sku_id: &str,
+    quantity: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> sea_orm::UpdateMany<stocks::Entity> {
+    stocks::Entity::update_many()
+        .col_expr(
+            stocks::Column::AvailableQty,
+            Expr::col(stocks::Column::AvailableQty).sub(quantity),
+        )
+        .col_expr(
+            stocks::Column::ReservedQty,
+            Expr::col(stocks::Column::ReservedQty).add(quantity),
+        )
+        .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
+        .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
+        .filter(stocks::Column::SkuId.eq(sku_id))
+}
+
 /// Reserves all lines of an order or none, inside the caller's transaction. Stock rows are read and
 /// checked, then each is decremented on the condition that it still holds the quantity; when one no
 /// longer does (another writer took the stock meanwhile) the answer is a [`ConsumeError::Conflict`] and
@@ -231,19 +252,7 @@ pub async fn reserve(
         let quantity = i64::from(item.quantity);
         writes.push(
             backend,
-            &stocks::Entity::update_many()
-                .col_expr(
-                    stocks::Column::AvailableQty,
-                    Expr::col(stocks::Column::AvailableQty).sub(quantity),
-                )
-                .col_expr(
-                    stocks::Column::ReservedQty,
-                    Expr::col(stocks::Column::ReservedQty).add(quantity),
-                )
-                .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
-                .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
-                .filter(stocks::Column::SkuId.eq(row.sku_id.as_str()))
-                .filter(stocks::Column::AvailableQty.gte(quantity)),
+            &move_to_reserved(&row.sku_id, quantity, now).filter(stocks::Column::AvailableQty.gte(quantity)),
         );
     }
     let reservation_id = db::new_id();

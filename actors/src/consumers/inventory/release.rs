@@ -1,13 +1,13 @@
 //! Releases: a reservation's stock given back, once, with its audit row.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use super::ReservationStatus;
+use super::{ReservationStatus, move_to_reserved};
 use crate::db;
 use crate::envelope::{InventoryReleased, SkuQuantity};
 use crate::mailbox::ConsumeError;
-use entities::{inventory_release_events, inventory_reservation_items, inventory_reservations, stocks};
+use entities::{inventory_release_events, inventory_reservation_items, inventory_reservations};
 
 /// Gives an order's reserved stock back and writes the release audit row, inside the caller's
 /// transaction. `None` when the reservation was released before (nothing happens twice).
@@ -49,19 +49,7 @@ pub async fn release(
         .all(txn)
         .await?;
     for item in &held {
-        let quantity = i64::from(item.quantity);
-        stocks::Entity::update_many()
-            .col_expr(
-                stocks::Column::AvailableQty,
-                Expr::col(stocks::Column::AvailableQty).add(quantity),
-            )
-            .col_expr(
-                stocks::Column::ReservedQty,
-                Expr::col(stocks::Column::ReservedQty).sub(quantity),
-            )
-            .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
-            .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
-            .filter(stocks::Column::SkuId.eq(item.sku_id.as_str()))
+        move_to_reserved(&item.sku_id, -i64::from(item.quantity), now)
             .exec(txn)
             .await?;
     }
