@@ -648,6 +648,17 @@ impl TestBroker {
 
     /// Publishes a raw message to the exchange, as an outside client would.
     pub async fn publish(&self, routing_key: &str, payload: &str, headers: Value) -> bool {
+        self.publish_via("ecom.events", routing_key, payload, headers)
+            .await
+    }
+
+    /// Publishes a raw message straight to one queue (through the default exchange).
+    pub async fn publish_to_queue(&self, queue: &str, payload: &str, headers: Value) -> bool {
+        self.publish_via("amq.default", queue, payload, headers).await
+    }
+
+    /// Publishes through the management API; whether the exchange routed it anywhere.
+    async fn publish_via(&self, exchange: &str, routing_key: &str, payload: &str, headers: Value) -> bool {
         let body = json!({
             "properties": {"headers": headers, "delivery_mode": 2},
             "routing_key": routing_key,
@@ -657,25 +668,7 @@ impl TestBroker {
         let answer = self
             .api_send(
                 reqwest::Method::POST,
-                &format!("exchanges/{}/ecom.events/publish", self.vhost),
-                &body,
-            )
-            .await;
-        answer["routed"] == true
-    }
-
-    /// Publishes a raw message straight to one queue (through the default exchange).
-    pub async fn publish_to_queue(&self, queue: &str, payload: &str, headers: Value) -> bool {
-        let body = json!({
-            "properties": {"headers": headers, "delivery_mode": 2},
-            "routing_key": queue,
-            "payload": payload,
-            "payload_encoding": "string",
-        });
-        let answer = self
-            .api_send(
-                reqwest::Method::POST,
-                &format!("exchanges/{}/amq.default/publish", self.vhost),
+                &format!("exchanges/{}/{exchange}/publish", self.vhost),
                 &body,
             )
             .await;
