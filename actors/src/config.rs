@@ -354,8 +354,9 @@ impl BusSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdmissionSettings {
-    /// New orders are refused (`503` with `Retry-After`) while this many sagas of the node wait on the
-    /// engine itself (being placed, waiting for their stock, compensating); `0`: no bound. Work the node
+    /// New orders are refused (`503` with `Retry-After`) while this many sagas wait on the engine itself
+    /// (being placed, waiting for their stock, compensating) — this node's on the in-process bus, all
+    /// nodes' together over RabbitMQ (`crate::admission`); `0`: no bound. Work the node
     /// cannot keep up with then waits in the clients' retries instead of in its queues, so the sagas it
     /// accepted finish in bounded time.
     pub max_backlog: u64,
