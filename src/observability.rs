@@ -6,7 +6,8 @@ use std::time::Instant;
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_actix_web::RequestId;
@@ -156,7 +157,51 @@ impl tracing_actix_web::RootSpanBuilder for RedactedRootSpan {
         span: tracing::Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
-        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let failure = match outcome {
+            Ok(response) => response.response().error().map(|error| {
+                let retry = response.headers().contains_key(header::RETRY_AFTER);
+                (error.to_string(), response.status(), retry)
+            }),
+            Err(error) => {
+                let refusal = error.error_response();
+                let retry = refusal.headers().contains_key(header::RETRY_AFTER);
+                Some((error.to_string(), refusal.status(), retry))
+            }
+        };
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span.clone(), outcome);
+        if let Some((message, status, retry)) = failure {
+            let _entered = span.enter();
+            match failure_level(status, retry) {
+                FailureLevel::Refusal => tracing::debug!(status = status.as_u16(), "refused: {message}"),
+                FailureLevel::Client => tracing::warn!(status = status.as_u16(), "request failed: {message}"),
+                FailureLevel::Server => {
+                    tracing::error!(status = status.as_u16(), "request failed: {message}")
+                }
+            }
+        }
+    }
+}
+
+/// How loudly a failed request is logged.
+#[derive(Debug, PartialEq, Eq)]
+enum FailureLevel {
+    /// A planned refusal that tells the client when to come back (`429`, or a `503` such as
+    /// `/problems/overloaded` with `Retry-After`): expected under load, counted in
+    /// `http_requests_total`, logged at debug so that shedding load does not flood the log.
+    Refusal,
+    /// Another `4xx`: the client's mistake.
+    Client,
+    /// A `5xx` without `Retry-After`: the node's.
+    Server,
+}
+
+fn failure_level(status: StatusCode, retry_after: bool) -> FailureLevel {
+    if status == StatusCode::TOO_MANY_REQUESTS || (retry_after && status == StatusCode::SERVICE_UNAVAILABLE) {
+        FailureLevel::Refusal
+    } else if status.is_client_error() {
+        FailureLevel::Client
+    } else {
+        FailureLevel::Server
     }
 }
 
@@ -200,7 +245,42 @@ pub async fn http_metrics(
 
 #[cfg(test)]
 mod tests {
-    use super::redacted_target;
+    use super::{FailureLevel, failure_level, redacted_target};
+    use actix_web::http::StatusCode;
+
+    #[test]
+    fn planned_refusals_are_not_logged_as_errors() {
+        // Load shedding and throttling: expected, and the client is told when to come back.
+        assert_eq!(
+            failure_level(StatusCode::SERVICE_UNAVAILABLE, true),
+            FailureLevel::Refusal
+        );
+        assert_eq!(
+            failure_level(StatusCode::TOO_MANY_REQUESTS, true),
+            FailureLevel::Refusal
+        );
+        assert_eq!(
+            failure_level(StatusCode::TOO_MANY_REQUESTS, false),
+            FailureLevel::Refusal
+        );
+        // A 503 that does not say when to retry, and any other 5xx, is the node's failure.
+        assert_eq!(
+            failure_level(StatusCode::SERVICE_UNAVAILABLE, false),
+            FailureLevel::Server
+        );
+        assert_eq!(
+            failure_level(StatusCode::INTERNAL_SERVER_ERROR, true),
+            FailureLevel::Server
+        );
+        assert_eq!(
+            failure_level(StatusCode::UNAUTHORIZED, false),
+            FailureLevel::Client
+        );
+        assert_eq!(
+            failure_level(StatusCode::UNPROCESSABLE_ENTITY, false),
+            FailureLevel::Client
+        );
+    }
 
     #[test]
     fn token_like_query_values_are_redacted() {
