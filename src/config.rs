@@ -21,6 +21,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "ordersaga.toml";
 pub const ENV_PREFIX: &str = "ORDERSAGA_";
 /// Default of `request_timeout_seconds`.
 pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 5;
+/// Default of `shutdown_timeout_seconds`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 20;
 /// Minimum length of `jwt_secret` in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -59,6 +61,9 @@ pub struct Settings {
     /// Every request answers within this many seconds: past it, `503` and the work is abandoned where it
     /// can be (an order not yet committed is not placed). Keep it below the clients' own timeouts.
     pub request_timeout_seconds: u64,
+    /// On SIGTERM or SIGINT the node stops within this many seconds: readiness turns `503`, new requests
+    /// are refused, the requests and consumer transactions in flight finish, then it exits `0`.
+    pub shutdown_timeout_seconds: u64,
     /// HTTP worker threads (default: one per core).
     pub http_workers: Option<usize>,
     /// Log lines as `text` or `json`.
@@ -89,6 +94,7 @@ impl Default for Settings {
             sqlite_pin_threads: true,
             body_limit_bytes: 64 * 1024,
             request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            shutdown_timeout_seconds: DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
             http_workers: None,
             log_format: LogFormat::Text,
             database: DatabaseSettings::default(),
@@ -277,6 +283,12 @@ impl Settings {
             return Err(ConfigError::setting(
                 "request_timeout_seconds",
                 "must be between 1 and 600",
+            ));
+        }
+        if !(1..=3600).contains(&self.shutdown_timeout_seconds) {
+            return Err(ConfigError::setting(
+                "shutdown_timeout_seconds",
+                "must be between 1 and 3600",
             ));
         }
         if self.http_workers == Some(0) {

@@ -4,8 +4,9 @@
 //! known before `run_until_stopped()` serves.
 
 use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, from_fn};
@@ -82,6 +83,7 @@ impl Application {
         let config = engine_config(&settings, node_id);
         let workers = settings.http_workers;
         let body_limit = settings.body_limit_bytes;
+        let shutdown_timeout = settings.shutdown_timeout_seconds;
         let throttle = crate::throttle::Throttle::new(&settings.auth);
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
@@ -90,6 +92,7 @@ impl Application {
             metrics: observability::metrics_handle(),
             throttle,
             templates,
+            draining: Default::default(),
         });
         match start {
             Start::Now => {
@@ -124,7 +127,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
-        .listen(listener)?;
+        .listen(listener)?
+        // `run_until_stopped` handles SIGTERM and SIGINT: the engine stops after the HTTP server.
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout);
         if let Some(workers) = workers {
             server = server.workers(workers);
         }
@@ -143,9 +149,70 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM).
+    /// Serves until SIGTERM or SIGINT, then shuts down within `shutdown_timeout_seconds`: readiness
+    /// turns `503` and new requests are refused, the server stops accepting connections and lets the
+    /// requests in flight finish, then the engine's consumers finish the batches they are applying and
+    /// the relay stops. A second signal stops at once (what was cut off is done at the next start).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("the HTTP server failed")
+        let Application { server, state, .. } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let signal = tokio::select! {
+            served = &mut server => return served.context("the HTTP server failed"),
+            signal = shutdown_signal() => signal,
+        };
+        let bound = Duration::from_secs(state.settings.shutdown_timeout_seconds);
+        let started = Instant::now();
+        tracing::info!(signal, timeout_seconds = bound.as_secs(), "shutting down");
+        state.draining.store(true, Ordering::Relaxed);
+        let finished = async {
+            // Stops accepting, and waits for the requests in flight (at most the bound). The command is
+            // carried out by the server's own future, so that is what is awaited.
+            let stopping = handle.stop(true);
+            let served = server.await;
+            stopping.await;
+            let stopped = match state.engine.get() {
+                Some(engine) => engine.shutdown(bound.saturating_sub(started.elapsed())).await,
+                None => true,
+            };
+            (served, stopped)
+        };
+        tokio::select! {
+            (served, stopped) = finished => {
+                served.context("the HTTP server failed")?;
+                if !stopped {
+                    tracing::warn!(
+                        "shutdown: the consumers had not finished within shutdown_timeout_seconds; \
+                         what they were applying is done again at the next start"
+                    );
+                }
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+                Ok(())
+            }
+            signal = shutdown_signal() => {
+                anyhow::bail!("{signal} during the shutdown: stopped at once; the next start finishes what was cut off")
+            }
+        }
+    }
+}
+
+/// Resolves with the signal's name at the next SIGTERM or SIGINT.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            () = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
+            interrupt.await;
+            "SIGINT"
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every request handler can reach: built once at start, shared by all HTTP workers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub templates: tera::Tera,
     /// The limits of the password routes.
     pub throttle: crate::throttle::Throttle,
+    /// Set when the node begins to shut down: readiness answers `503` and new requests are refused.
+    pub draining: AtomicBool,
 }
 
 impl AppState {
@@ -39,5 +42,20 @@ impl AppState {
     /// Whether the engine runs.
     pub fn started(&self) -> bool {
         self.engine.get().is_some()
+    }
+
+    /// Whether the node is shutting down.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The answer to a new request while the node shuts down: another node (or this one, restarted)
+    /// takes it.
+    pub fn shutting_down() -> ApiError {
+        ApiError::Problem(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "the node is shutting down; try again (another node, or this one once it is back)".to_owned(),
+        )
     }
 }

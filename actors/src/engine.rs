@@ -28,7 +28,7 @@ use crate::envelope::SkuQuantity;
 use crate::ids::{OrderId, SkuId};
 use crate::mailbox::dead_letters::{self, DeadLetterError};
 use crate::mailbox::{Consumer, Mailbox};
-use crate::outbox::{OutboxRelay, OutboxSignal};
+use crate::outbox::{OutboxRelay, OutboxSignal, StopRelay};
 use crate::placement::batcher::{Place, PlacementBatcher};
 use crate::placement::{PlaceError, PlaceOrder, Placement};
 use crate::saga::{Resume, SagaRegistry, Track};
@@ -276,6 +276,16 @@ impl Engine {
                 .after_commit(vec![Box::new(move || sagas.do_send(Track(update)))]);
         }
         Ok(placement)
+    }
+
+    /// Stops the engine's work for a shutdown: the consumers finish the batches they are applying (each
+    /// one transaction) and take no more, then the relay stops claiming. `false` if the consumers took
+    /// longer than `bound`; what was cut off then is done at the next start, as after a crash (the
+    /// outbox and the inbox keep it).
+    pub async fn shutdown(&self, bound: std::time::Duration) -> bool {
+        let stopped = tokio::time::timeout(bound, self.transport.stop()).await.is_ok();
+        let _ = self.relay.send(StopRelay).await;
+        stopped
     }
 
     /// Verifies a bearer token.

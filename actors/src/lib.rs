@@ -33,6 +33,7 @@ pub mod outbox;
 pub mod placement;
 pub mod read;
 pub mod saga;
+pub mod stop;
 pub mod topology;
 
 pub use engine::{Engine, EngineConfig};

@@ -23,12 +23,18 @@ async fn live() -> HttpResponse {
 }
 
 /// `200` when the engine runs and the database and the bus answer, `503` otherwise (`"starting"` while
-/// the node waits for its database to start the engine).
+/// the node waits for its database to start the engine, `"draining"` once it shuts down).
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = matches!(
         tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,
         Ok(Ok(()))
     );
+    if state.draining() {
+        // Load balancers take the node out of rotation while its work in flight finishes.
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .json(json!({"status": "draining"}));
+    }
     let Some(engine) = state.engine.get() else {
         // Still waiting for the database to start the engine.
         return HttpResponse::ServiceUnavailable()

@@ -36,19 +36,23 @@ fn api(cfg: &mut web::ServiceConfig) {
         .configure(admin::configure);
 }
 
-/// Middleware: while the engine has not started (a node waiting for its database), every route but the
-/// health routes and `/metrics` answers `503` with `Retry-After`.
+/// Middleware: while the engine has not started (a node waiting for its database), and once the node
+/// has begun to shut down, every route but the health routes and `/metrics` answers `503` with
+/// `Retry-After`.
 pub async fn starting_gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let waiting = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|state| !state.started());
+    let state = req.app_data::<web::Data<AppState>>();
+    let (waiting, draining) = state.map_or((false, false), |state| (!state.started(), state.draining()));
     let path = req.path();
-    if waiting && !(path.starts_with("/health/") || path == "/metrics") {
-        let refusal = AppState::not_started().error_response();
-        return Ok(req.into_response(refusal).map_into_right_body());
+    if (waiting || draining) && !(path.starts_with("/health/") || path == "/metrics") {
+        let refusal = if draining {
+            AppState::shutting_down()
+        } else {
+            AppState::not_started()
+        };
+        return Ok(req.into_response(refusal.error_response()).map_into_right_body());
     }
     Ok(next.call(req).await?.map_into_left_body())
 }

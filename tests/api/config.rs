@@ -98,18 +98,32 @@ impl Server {
         self.child.id()
     }
 
-    /// Waits until the process has exited by itself; `false` if it still runs after `timeout`.
-    pub async fn exited(&mut self, timeout: Duration) -> bool {
+    /// Sends SIGTERM, as an orchestrator stopping the node does.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
+    /// The exit status once the process has exited by itself, or `None` if it still runs after `timeout`.
+    pub async fn exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return true;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             if Instant::now() > deadline {
-                return false;
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the process has exited by itself; `false` if it still runs after `timeout`.
+    pub async fn exited(&mut self, timeout: Duration) -> bool {
+        self.exit_status(timeout).await.is_some()
     }
 }
 

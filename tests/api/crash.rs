@@ -85,47 +85,86 @@ on_every_backend! {
             .await;
         }
 
-        let conn = Database::connect(&db.url).await.unwrap();
-        let mut confirmed_qty: HashMap<String, i64> = HashMap::new();
-        for id in &placed {
-            let order = orders::Entity::find_by_id(id.clone()).one(&conn).await.unwrap().unwrap();
-            let saga = saga_instances::Entity::find_by_id(id.clone()).one(&conn).await.unwrap().unwrap();
-            let reservations = inventory_reservations::Entity::find()
-                .filter(inventory_reservations::Column::OrderId.eq(id.as_str())).all(&conn).await.unwrap();
-            let releases = inventory_release_events::Entity::find()
-                .filter(inventory_release_events::Column::OrderId.eq(id.as_str())).all(&conn).await.unwrap();
-            let payments = payment_records::Entity::find()
-                .filter(payment_records::Column::OrderId.eq(id.as_str())).all(&conn).await.unwrap();
-            assert!(reservations.len() <= 1 && payments.len() <= 1, "order {id} reserved or charged twice");
-            match saga.state.as_str() {
-                "COMPLETED" => {
-                    assert_eq!(order.status, "CONFIRMED");
-                    assert_eq!(reservations[0].status, "RESERVED");
-                    assert!(releases.is_empty());
-                    for item in order_items::Entity::find().filter(order_items::Column::OrderId.eq(id.as_str())).all(&conn).await.unwrap() {
-                        *confirmed_qty.entry(item.sku_id).or_default() += i64::from(item.quantity);
-                    }
-                }
-                "COMPENSATED" => {
-                    assert_eq!(order.status, "FAILED");
-                    assert_eq!(reservations[0].status, "RELEASED");
-                    assert_eq!(releases.len(), 1, "order {id} released exactly once");
-                }
-                "FAILED" => {
-                    assert_eq!(order.status, "FAILED");
-                    assert!(reservations.is_empty() && releases.is_empty());
-                }
-                other => panic!("order {id} ended in {other}"),
-            }
-        }
-        for sku in SKUS {
-            let stock = stocks::Entity::find_by_id(sku.to_owned()).one(&conn).await.unwrap().unwrap();
-            let held = confirmed_qty.get(sku).copied().unwrap_or(0);
-            assert!(stock.available_qty >= 0);
-            assert_eq!(stock.available_qty + stock.reserved_qty, STOCK, "{sku} conserved");
-            assert_eq!(stock.reserved_qty, held, "{sku}: confirmed orders hold exactly their reservations");
-        }
+        assert_ended_once(&db.url, &placed, &SKUS, STOCK).await;
         drop(server);
+    }
+}
+
+/// Every order of `ids` ended exactly once — confirmed with its reservation held, compensated with one
+/// release, or failed with nothing reserved — nothing was reserved or charged twice, and each SKU of
+/// `skus` (each set to `stock`) is conserved.
+pub async fn assert_ended_once(url: &str, ids: &[String], skus: &[&str], stock: i64) {
+    let conn = Database::connect(url).await.unwrap();
+    let mut confirmed_qty: HashMap<String, i64> = HashMap::new();
+    for id in ids {
+        let order = orders::Entity::find_by_id(id.clone())
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        let saga = saga_instances::Entity::find_by_id(id.clone())
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        let reservations = inventory_reservations::Entity::find()
+            .filter(inventory_reservations::Column::OrderId.eq(id.as_str()))
+            .all(&conn)
+            .await
+            .unwrap();
+        let releases = inventory_release_events::Entity::find()
+            .filter(inventory_release_events::Column::OrderId.eq(id.as_str()))
+            .all(&conn)
+            .await
+            .unwrap();
+        let payments = payment_records::Entity::find()
+            .filter(payment_records::Column::OrderId.eq(id.as_str()))
+            .all(&conn)
+            .await
+            .unwrap();
+        assert!(
+            reservations.len() <= 1 && payments.len() <= 1,
+            "order {id} reserved or charged twice"
+        );
+        match saga.state.as_str() {
+            "COMPLETED" => {
+                assert_eq!(order.status, "CONFIRMED");
+                assert_eq!(reservations[0].status, "RESERVED");
+                assert!(releases.is_empty());
+                for item in order_items::Entity::find()
+                    .filter(order_items::Column::OrderId.eq(id.as_str()))
+                    .all(&conn)
+                    .await
+                    .unwrap()
+                {
+                    *confirmed_qty.entry(item.sku_id).or_default() += i64::from(item.quantity);
+                }
+            }
+            "COMPENSATED" => {
+                assert_eq!(order.status, "FAILED");
+                assert_eq!(reservations[0].status, "RELEASED");
+                assert_eq!(releases.len(), 1, "order {id} released exactly once");
+            }
+            "FAILED" => {
+                assert_eq!(order.status, "FAILED");
+                assert!(reservations.is_empty() && releases.is_empty());
+            }
+            other => panic!("order {id} ended in {other}"),
+        }
+    }
+    for sku in skus {
+        let row = stocks::Entity::find_by_id((*sku).to_owned())
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        let held = confirmed_qty.get(*sku).copied().unwrap_or(0);
+        assert!(row.available_qty >= 0);
+        assert_eq!(row.available_qty + row.reserved_qty, stock, "{sku} conserved");
+        assert_eq!(
+            row.reserved_qty, held,
+            "{sku}: confirmed orders hold exactly their reservations"
+        );
     }
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use super::{Confirm, OutboxMessage, Transport};
 use crate::mailbox::{Consumer, Delivery, Disposition, MAX_BATCH, Mailbox};
+use crate::stop::{Stop, Stopper};
 use crate::topology;
 use entities::outbox_events;
 
@@ -199,6 +200,7 @@ fn delivery_of(message: &OutboxMessage) -> Delivery {
 /// The in-process bus.
 pub struct InProcessTransport {
     queues: HashMap<&'static str, Arc<Queue>>,
+    stopper: Stopper,
 }
 
 impl InProcessTransport {
@@ -206,6 +208,7 @@ impl InProcessTransport {
     /// per queue (one for a consumer whose messages share rows, [`Consumer::serial`]).
     pub fn start(consumers: Vec<Consumer>, mailbox: Mailbox, workers: usize, in_memory: usize) -> Arc<Self> {
         let mut queues = HashMap::new();
+        let stopper = Stopper::new();
         for consumer in consumers {
             let queue = Arc::new(Queue {
                 name: consumer.queue,
@@ -214,21 +217,27 @@ impl InProcessTransport {
                 ready: Notify::new(),
             });
             let workers = if consumer.serial { 1 } else { workers.max(1) };
-            for _ in 0..workers {
+            for stop in (0..workers).filter_map(|_| stopper.worker()) {
                 consumer
                     .home
-                    .spawn(drain(consumer.clone(), mailbox.clone(), queue.clone()));
+                    .spawn(drain(consumer.clone(), mailbox.clone(), queue.clone(), stop));
             }
             queues.insert(consumer.queue, queue);
         }
-        Arc::new(Self { queues })
+        Arc::new(Self { queues, stopper })
     }
 }
 
-async fn drain(consumer: Consumer, mailbox: Mailbox, queue: Arc<Queue>) {
+/// Applies the queue's deliveries batch by batch until the bus stops. What is still queued then stays
+/// unpublished in the outbox and is delivered again at the next start.
+async fn drain(consumer: Consumer, mailbox: Mailbox, queue: Arc<Queue>, mut stop: Stop) {
     let db = mailbox.db().clone();
     loop {
-        let items = queue.take(&db, MAX_BATCH).await;
+        let items = tokio::select! {
+            biased;
+            () = stop.stopping() => return,
+            items = queue.take(&db, MAX_BATCH) => items,
+        };
         let deliveries: Vec<Delivery> = items.iter().map(|i| i.delivery.clone()).collect();
         let dispositions = mailbox.handle(&consumer, &deliveries).await;
         for (item, disposition) in items.into_iter().zip(dispositions) {
@@ -302,6 +311,10 @@ impl Transport for InProcessTransport {
 
     fn is_ready(&self) -> bool {
         true
+    }
+
+    async fn stop(&self) {
+        self.stopper.stop().await;
     }
 
     fn single_node(&self) -> bool {

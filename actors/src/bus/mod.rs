@@ -77,6 +77,10 @@ pub trait Transport: Send + Sync + 'static {
     /// Whether the transport can publish now (readiness).
     fn is_ready(&self) -> bool;
 
+    /// Stops the consumers: each finishes the batch it is applying (its transaction commits or rolls
+    /// back whole) and takes no other. Returns once they have all stopped; bound it with a timeout.
+    async fn stop(&self);
+
     /// Whether this node is the only publisher (the in-process bus), so claims of an earlier run of the
     /// node can be released at start.
     fn single_node(&self) -> bool;

@@ -23,7 +23,7 @@ use entities::outbox_events;
 
 pub mod relay;
 
-pub use relay::OutboxRelay;
+pub use relay::{OutboxRelay, StopRelay};
 
 /// Writes events to the outbox inside the caller's transaction.
 pub async fn insert(txn: &impl ConnectionTrait, envelopes: &[Envelope]) -> Result<(), DbErr> {

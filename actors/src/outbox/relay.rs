@@ -87,6 +87,20 @@ impl Actor for OutboxRelay {
     }
 }
 
+/// Stops the relay: it claims nothing more. Rows it had claimed and not yet seen confirmed are taken
+/// back at the node's next start, or by another node after the claim lease.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRelay;
+
+impl Handler<StopRelay> for OutboxRelay {
+    type Result = ();
+
+    fn handle(&mut self, _: StopRelay, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 /// The relay's loop state.
 struct Relay {
     db: DatabaseConnection,

@@ -11,6 +11,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use super::{H_DLQ_REASON, H_RETRY_COUNT, H_ROUTING_KEY, H_SIGNATURE, Link, Shared, publish_confirmed};
 use crate::envelope;
 use crate::mailbox::{Consumer, Delivery, Disposition, MAX_BATCH, Mailbox};
+use crate::stop::Stop;
 
 /// Starts consuming one queue on its own channel.
 pub(super) async fn start_consumer(
@@ -19,6 +20,11 @@ pub(super) async fn start_consumer(
     consumer: Consumer,
     mailbox: Mailbox,
 ) -> lapin::Result<futures::future::AbortHandle> {
+    let Some(stop) = shared.stopper.worker() else {
+        return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+            lapin::ConnectionState::Closing,
+        )));
+    };
     let channel = link.connection.create_channel().await?;
     channel
         .basic_qos(shared.config.prefetch, BasicQosOptions::default())
@@ -34,7 +40,8 @@ pub(super) async fn start_consumer(
     let shared = shared.clone();
     let link = link.clone();
     let home = consumer.home.clone();
-    let (task, abort) = futures::future::abortable(consume(shared, link, channel, stream, consumer, mailbox));
+    let (task, abort) =
+        futures::future::abortable(consume(shared, link, channel, stream, consumer, mailbox, stop));
     home.spawn(async move {
         let _ = task.await;
     });
@@ -74,9 +81,22 @@ async fn consume(
     stream: lapin::Consumer,
     consumer: Consumer,
     mailbox: Mailbox,
+    mut stop: Stop,
 ) {
     let mut batches = stream.ready_chunks(usize::from(shared.config.prefetch).clamp(1, MAX_BATCH));
-    while let Some(batch) = batches.next().await {
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = stop.stopping() => {
+                // Deliveries prefetched but not applied go back to the queue with the channel.
+                let _ = channel.close(200, "shutting down".into()).await;
+                return;
+            }
+            batch = batches.next() => match batch {
+                Some(batch) => batch,
+                None => return,
+            },
+        };
         let mut received = Vec::with_capacity(batch.len());
         for item in batch {
             match item {

@@ -43,6 +43,7 @@ mod declare;
 
 use crate::envelope;
 use crate::mailbox::{Consumer, Mailbox};
+use crate::stop::Stopper;
 use crate::topology::EXCHANGE;
 use consume::start_consumer;
 pub use declare::declare;
@@ -132,6 +133,8 @@ struct Shared {
     config: BrokerConfig,
     link: RwLock<Option<Arc<Link>>>,
     ready: AtomicBool,
+    /// Stops the consumers when the node shuts down.
+    stopper: Stopper,
 }
 
 impl Shared {
@@ -166,6 +169,7 @@ impl BrokerBridge {
             config,
             link: RwLock::new(None),
             ready: AtomicBool::new(false),
+            stopper: Stopper::new(),
         });
         let transport = Arc::new(BrokerTransport {
             shared: shared.clone(),
@@ -191,7 +195,7 @@ impl Actor for BrokerBridge {
 /// Connects, serves until the connection is lost, and starts over, with back-off.
 async fn supervise(shared: Arc<Shared>, consumers: Vec<Consumer>, mailbox: Mailbox) {
     let mut pause = RECONNECT_INITIAL;
-    loop {
+    while !shared.stopper.is_stopping() {
         match connect(&shared.config).await {
             Ok(link) => {
                 let link = Arc::new(link);
@@ -213,6 +217,10 @@ async fn supervise(shared: Arc<Shared>, consumers: Vec<Consumer>, mailbox: Mailb
                         metrics::gauge!("broker_connected").set(1.0);
                         tracing::info!("broker: connected, topology declared, consuming");
                         while link.connection.status().connected() {
+                            if shared.stopper.is_stopping() {
+                                // `stop` closes the connection once the consumers have finished.
+                                return;
+                            }
                             tokio::time::sleep(HEALTH_CHECK).await;
                         }
                         tracing::warn!("broker: connection lost; reconnecting");
@@ -385,6 +393,15 @@ impl Transport for BrokerTransport {
 
     fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
+    }
+
+    async fn stop(&self) {
+        self.shared.stopper.stop().await;
+        if let Some(link) = self.shared.link() {
+            self.shared.set_link(None);
+            metrics::gauge!("broker_connected").set(0.0);
+            let _ = link.connection.close(200, "shutting down".into()).await;
+        }
     }
 
     fn single_node(&self) -> bool {
