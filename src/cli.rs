@@ -31,6 +31,9 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the effective settings (defaults, then the file, then the environment) as TOML, with
+    /// secrets and passwords in URLs shown as `***`, and exit.
+    Config,
     /// Drive a running node with orders, wait for their sagas, check that nothing was lost.
     ///
     /// Exit status: 0 when every invariant holds, 1 when one is broken (or an accepted order did not
@@ -59,6 +62,18 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Command::Config = command {
+        return match settings.to_redacted_toml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ordersaga: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     observability::init_tracing(settings.log_format);
     actors::faults::setup_from_env();
 
@@ -74,8 +89,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 tracing::info!("migrations applied");
                 Ok(())
             }
-            // Handled above, without settings.
-            Command::Loadtest(_) => Ok(()),
+            // Handled above, without the engine's runtime.
+            Command::Loadtest(_) | Command::Config => Ok(()),
         }
     });
     match result.map_err(anyhow::Error::from).and_then(|r| r) {

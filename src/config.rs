@@ -148,6 +148,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether a setting named `key` holds a secret.
+fn is_secret(key: &str) -> bool {
+    ["secret", "signing_key", "password"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Replaces secrets, and passwords inside URLs, by `***`.
+fn redact(value: &mut toml::Value, key: &str) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                redact(value, key);
+            }
+        }
+        toml::Value::String(text) if is_secret(key) => *text = "***".to_owned(),
+        toml::Value::String(text) => {
+            if let Ok(mut url) = url::Url::parse(text)
+                && url.password().is_some()
+                && url.set_password(Some("***")).is_ok()
+            {
+                *text = url.to_string();
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The kind of database a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -199,6 +227,15 @@ impl ConfigError {
 }
 
 impl Settings {
+    /// The effective settings as TOML (`ordersaga config`), with every secret and every password in a
+    /// URL replaced by `***`. Settings that are unset are left out.
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        let render = |e: &dyn fmt::Display| ConfigError(format!("the settings cannot be shown as TOML: {e}"));
+        let mut value = toml::Value::try_from(self).map_err(|e| render(&e))?;
+        redact(&mut value, "");
+        toml::to_string_pretty(&value).map_err(|e| render(&e))
+    }
+
     /// Loads the settings: defaults, then `file` (or `ordersaga.toml` if it exists), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));

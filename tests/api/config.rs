@@ -65,6 +65,67 @@ fn assert_refused(env: &[(&str, &str)], file: Option<&str>, setting: &str) {
 }
 
 #[test]
+fn config_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = temp_dir();
+    let secret = "a-token-secret-of-more-than-32-bytes-0123";
+    let key = "a-signing-key-of-more-than-32-bytes-456789";
+    std::fs::write(
+        dir.join("ordersaga.toml"),
+        "request_timeout_seconds = 7\n[admission]\nmax_backlog = 99\n",
+    )
+    .unwrap();
+    let out = ordersaga(&dir)
+        .arg("config")
+        .env("ORDERSAGA_JWT_SECRET", secret)
+        .env("ORDERSAGA_BROKER__SIGNING_KEY", key)
+        .env(
+            "ORDERSAGA_DATABASE_URL",
+            "postgres://shop:hunter2@db.internal:5432/orders",
+        )
+        .env("ORDERSAGA_AMQP_URL", "amqp://guest:guest-pw@mq:5672/%2f")
+        .env("ORDERSAGA_SHUTDOWN_TIMEOUT_SECONDS", "45")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for hidden in [secret, key, "hunter2", "guest-pw"] {
+        assert!(!text.contains(hidden), "`{hidden}` is shown:\n{text}");
+    }
+    let shown: toml::Value = toml::from_str(&text).expect("the output is TOML");
+    assert_eq!(shown["jwt_secret"].as_str(), Some("***"));
+    assert_eq!(shown["broker"]["signing_key"].as_str(), Some("***"));
+    assert_eq!(
+        shown["database_url"].as_str(),
+        Some("postgres://shop:***@db.internal:5432/orders")
+    );
+    assert_eq!(shown["amqp_url"].as_str(), Some("amqp://guest:***@mq:5672/%2f"));
+    // Defaults, the file and the environment, the later winning.
+    assert_eq!(shown["bind"].as_str(), Some("127.0.0.1:8080"));
+    assert_eq!(shown["request_timeout_seconds"].as_integer(), Some(7));
+    assert_eq!(shown["admission"]["max_backlog"].as_integer(), Some(99));
+    assert_eq!(shown["shutdown_timeout_seconds"].as_integer(), Some(45));
+
+    // A bad setting is refused as `serve` refuses it.
+    let bad = ordersaga(&dir)
+        .arg("config")
+        .env("ORDERSAGA_SHUTDOWN_TIMEOUT_SECONDS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("shutdown_timeout_seconds"));
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = ordersaga(&temp_dir()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("ordersaga {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
 fn bad_configuration_stops_the_start_with_one_line() {
     assert_refused(&[("ORDERSAGA_PAYMENT_MODE", "SOMETIMES")], None, "payment_mode");
     assert_refused(&[("ORDERSAGA_JWT_SECRET", "too-short")], None, "jwt_secret");
