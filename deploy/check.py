@@ -4,6 +4,7 @@ manifests agree with each other and with the image (port, user, probes on health
 and the grace period covers the preStop pause plus the node's shutdown bound. Schema validation
 (kubernetes-validate) and the Dockerfile lint (hadolint) run from deploy/check.sh."""
 
+import json
 import pathlib
 import re
 import sys
@@ -29,6 +30,11 @@ def load(path):
 
 for path in sorted(ROOT.glob("deploy/**/*.y*ml")) + [ROOT / "compose.yaml"]:
     load(path)
+for path in sorted(ROOT.glob("deploy/**/*.json")):
+    try:
+        json.loads(path.read_text())
+    except ValueError as e:
+        fail(f"{path.relative_to(ROOT)} does not parse: {e}")
 
 docs = {}
 for path in sorted(K8S.glob("*.yaml")):

@@ -181,6 +181,15 @@ impl Engine {
                 home: payment_home.clone(),
             },
         ];
+        // Counters that alerts take `rate()` or `increase()` of exist from the start, at zero, so that
+        // the first event is an increase and not the series' first appearance.
+        for consumer in &consumers {
+            let queue = consumer.queue;
+            metrics::counter!("messages_consumed_total", "queue" => queue).increment(0);
+            metrics::counter!("message_retries_total", "queue" => queue).increment(0);
+            metrics::counter!("dead_letters_total", "queue" => queue).increment(0);
+        }
+        metrics::counter!("orders_refused_overloaded_total").increment(0);
         let transport: Arc<dyn Transport> = match &config.amqp_url {
             Some(url) => {
                 let signing_key = match &config.broker.signing_key {
@@ -217,6 +226,7 @@ impl Engine {
             node_id.clone(),
         )
         .start();
+        actix::spawn(crate::read::gauges::run(db.clone()));
         // A failed resume is not fatal: the sweep finds overdue deadlines anyway, and the resume is
         // tried again until it succeeds.
         match sagas.send(Resume).await {

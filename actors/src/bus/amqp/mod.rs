@@ -174,6 +174,7 @@ impl BrokerBridge {
         let transport = Arc::new(BrokerTransport {
             shared: shared.clone(),
         });
+        metrics::gauge!("broker_connected").set(0.0);
         Actor::start(BrokerBridge {
             shared,
             consumers,
