@@ -37,7 +37,7 @@ fn api(cfg: &mut web::ServiceConfig) {
 }
 
 /// Middleware: while the engine has not started (a node waiting for its database), every route but the
-/// health routes and `/metrics` answers `503` with `Retry-After`.
+/// health routes (`/health/*`, `/actuator/*`) and `/metrics` answers `503` with `Retry-After`.
 pub async fn starting_gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -46,7 +46,7 @@ pub async fn starting_gate(
         .app_data::<web::Data<AppState>>()
         .is_some_and(|state| !state.started());
     let path = req.path();
-    if waiting && !(path.starts_with("/health/") || path == "/metrics") {
+    if waiting && !(path.starts_with("/health/") || path.starts_with("/actuator/") || path == "/metrics") {
         let refusal = AppState::not_started().error_response();
         return Ok(req.into_response(refusal).map_into_right_body());
     }
