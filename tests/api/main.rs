@@ -21,4 +21,5 @@ mod orders;
 mod outage;
 mod problems;
 mod sagas;
+mod seed_flows;
 mod stocks;
