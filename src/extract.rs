@@ -8,6 +8,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use tracing_actix_web::RequestId;
 
 use crate::error::ApiError;
+use crate::observability::RequestTrace;
 use crate::state::AppState;
 use actors::auth::Identity;
 
@@ -77,7 +78,8 @@ impl FromRequest for Authenticated {
     }
 }
 
-/// The id of this request, which becomes the `trace_id` of every event it causes.
+/// The trace id of this request (the client's valid `X-Trace-Id`, else the request id), which becomes
+/// the `trace_id` of every event it causes.
 #[derive(Clone, Debug)]
 pub struct TraceId(pub String);
 
@@ -86,10 +88,11 @@ impl FromRequest for TraceId {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.to_string())
+        let extensions = req.extensions();
+        let id = extensions
+            .get::<RequestTrace>()
+            .map(|trace| trace.0.clone())
+            .or_else(|| extensions.get::<RequestId>().map(|id| id.to_string()))
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         ready(Ok(TraceId(id)))
     }

@@ -206,6 +206,48 @@ fn failure_level(status: StatusCode, retry_after: bool) -> FailureLevel {
 }
 
 static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+static TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+/// Longest trace id taken from a client (the width of the `trace_id` columns).
+pub const MAX_TRACE_ID_LENGTH: usize = 64;
+
+/// The trace id of a request: the client's `X-Trace-Id` when it is valid, else the request id. It
+/// becomes the `trace_id` of the order and of every event the request causes.
+#[derive(Clone, Debug)]
+pub struct RequestTrace(pub String);
+
+/// A client's trace id is taken when it is 1–64 characters of `A-Za-z0-9-_.:` (a UUID, a W3C trace id,
+/// `demo-trace-001`); anything else is replaced by the request id, not refused.
+pub fn valid_trace_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_TRACE_ID_LENGTH
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Middleware: settles the request's trace id ([`RequestTrace`]) and answers it in `X-Trace-Id`, the
+/// seed system's header, on every response.
+pub async fn trace_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let given = req
+        .headers()
+        .get(&TRACE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| valid_trace_id(v))
+        .map(str::to_owned);
+    let trace = given
+        .or_else(|| req.extensions().get::<RequestId>().map(|id| id.to_string()))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestTrace(trace.clone()));
+    let mut response = next.call(req).await?;
+    if let Ok(value) = HeaderValue::from_str(&trace) {
+        response.headers_mut().insert(TRACE_ID_HEADER.clone(), value);
+    }
+    Ok(response)
+}
 
 /// Middleware: answers the request id in `X-Request-Id` and records `http_requests_total` and
 /// `http_request_duration_seconds` by method, route pattern and status.
@@ -245,7 +287,7 @@ pub async fn http_metrics(
 
 #[cfg(test)]
 mod tests {
-    use super::{FailureLevel, failure_level, redacted_target};
+    use super::{FailureLevel, failure_level, redacted_target, valid_trace_id};
     use actix_web::http::StatusCode;
 
     #[test]
@@ -280,6 +322,22 @@ mod tests {
             failure_level(StatusCode::UNPROCESSABLE_ENTITY, false),
             FailureLevel::Client
         );
+    }
+
+    #[test]
+    fn trace_ids_of_clients_are_short_plain_tokens() {
+        for good in [
+            "demo-trace-001",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "ae7ba57f-7ee9-4243-8aba-86b3028069de",
+            "a:b.c_d",
+            &"x".repeat(64),
+        ] {
+            assert!(valid_trace_id(good), "{good}");
+        }
+        for bad in ["", "two words", "<script>", "é", "a/b", &"x".repeat(65)] {
+            assert!(!valid_trace_id(bad), "{bad}");
+        }
     }
 
     #[test]

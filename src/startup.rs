@@ -114,6 +114,7 @@ impl Application {
                 .wrap(from_fn(crate::deadline::request_deadline))
                 .wrap(from_fn(routes::starting_gate))
                 .wrap(Compress::default())
+                .wrap(from_fn(observability::trace_id))
                 .wrap(from_fn(observability::http_metrics))
                 .wrap(TracingLogger::<observability::RedactedRootSpan>::new())
                 .app_data(app_state.clone())

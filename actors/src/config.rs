@@ -35,7 +35,8 @@ pub enum PaymentMode {
     Success,
     /// Every payment fails.
     Fail,
-    /// Deterministic per order id: about half succeed.
+    /// Deterministic per order id: about half succeed, exactly those the seed system approves (the
+    /// order id's Java `UUID.hashCode()` is even; see `consumers::payment::approves`).
     Hashed,
 }
 

@@ -1,6 +1,7 @@
 //! The dashboards: server-rendered HTML pages (tera) for operators, readable without a token.
 //!
-//! - `/dashboard` — the release audit: filters, a paged table, charts and the CSV export.
+//! - `/dashboard` (also `/dashboard/release-audit`, the seed system's path) — the release audit:
+//!   filters, a paged table, charts and the CSV export.
 //! - `/dashboard/sagas` — sagas per state, throughput and latency, a searchable list, stuck sagas.
 //! - `/dashboard/sagas/{orderId}` — one saga's timeline.
 //! - `/dashboard/dead-letters` — what is dead-lettered and why.
@@ -82,6 +83,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("", web::get().to(release_audit::page))
             .route("/", web::get().to(release_audit::page))
+            // The seed system's path of the same page.
+            .route("/release-audit", web::get().to(release_audit::page))
             .route("/sagas", web::get().to(sagas::list_page))
             .route("/sagas/{orderId}", web::get().to(sagas::saga_page))
             .route("/dead-letters", web::get().to(dead_letters::page))

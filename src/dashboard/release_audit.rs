@@ -205,6 +205,8 @@ async fn build(
     let pager = Pager::new(request.page, size, total, rows.len(), page_url);
     let mut export = pairs.clone();
     export.push(("limit", MAX_EXPORT_LIMIT.to_string()));
+    // The operators' export: every column (by default the export has the seed system's).
+    export.push(("columns", "all".to_owned()));
     let page = AuditPage {
         layout: Layout::new("Release audit", "audit", refresh, now),
         form: FilterForm {

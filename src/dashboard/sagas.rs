@@ -621,7 +621,8 @@ async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Re
             .collect(),
         export_url: link(
             "/api/stocks/release-events/export",
-            &[("orderId", order_id.clone())],
+            // The operators' export: every column (by default the export has the seed system's).
+            &[("orderId", order_id.clone()), ("columns", "all".to_owned())],
         ),
         audit_url: link("/dashboard", &[("orderId", order_id.clone())]),
     };

@@ -1,6 +1,7 @@
 //! `POST /api/auth/token`, `/register`, `/login`, `/introspect`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -24,12 +25,22 @@ pub struct TokenRequest {
     pub ttl_seconds: Option<u64>,
 }
 
+/// A token as the auth routes answer it: ordersaga's `expiresIn` beside the seed system's `expiresAt`,
+/// `userId` and `roles`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     pub expires_in: u64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub user_id: String,
+    pub roles: Vec<String>,
+}
+
+/// `exp` (seconds since the epoch) as a time.
+fn expires_at(exp: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(exp, 0)
 }
 
 impl From<IssuedToken> for TokenResponse {
@@ -38,6 +49,9 @@ impl From<IssuedToken> for TokenResponse {
             access_token: t.access_token,
             token_type: "Bearer".to_owned(),
             expires_in: t.expires_in,
+            expires_at: expires_at(t.claims.exp),
+            user_id: t.claims.sub,
+            roles: t.claims.roles,
         }
     }
 }
@@ -118,7 +132,8 @@ pub struct IntrospectRequest {
     pub token: String,
 }
 
-/// `{"active":true,…claims}` for a token that verifies, `{"active":false}` for any other.
+/// `{"active":true,…claims}` for a token that verifies (its claims, and the seed system's `userId` and
+/// `expiresAt`), `{"active":false}` for any other (never why).
 async fn introspect(
     state: web::Data<AppState>,
     body: web::Json<IntrospectRequest>,
@@ -126,7 +141,17 @@ async fn introspect(
     let claims = state.engine()?.introspect(body.into_inner().token).await?;
     Ok(HttpResponse::Ok().json(match claims {
         Some(c) => {
-            json!({"active": true, "sub": c.sub, "roles": c.roles, "exp": c.exp, "iat": c.iat, "iss": c.iss, "mock": c.mock})
+            json!({
+                "active": true,
+                "sub": c.sub,
+                "userId": c.sub,
+                "roles": c.roles,
+                "exp": c.exp,
+                "expiresAt": expires_at(c.exp),
+                "iat": c.iat,
+                "iss": c.iss,
+                "mock": c.mock,
+            })
         }
         None => json!({"active": false}),
     }))

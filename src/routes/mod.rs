@@ -37,8 +37,8 @@ fn api(cfg: &mut web::ServiceConfig) {
 }
 
 /// Middleware: while the engine has not started (a node waiting for its database), and once the node
-/// has begun to shut down, every route but the health routes and `/metrics` answers `503` with
-/// `Retry-After`.
+/// has begun to shut down, every route but the health routes (`/health/*`, `/actuator/*`) and
+/// `/metrics` answers `503` with `Retry-After`.
 pub async fn starting_gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -46,7 +46,8 @@ pub async fn starting_gate(
     let state = req.app_data::<web::Data<AppState>>();
     let (waiting, draining) = state.map_or((false, false), |state| (!state.started(), state.draining()));
     let path = req.path();
-    if (waiting || draining) && !(path.starts_with("/health/") || path == "/metrics") {
+    let health = path.starts_with("/health/") || path.starts_with("/actuator/") || path == "/metrics";
+    if (waiting || draining) && !health {
         let refusal = if draining {
             AppState::shutting_down()
         } else {

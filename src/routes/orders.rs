@@ -110,6 +110,16 @@ impl From<OrderRecord> for OrderView {
     }
 }
 
+/// The answer to `POST /api/orders`: the order, and whether it is the original of a repeated key
+/// (`reused`, the seed system's field; `Idempotent-Replayed` says the same in a header).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacedView {
+    #[serde(flatten)]
+    pub order: OrderView,
+    pub reused: bool,
+}
+
 /// The `Idempotency-Key`: 1–255 visible ASCII characters.
 fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
     let value = req
@@ -202,14 +212,20 @@ async fn place(
             let view = OrderView::from(record);
             Ok(HttpResponse::Created()
                 .insert_header((header::LOCATION, format!("/api/orders/{}", view.order_id)))
-                .json(view))
+                .json(PlacedView {
+                    order: view,
+                    reused: false,
+                }))
         }
         Ok(Placement::Replayed(record)) => {
             let view = OrderView::from(record);
             Ok(HttpResponse::Ok()
                 .insert_header((header::LOCATION, format!("/api/orders/{}", view.order_id)))
                 .insert_header(("Idempotent-Replayed", "true"))
-                .json(view))
+                .json(PlacedView {
+                    order: view,
+                    reused: true,
+                }))
         }
         Err(e) => Err(e.into()),
     }

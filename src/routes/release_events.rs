@@ -30,7 +30,10 @@ pub const EXPORT_CHUNK: u64 = 500;
 pub const DEFAULT_CURSOR_LIMIT: u64 = 20;
 /// The file name of the export.
 pub const EXPORT_FILE_NAME: &str = "inventory-release-events.csv";
-/// The columns of the export, in order.
+/// The columns of the export by default, in order: the seed system's export.
+pub const SEED_CSV_HEADER: [&str; 5] = ["release_id", "order_id", "reservation_id", "reason", "created_at"];
+/// The columns of the export with `columns=all`, in order: ordersaga's export, with the released
+/// lines and the trace id.
 pub const CSV_HEADER: [&str; 7] = [
     "releaseId",
     "orderId",
@@ -59,6 +62,51 @@ pub struct ReleaseQuery {
     pub size: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
+    /// The seed system's name of `cursor` (keyset pages).
+    pub after: Option<String>,
+    /// `all`: the export's every column (by default, the seed system's columns).
+    pub columns: Option<String>,
+}
+
+/// Which columns an export has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsvColumns {
+    /// The seed system's: [`SEED_CSV_HEADER`], lines ending in LF as it writes them.
+    Seed,
+    /// ordersaga's: [`CSV_HEADER`], RFC 4180 (lines ending in CRLF).
+    All,
+}
+
+impl CsvColumns {
+    /// `columns`: absent, empty or `seed` → [`CsvColumns::Seed`]; `all` → [`CsvColumns::All`].
+    pub fn parse(value: &Option<String>) -> Result<Self, ApiError> {
+        match given(value) {
+            None => Ok(CsvColumns::Seed),
+            Some(v) if v.eq_ignore_ascii_case("seed") => Ok(CsvColumns::Seed),
+            Some(v) if v.eq_ignore_ascii_case("all") => Ok(CsvColumns::All),
+            Some(v) => Err(ApiError::BadRequest(format!(
+                "columns must be `all` or `seed`, not `{}`",
+                quoted(v)
+            ))),
+        }
+    }
+}
+
+/// A parameter with two names (ordersaga's `name` and the seed system's `alias`): the name given and
+/// its value (`name` when neither is given); both given with different values is a `400`.
+fn either<'a>(
+    name: &'static str,
+    value: &'a Option<String>,
+    alias: &'static str,
+    alias_value: &'a Option<String>,
+) -> Result<(&'static str, &'a Option<String>), ApiError> {
+    match (given(value), given(alias_value)) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::BadRequest(format!(
+            "{name} and {alias} are two names of one parameter; give one of them"
+        ))),
+        (None, Some(_)) => Ok((alias, alias_value)),
+        _ => Ok((name, value)),
+    }
 }
 
 /// One released SKU line.
@@ -218,30 +266,36 @@ async fn list(state: web::Data<AppState>, query: web::Query<ReleaseQuery>) -> Re
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }
 
-/// A keyset page.
+/// A keyset page. `limit` and `nextCursor` are ordersaga's; `size` (= `limit`) and `hasMore`
+/// (= `nextCursor` is not null) the seed system's.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CursorPage {
     pub items: Vec<ReleaseEventView>,
-    /// Pass it as `cursor` to read the next page; `null` on the last page.
+    /// Pass it as `cursor` (or `after`) to read the next page; `null` on the last page.
     pub next_cursor: Option<String>,
     pub limit: u64,
+    pub size: u64,
+    pub has_more: bool,
 }
 
-/// `GET /api/stocks/release-events/cursor?limit=&cursor=`: the page after `cursor` (the first page
-/// without one). One more row than asked is read to learn whether a next page exists.
+/// `GET /api/stocks/release-events/cursor?limit=&cursor=` (or the seed system's `?size=&after=`): the
+/// page after `cursor` (the first page without one). One more row than asked is read to learn whether
+/// a next page exists.
 async fn cursor_page(
     state: web::Data<AppState>,
     query: web::Query<ReleaseQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
-    let limit = parse_number("limit", &query.limit, DEFAULT_CURSOR_LIMIT, 1, MAX_PAGE_SIZE)?;
-    let after = match given(&query.cursor) {
+    let (limit_name, limit) = either("limit", &query.limit, "size", &query.size)?;
+    let limit = parse_number(limit_name, limit, DEFAULT_CURSOR_LIMIT, 1, MAX_PAGE_SIZE)?;
+    let (cursor_name, cursor) = either("cursor", &query.cursor, "after", &query.after)?;
+    let after = match given(cursor) {
         Some(text) => Some(cursor::decode(text).ok_or_else(|| {
-            ApiError::BadRequest(
-                "cursor is not valid: pass back the nextCursor of an earlier page unchanged".to_owned(),
-            )
+            ApiError::BadRequest(format!(
+                "{cursor_name} is not valid: pass back the nextCursor of an earlier page unchanged"
+            ))
         })?),
         None => None,
     };
@@ -254,25 +308,52 @@ async fn cursor_page(
     };
     Ok(HttpResponse::Ok().json(CursorPage {
         items: rows.into_iter().map(ReleaseEventView::from).collect(),
+        has_more: next_cursor.is_some(),
         next_cursor,
         limit,
+        size: limit,
     }))
 }
 
-/// The CSV lines (RFC 4180: CRLF line ends, fields quoted when they need it, quotes doubled) of a
-/// header row and/or some release events.
-pub fn csv_lines(header: bool, rows: &[inventory_release_events::Model]) -> Result<Vec<u8>, ApiError> {
+/// The CSV lines of a header row and/or some release events: fields quoted when they need it, quotes
+/// doubled; lines end in CRLF (RFC 4180) with every column, in LF with the seed system's columns (as
+/// the seed system writes them).
+pub fn csv_lines(
+    columns: CsvColumns,
+    header: bool,
+    rows: &[inventory_release_events::Model],
+) -> Result<Vec<u8>, ApiError> {
+    let terminator = match columns {
+        CsvColumns::Seed => csv::Terminator::Any(b'\n'),
+        CsvColumns::All => csv::Terminator::CRLF,
+    };
     let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
+        .terminator(terminator)
         .from_writer(Vec::with_capacity(256 * (rows.len() + 1)));
     let internal = |e: csv::Error| ApiError::Internal(anyhow::Error::new(e).context("writing CSV"));
     if header {
-        writer.write_record(CSV_HEADER).map_err(internal)?;
+        match columns {
+            CsvColumns::Seed => writer.write_record(SEED_CSV_HEADER),
+            CsvColumns::All => writer.write_record(CSV_HEADER),
+        }
+        .map_err(internal)?;
     }
     for row in rows {
+        let created_at = row.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        if columns == CsvColumns::Seed {
+            writer
+                .write_record([
+                    row.id.as_str(),
+                    row.order_id.as_str(),
+                    row.reservation_id.as_str(),
+                    row.reason.as_str(),
+                    created_at.as_str(),
+                ])
+                .map_err(internal)?;
+            continue;
+        }
         let items = serde_json::to_string(&released_items(&row.released_items))
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-        let created_at = row.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         writer
             .write_record([
                 row.id.as_str(),
@@ -294,6 +375,7 @@ pub fn csv_lines(header: bool, rows: &[inventory_release_events::Model]) -> Resu
 struct ExportCursor {
     db: DatabaseConnection,
     filter: ReleaseFilter,
+    columns: CsvColumns,
     /// Rows not yet read.
     remaining: u64,
     /// Rows read and not yet written.
@@ -330,7 +412,7 @@ fn export_stream(start: ExportCursor) -> impl Stream<Item = Result<Bytes, ApiErr
             at.remaining = 0;
         }
         at.after = rows.last().map(Position::from).or(at.after);
-        match csv_lines(header, &rows) {
+        match csv_lines(at.columns, header, &rows) {
             Ok(bytes) => Some((Ok(Bytes::from(bytes)), Some((at, false)))),
             Err(e) => Some((Err(e), None)),
         }
@@ -338,7 +420,7 @@ fn export_stream(start: ExportCursor) -> impl Stream<Item = Result<Bytes, ApiErr
 }
 
 /// `GET /api/stocks/release-events/export`: the matching release events as a CSV attachment, newest
-/// first, at most `limit` rows. The first chunk is read before answering, so an unreachable database
+/// first, at most `limit` rows; the seed system's columns, or every column with `columns=all`. The first chunk is read before answering, so an unreachable database
 /// is a `503` rather than a broken download.
 async fn export(
     state: web::Data<AppState>,
@@ -347,10 +429,12 @@ async fn export(
     let query = query.into_inner();
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
     let limit = parse_number("limit", &query.limit, DEFAULT_EXPORT_LIMIT, 1, MAX_EXPORT_LIMIT)?;
+    let columns = CsvColumns::parse(&query.columns)?;
     let first = releases::releases_after(&state.db, &filter, None, limit.min(EXPORT_CHUNK)).await?;
     let body = export_stream(ExportCursor {
         db: state.db.clone(),
         filter,
+        columns,
         remaining: limit,
         pending: Some(first),
         after: None,
@@ -458,6 +542,17 @@ mod tests {
     }
 
     #[test]
+    fn columns_are_the_seeds_unless_all_is_asked_for() {
+        assert_eq!(CsvColumns::parse(&None).ok(), Some(CsvColumns::Seed));
+        assert_eq!(CsvColumns::parse(&some("")).ok(), Some(CsvColumns::Seed));
+        assert_eq!(CsvColumns::parse(&some("seed")).ok(), Some(CsvColumns::Seed));
+        assert_eq!(CsvColumns::parse(&some("ALL")).ok(), Some(CsvColumns::All));
+        assert!(
+            matches!(CsvColumns::parse(&some("some")), Err(ApiError::BadRequest(m)) if m.starts_with("columns"))
+        );
+    }
+
+    #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
         let position = Position {
             created_at: DateTime::parse_from_rfc3339("2026-11-21T05:44:02.000123Z")
@@ -495,11 +590,29 @@ mod tests {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default(),
         };
-        let text = String::from_utf8(csv_lines(true, &[row]).unwrap_or_default()).unwrap_or_default();
+        let text = |columns| {
+            String::from_utf8(csv_lines(columns, true, std::slice::from_ref(&row)).unwrap_or_default())
+                .unwrap_or_default()
+        };
         assert_eq!(
-            text,
+            text(CsvColumns::All),
             "releaseId,orderId,reservationId,reason,releasedItems,traceId,createdAt\r\n\
              r-1,o-1,res-1,PAYMENT_FAILED,\"[{\"\"skuId\"\":\"\"SKU-1\"\",\"\"quantity\"\":2}]\",t-1,2026-11-21T05:44:02.500Z\r\n"
+        );
+        assert_eq!(
+            text(CsvColumns::Seed),
+            "release_id,order_id,reservation_id,reason,created_at\n\
+             r-1,o-1,res-1,PAYMENT_FAILED,2026-11-21T05:44:02.500Z\n"
+        );
+        let hard = inventory_release_events::Model {
+            reason: "PAYMENT_FAILED,reason=\"hard\"".to_owned(),
+            ..row
+        };
+        let seed = String::from_utf8(csv_lines(CsvColumns::Seed, false, &[hard]).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(
+            seed.contains(",\"PAYMENT_FAILED,reason=\"\"hard\"\"\","),
+            "{seed}"
         );
     }
 }

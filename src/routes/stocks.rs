@@ -1,4 +1,6 @@
-//! Stock: `POST /api/stocks`, `PUT /api/stocks/{skuId}`, `GET /api/stocks/{skuId}`, `GET /api/stocks`.
+//! Stock: `POST /api/stocks`, `PUT /api/stocks/{skuId}`, `GET /api/stocks/{skuId}`, `GET /api/stocks`,
+//! and direct reservations: `POST /api/stocks/reserve` (ordersaga's) and `POST /api/stocks/reservations`
+//! (the seed system's reservation resource), one reservation path behind both.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -17,6 +19,7 @@ use entities::stocks;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/stocks/reserve", web::post().to(reserve))
+        .route("/stocks/reservations", web::post().to(reservations))
         .route("/stocks", web::post().to(upsert))
         .route("/stocks", web::get().to(list))
         .route("/stocks/{skuId}", web::put().to(put))
@@ -118,15 +121,8 @@ pub struct ReserveLine {
     pub quantity: i64,
 }
 
-/// Reserves stock for an order directly (`admin`): all lines or none, idempotent per `orderId`.
-/// `200` with the reservation; `409` when a SKU is unknown or short (nothing is held then).
-async fn reserve(
-    state: web::Data<AppState>,
-    caller: Authenticated,
-    body: web::Json<ReserveRequest>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(ROLE_ADMIN)?;
-    let body = body.into_inner();
+/// A reserve request, checked: the order id and its lines.
+fn reserve_lines(body: ReserveRequest) -> Result<(OrderId, Vec<SkuQuantity>), ApiError> {
     let order_id =
         OrderId::parse(&body.order_id).map_err(|e| ApiError::BadRequest(format!("orderId {e}")))?;
     if body.items.is_empty() || body.items.len() > crate::routes::orders::MAX_LINES {
@@ -150,13 +146,109 @@ async fn reserve(
             quantity: line.quantity as i32,
         });
     }
-    match state.engine()?.reserve(order_id.clone(), items).await? {
-        Reservation::Reserved { reservation_id, items } => Ok(HttpResponse::Ok().json(serde_json::json!({
+    Ok((order_id, items))
+}
+
+/// Reserves a request's lines (`admin`), all or none, idempotent per `orderId`: the one path of both
+/// reservation routes.
+async fn reserve_for(
+    state: &AppState,
+    caller: &Authenticated,
+    body: ReserveRequest,
+) -> Result<(OrderId, Vec<SkuQuantity>, Reservation), ApiError> {
+    caller.require(ROLE_ADMIN)?;
+    let (order_id, items) = reserve_lines(body)?;
+    let reservation = state.engine()?.reserve(order_id.clone(), items.clone()).await?;
+    Ok((order_id, items, reservation))
+}
+
+fn line_views(items: Vec<SkuQuantity>) -> Vec<ReserveLine> {
+    items
+        .into_iter()
+        .map(|i| ReserveLine {
+            sku_id: i.sku_id,
+            quantity: i64::from(i.quantity),
+        })
+        .collect()
+}
+
+/// Reserves stock for an order directly (`admin`): all lines or none, idempotent per `orderId`.
+/// `200` with the reservation; `409` when a SKU is unknown or short (nothing is held then).
+async fn reserve(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<ReserveRequest>,
+) -> Result<HttpResponse, ApiError> {
+    match reserve_for(&state, &caller, body.into_inner()).await? {
+        (
+            order_id,
+            _,
+            Reservation::Reserved {
+                reservation_id,
+                items,
+                ..
+            },
+        ) => Ok(HttpResponse::Ok().json(serde_json::json!({
             "reservationId": reservation_id,
             "orderId": order_id,
             "status": inventory::ReservationStatus::Reserved.as_str(),
-            "items": items.into_iter().map(|i| ReserveLine { sku_id: i.sku_id, quantity: i64::from(i.quantity) }).collect::<Vec<_>>(),
+            "items": line_views(items),
         }))),
-        Reservation::Refused { reason } => Err(ApiError::stock_refused(reason)),
+        (_, _, Reservation::Refused(refusal)) => Err(ApiError::stock_refused(refusal.reason)),
     }
+}
+
+/// The seed system's reservation resource: `{reservationId, orderId, status, reason, items, createdAt}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationView {
+    /// `null` when `FAILED`: a refusal holds nothing and is not stored.
+    pub reservation_id: Option<String>,
+    pub order_id: String,
+    /// `RESERVED` or `FAILED`.
+    pub status: &'static str,
+    /// Why it failed: `INSUFFICIENT_STOCK:SKU-001 available=1 requested=2`, `SKU_NOT_FOUND:SKU-001`.
+    pub reason: Option<String>,
+    pub items: Vec<ReserveLine>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A refused reservation's status in the seed system's resource.
+pub const RESERVATION_FAILED: &str = "FAILED";
+
+/// `POST /api/stocks/reservations` (`admin`): the seed system's reservation resource. `200` whatever
+/// the outcome, with `status` `RESERVED` (the reservation, the same one for a repeated `orderId`) or
+/// `FAILED` (nothing held, `reason` naming the SKU and the quantities); `400` for a bad body.
+async fn reservations(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<ReserveRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let view = match reserve_for(&state, &caller, body.into_inner()).await? {
+        (
+            order_id,
+            _,
+            Reservation::Reserved {
+                reservation_id,
+                items,
+                created_at,
+            },
+        ) => ReservationView {
+            reservation_id: Some(reservation_id),
+            order_id: order_id.into_string(),
+            status: inventory::ReservationStatus::Reserved.as_str(),
+            reason: None,
+            items: line_views(items),
+            created_at,
+        },
+        (order_id, requested, Reservation::Refused(refusal)) => ReservationView {
+            reservation_id: None,
+            order_id: order_id.into_string(),
+            status: RESERVATION_FAILED,
+            reason: Some(refusal.detail()),
+            items: line_views(requested),
+            created_at: Utc::now(),
+        },
+    };
+    Ok(HttpResponse::Ok().json(view))
 }

@@ -14,6 +14,9 @@ use ordersaga::config::PaymentMode;
 const LIST: &str = "/api/stocks/release-events";
 const CURSOR: &str = "/api/stocks/release-events/cursor";
 const EXPORT: &str = "/api/stocks/release-events/export";
+/// The export's header by default: the seed system's columns.
+const SEED_CSV_HEADER: &str = "release_id,order_id,reservation_id,reason,created_at";
+/// The export's header with `columns=all`.
 const CSV_HEADER: &str = "releaseId,orderId,reservationId,reason,releasedItems,traceId,createdAt";
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -38,6 +41,12 @@ async fn walk(app: &TestApp, query: &str, limit: usize) -> Vec<String> {
         };
         let page = json(app, &path).await;
         assert_eq!(page["limit"], limit as u64);
+        assert_eq!(page["size"], limit as u64, "the seed's name of limit");
+        assert_eq!(
+            page["hasMore"],
+            page["nextCursor"].is_string(),
+            "hasMore says whether a next page exists: {page}"
+        );
         let items = ids(&page, "releaseId");
         all.extend(items.iter().cloned());
         match page["nextCursor"].as_str() {
@@ -125,7 +134,8 @@ on_every_backend! {
         assert_eq!(records.len(), 2, "{body}");
         assert_eq!(records[1][1], mixed["orderId"].as_str().unwrap());
         assert_eq!(records[1][0], only["items"][0]["releaseId"].as_str().unwrap());
-        assert_eq!(records[1][6], only["items"][0]["createdAt"].as_str().unwrap());
+        assert_eq!(records[1][4], only["items"][0]["createdAt"].as_str().unwrap());
+        assert_eq!(records[1][3], "PAYMENT_FAILED");
     }
 
     async fn an_empty_audit_answers_empty_pages(backend) {
@@ -136,9 +146,11 @@ on_every_backend! {
         assert_eq!(beyond["items"], serde_json::json!([]));
         assert_eq!(beyond["hasNext"], false);
         let keyset = json(&app, CURSOR).await;
-        assert_eq!(keyset, serde_json::json!({"items": [], "nextCursor": null, "limit": 20}));
+        assert_eq!(keyset, serde_json::json!({"items": [], "nextCursor": null, "limit": 20, "size": 20, "hasMore": false}));
         let (headers, body) = export(&app, "").await;
         assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+        assert_eq!(body, format!("{SEED_CSV_HEADER}\n"));
+        let (_, body) = export(&app, "?columns=all").await;
         assert_eq!(body, format!("{CSV_HEADER}\r\n"));
     }
 
@@ -206,6 +218,11 @@ on_every_backend! {
             (format!("{CURSOR}?limit=101"), "limit"),
             (format!("{CURSOR}?cursor=not-a-cursor"), "cursor"),
             (format!("{CURSOR}?cursor=djJ8MjAyNi0xMS0yMVQwNTo0NDowMlp8eA"), "cursor"),
+            (format!("{CURSOR}?after=!!!"), "after"),
+            (format!("{CURSOR}?size=0"), "size"),
+            (format!("{CURSOR}?size=101"), "size"),
+            (format!("{CURSOR}?limit=5&size=6"), "limit and size"),
+            (format!("{EXPORT}?columns=some"), "columns"),
             (format!("{EXPORT}?limit=0"), "limit"),
             (format!("{EXPORT}?limit=10001"), "limit"),
             (format!("{EXPORT}?limit=many"), "limit"),
@@ -216,7 +233,14 @@ on_every_backend! {
             assert!(detail.contains(named), "GET {path}: `{detail}` should name {named}");
         }
         // The largest accepted values are accepted.
-        for path in [format!("{LIST}?size=100"), format!("{CURSOR}?limit=100"), format!("{EXPORT}?limit=10000")] {
+        for path in [
+            format!("{LIST}?size=100"),
+            format!("{CURSOR}?limit=100"),
+            format!("{CURSOR}?size=100"),
+            format!("{CURSOR}?limit=100&size=100"),
+            format!("{EXPORT}?limit=10000"),
+            format!("{EXPORT}?columns=all"),
+        ] {
             assert_eq!(app.get(&path, None).await.status(), 200, "{path}");
         }
     }
@@ -287,6 +311,25 @@ on_every_backend! {
         })).await;
         assert_eq!(ids(&last_page, "releaseId"), vec![expected[44].clone()]);
         assert_eq!(last_page["nextCursor"], Value::Null);
+        // The seed's names: `size` for limit, `after` for cursor, `hasMore` beside `nextCursor`.
+        let mut seed_walk = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("{CURSOR}?size=20&after={a}"),
+                None => format!("{CURSOR}?size=20"),
+            };
+            let page = json(&app, &path).await;
+            assert_eq!(page["size"], 20);
+            seed_walk.extend(ids(&page, "releaseId"));
+            if page["hasMore"] != true {
+                assert_eq!(page["nextCursor"], Value::Null);
+                break;
+            }
+            after = page["nextCursor"].as_str().map(str::to_owned);
+            assert!(seed_walk.len() <= 45, "the walk does not end");
+        }
+        assert_eq!(seed_walk, expected, "a walk with size and after");
         let everything = json(&app, &format!("{CURSOR}?limit=45")).await;
         assert_eq!(everything["nextCursor"], Value::Null, "an exact fit has no next page");
         // A cursor taken from a walk of every event, used with another filter, reads after its place.
@@ -310,6 +353,16 @@ on_every_backend! {
         );
         assert!(response.headers().get("content-length").is_none(), "streamed, so no length up front");
         let body = response.text().await.unwrap();
+        assert!(body.starts_with(&format!("{SEED_CSV_HEADER}\n")), "the seed's header row first");
+        assert!(body.ends_with('\n') && !body.contains('\r'), "lines end in LF, as the seed writes them");
+        let records = csv_records(&body);
+        assert_eq!(records.len(), 1 + 1_000, "the default limit is 1000");
+        assert!(records.iter().all(|r| r.len() == 5), "the seed's five columns");
+        let exported: Vec<String> = records[1..].iter().map(|r| r[0].clone()).collect();
+        assert_eq!(exported, expected[..1_000].to_vec());
+
+        // Every column on request: ordersaga's RFC 4180 export with the released lines.
+        let (_, body) = export(&app, "?columns=all").await;
         assert!(body.starts_with(&format!("{CSV_HEADER}\r\n")), "header row first");
         assert!(body.ends_with("\r\n"));
         let records = csv_records(&body);

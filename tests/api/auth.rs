@@ -47,6 +47,8 @@ fn forged_tokens() -> Vec<(&'static str, String)> {
     no_exp.as_object_mut().unwrap().remove("exp");
     let mut no_sub = admin_claims();
     no_sub.as_object_mut().unwrap().remove("sub");
+    let mut no_iss = admin_claims();
+    no_iss.as_object_mut().unwrap().remove("iss");
     let hs512 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS512),
         &admin_claims(),
@@ -68,6 +70,7 @@ fn forged_tokens() -> Vec<(&'static str, String)> {
         ("wrong issuer", sign(&wrong_issuer, TEST_SECRET)),
         ("no exp", sign(&no_exp, TEST_SECRET)),
         ("no sub", sign(&no_sub, TEST_SECRET)),
+        ("no iss", sign(&no_iss, TEST_SECRET)),
         ("HS512 instead of HS256", hs512),
         ("not a JWT", "not-a-token".to_owned()),
     ]
@@ -94,20 +97,56 @@ on_every_backend! {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["tokenType"], "Bearer");
         assert_eq!(body["expiresIn"], 600);
+        assert_eq!(body["userId"], "u-1");
+        assert_eq!(body["roles"], json!(["buyer"]));
+        let expires_at = chrono::DateTime::parse_from_rfc3339(body["expiresAt"].as_str().unwrap()).unwrap();
+        assert!((expires_at.timestamp() - (now() + 600)).abs() <= 5, "expiresAt {expires_at}");
         let token = body["accessToken"].as_str().unwrap();
         let introspected: Value =
             app.post("/api/auth/introspect", None, &json!({"token": token})).await.json().await.unwrap();
         assert_eq!(introspected["active"], true);
         assert_eq!(introspected["sub"], "u-1");
+        assert_eq!(introspected["userId"], "u-1");
         assert_eq!(introspected["roles"], json!(["buyer"]));
         assert_eq!(introspected["iss"], "ordersaga");
         assert!(introspected["exp"].as_i64().unwrap() > now());
+        assert_eq!(
+            chrono::DateTime::parse_from_rfc3339(introspected["expiresAt"].as_str().unwrap()).unwrap().timestamp(),
+            introspected["exp"].as_i64().unwrap()
+        );
+    }
+
+    async fn the_mock_issuer_issues_any_role_name_and_the_routes_decide_what_it_may_do(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let response = app.post("/api/auth/token", None, &json!({"userId": "u-1", "roles": ["viewer"]})).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["roles"], json!(["viewer"]));
+        let viewer = format!("Bearer {}", body["accessToken"].as_str().unwrap());
+        assert_problem(create_stock_with(&app, Some(&viewer)).await, 403).await;
+    }
+
+    async fn a_token_without_iat_is_accepted(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let mut claims = admin_claims();
+        claims.as_object_mut().unwrap().remove("iat");
+        let token = sign(&claims, TEST_SECRET);
+        assert_eq!(create_stock_with(&app, Some(&format!("Bearer {token}"))).await.status(), 200);
+        let introspected: Value =
+            app.post("/api/auth/introspect", None, &json!({"token": token})).await.json().await.unwrap();
+        assert_eq!(introspected["active"], true);
+        assert_eq!(introspected["userId"], "admin-1");
     }
 
     async fn mock_issuer_rejects_bad_requests(backend) {
         let Some(app) = spawn_app(backend).await else { return };
-        let unknown_role = app.post("/api/auth/token", None, &json!({"userId": "u-1", "roles": ["root"]})).await;
-        assert_problem(unknown_role, 400).await;
+        for role in ["", "two words", "<script>", &"r".repeat(65)] {
+            let malformed_role = app.post("/api/auth/token", None, &json!({"userId": "u-1", "roles": [role]})).await;
+            assert_problem(malformed_role, 400).await;
+        }
+        let too_many: Vec<String> = (0..17).map(|i| format!("role-{i}")).collect();
+        let too_many_roles = app.post("/api/auth/token", None, &json!({"userId": "u-1", "roles": too_many})).await;
+        assert_problem(too_many_roles, 400).await;
         let no_user = app.post("/api/auth/token", None, &json!({"userId": "", "roles": ["buyer"]})).await;
         assert_problem(no_user, 400).await;
         let huge_ttl =

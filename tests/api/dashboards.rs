@@ -53,13 +53,19 @@ on_every_backend! {
         assert!(html.find(&format!("data-order-id=\"{second}\"")) < html.find(&format!("data-order-id=\"{first}\"")), "newest first");
         assert!(html.contains("PAYMENT_FAILED"));
         assert!(html.contains("<svg class=\"chart\""), "charts are inline SVG");
-        assert!(html.contains("href=\"/api/stocks/release-events/export?limit=10000\""), "the export link");
+        assert!(
+            html.contains("href=\"/api/stocks/release-events/export?limit=10000&amp;columns=all\""),
+            "the export link, with every column"
+        );
         assert!(html.contains(&format!("href=\"/dashboard/sagas/{first}\"")), "rows link to the saga");
         assert!(!html.contains("u-1"), "no user ids on the page");
 
         let filtered = page(&app, &format!("/dashboard?orderId={first}"), 200).await;
         assert!(has_row(&filtered, first) && !has_row(&filtered, second), "the order filter narrows the table");
-        assert!(filtered.contains(&format!("export?orderId={first}&amp;limit=10000")), "the export keeps the filter");
+        assert!(
+            filtered.contains(&format!("export?orderId={first}&amp;limit=10000&amp;columns=all")),
+            "the export keeps the filter"
+        );
         let future = (Utc::now() + Duration::hours(1)).format("%Y-%m-%dT%H:%M:%S");
         let none = page(&app, &format!("/dashboard?from={future}"), 200).await;
         assert!(!has_row(&none, first) && !has_row(&none, second), "a time range after the releases shows none");
@@ -131,7 +137,7 @@ on_every_backend! {
         assert!(html.contains(release_id), "the release is listed");
         assert!(html.contains(trace), "the trace id is shown");
         assert!(html.contains("payment gateway answered 502 five times"), "its dead letter is shown");
-        assert!(html.contains(&format!("export?orderId={order_id}")), "its audit can be exported");
+        assert!(html.contains(&format!("export?orderId={order_id}&amp;columns=all")), "its audit can be exported");
         assert!(html.contains(">COMPENSATED<"));
         assert!(!html.contains("u-1"), "no user ids on the page");
 

@@ -35,6 +35,54 @@ on_every_backend! {
         assert!(text.contains("route=\"/api/stocks\""), "{text}");
     }
 
+    async fn the_spring_actuator_paths_answer_health_info_and_metrics(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let liveness = app.get("/actuator/health/liveness", None).await;
+        assert_eq!(liveness.status(), 200);
+        assert_eq!(liveness.json::<Value>().await.unwrap()["status"], "UP");
+        for path in ["/actuator/health", "/actuator/health/readiness"] {
+            let ready = app.get(path, None).await;
+            assert_eq!(ready.status(), 200, "{path}");
+            let body: Value = ready.json().await.unwrap();
+            assert_eq!(body["status"], "UP", "{path}: {body}");
+            assert_eq!(body["checks"]["database"], "up", "{path}: {body}");
+        }
+        let info: Value = app.get("/actuator/info", None).await.json().await.unwrap();
+        assert_eq!(info["build"]["version"], env!("CARGO_PKG_VERSION"), "{info}");
+        assert_eq!(info["app"]["name"], "ordersaga", "{info}");
+        app.get("/api/stocks", None).await;
+        let prometheus = app.get("/actuator/prometheus", None).await;
+        assert_eq!(prometheus.status(), 200);
+        assert!(prometheus.text().await.unwrap().contains("# TYPE http_requests_total counter"));
+
+        app.state.db.close_by_ref().await.unwrap();
+        let down = app.get("/actuator/health", None).await;
+        assert_eq!(down.status(), 503);
+        assert_eq!(down.json::<Value>().await.unwrap()["status"], "DOWN");
+        assert_eq!(app.get("/actuator/health/liveness", None).await.status(), 200);
+    }
+
+    async fn a_valid_client_trace_id_is_echoed_and_an_invalid_one_replaced(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let traced = app.client.get(app.url("/actuator/health")).header("X-Trace-Id", "demo-trace-001").send().await.unwrap();
+        assert_eq!(traced.headers()["x-trace-id"], "demo-trace-001");
+        for bad in ["two words", "<script>", &"x".repeat(65)] {
+            let response = app.client.get(app.url("/api/stocks")).header("X-Trace-Id", bad).send().await.unwrap();
+            assert_eq!(response.status(), 200, "an invalid trace id is not an error: {bad}");
+            let echoed = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
+            assert_eq!(echoed, response.headers()["x-request-id"].to_str().unwrap(), "replaced by the request id: {bad}");
+        }
+        let untraced = app.get("/api/stocks", None).await;
+        assert_eq!(untraced.headers()["x-trace-id"], untraced.headers()["x-request-id"]);
+    }
+
+    async fn the_release_audit_dashboard_answers_under_the_seeds_path_too(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let page = app.get("/dashboard/release-audit", None).await;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("Export CSV"));
+    }
+
     async fn responses_carry_a_request_id_and_unknown_routes_answer_404(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         let response = app.get("/api/no-such-route", None).await;

@@ -24,10 +24,12 @@ on_every_backend! {
         assert_eq!(first.status(), 201);
         assert!(first.headers().get("idempotent-replayed").is_none());
         let first: Value = first.json().await.unwrap();
+        assert_eq!(first["reused"], false, "the seed's field: a new order");
         let again = app.place_order(&token, "u-1", "same-key", vec![line("SKU-I", 2, "19.9")]).await;
         assert_eq!(again.status(), 200);
         assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
         let again: Value = again.json().await.unwrap();
+        assert_eq!(again["reused"], true, "the seed's field: the original order");
         assert_eq!(again["orderId"], first["orderId"]);
         assert_eq!(again["totalAmount"], first["totalAmount"]);
         app.ended(first["orderId"].as_str().unwrap()).await;

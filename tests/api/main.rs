@@ -22,5 +22,6 @@ mod orders;
 mod outage;
 mod problems;
 mod sagas;
+mod seed_flows;
 mod shutdown;
 mod stocks;

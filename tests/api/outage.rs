@@ -145,6 +145,18 @@ on_every_backend! {
         assert!(problem["detail"].as_str().unwrap().contains("starting"), "{problem}");
         let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
         assert_eq!(metrics.status(), 200, "metrics answer while starting");
+        // The actuator aliases pass the starting gate too, and say the same in Spring's words.
+        let liveness = client.get(format!("{base}/actuator/health/liveness")).send().await.unwrap();
+        assert_eq!(liveness.status(), 200, "liveness answers while starting");
+        for path in ["/actuator/health", "/actuator/health/readiness"] {
+            let ready = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(ready.status(), 503, "{path}");
+            assert!(ready.headers().contains_key("retry-after"), "{path}");
+            let body: Value = ready.json().await.unwrap();
+            assert_eq!(body["status"], "OUT_OF_SERVICE", "{path}: {body}");
+        }
+        let prometheus = client.get(format!("{base}/actuator/prometheus")).send().await.unwrap();
+        assert_eq!(prometheus.status(), 200, "actuator/prometheus answers while starting");
 
         // It keeps trying, with back-off, instead of exiting.
         let log = server.log.clone();

@@ -32,6 +32,9 @@ on_every_backend! {
         assert_eq!(ready.status(), 503);
         assert!(ready.headers().contains_key("retry-after"));
         assert_eq!(ready.json::<Value>().await.unwrap()["status"], "draining");
+        let actuator = app.client.get(format!("{}/actuator/health/readiness", app.address)).send().await.unwrap();
+        assert_eq!(actuator.status(), 503);
+        assert_eq!(actuator.json::<Value>().await.unwrap()["status"], "OUT_OF_SERVICE");
         let live = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
         assert_eq!(live.status(), 200, "the process still lives while it drains");
 

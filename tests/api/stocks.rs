@@ -144,4 +144,57 @@ on_every_backend! {
             assert_problem(app.post("/api/stocks/reserve", Some(&admin), &bad).await, 400).await;
         }
     }
+
+    async fn the_reservation_resource_answers_reserved_or_failed_naming_the_sku(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("SKU-001", 3).await;
+        app.set_stock("SKU-002", 1).await;
+        let admin = app.admin_token().await;
+        let order_id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"orderId": order_id, "items": [{"skuId": "SKU-001", "quantity": 2}]});
+        let first = app.post("/api/stocks/reservations", Some(&admin), &body).await;
+        assert_eq!(first.status(), 200);
+        let first: Value = first.json().await.unwrap();
+        assert_eq!(first["status"], "RESERVED", "{first}");
+        assert_eq!(first["orderId"], order_id.as_str());
+        assert_eq!(first["reason"], Value::Null);
+        assert_eq!(first["items"], json!([{"skuId": "SKU-001", "quantity": 2}]));
+        assert!(uuid::Uuid::parse_str(first["reservationId"].as_str().unwrap()).is_ok());
+        assert!(chrono::DateTime::parse_from_rfc3339(first["createdAt"].as_str().unwrap()).is_ok(), "{first}");
+        let again: Value = app.post("/api/v1/stocks/reservations", Some(&admin), &body).await.json().await.unwrap();
+        assert_eq!(again, first, "the same reservation for a repeated orderId");
+        // The two reservation routes share one reservation per order.
+        let old_route: Value = app.post("/api/stocks/reserve", Some(&admin), &body).await.json().await.unwrap();
+        assert_eq!(old_route["reservationId"], first["reservationId"]);
+        assert_eq!(app.stock("SKU-001").await, (1, 2), "reserved once");
+
+        let short_order = uuid::Uuid::new_v4().to_string();
+        let short = json!({"orderId": short_order, "items": [{"skuId": "SKU-001", "quantity": 1}, {"skuId": "SKU-002", "quantity": 2}]});
+        let failed = app.post("/api/stocks/reservations", Some(&admin), &short).await;
+        assert_eq!(failed.status(), 200, "a refusal is an answer of the resource, not an error");
+        let failed: Value = failed.json().await.unwrap();
+        assert_eq!(failed["status"], "FAILED", "{failed}");
+        assert_eq!(failed["reason"], "INSUFFICIENT_STOCK:SKU-002 available=1 requested=2");
+        assert_eq!(failed["orderId"], short_order.as_str());
+        assert_eq!(failed["reservationId"], Value::Null, "nothing is held, so there is no reservation");
+        assert_eq!(failed["items"], short["items"]);
+        assert_eq!(app.stock("SKU-001").await, (1, 2), "all or nothing");
+        assert_eq!(app.stock("SKU-002").await, (1, 0));
+
+        let unknown = json!({"orderId": uuid::Uuid::new_v4(), "items": [{"skuId": "NO-SUCH-1", "quantity": 1}]});
+        let unknown: Value = app.post("/api/stocks/reservations", Some(&admin), &unknown).await.json().await.unwrap();
+        assert_eq!((unknown["status"].as_str(), unknown["reason"].as_str()), (Some("FAILED"), Some("SKU_NOT_FOUND:NO-SUCH-1")));
+
+        let buyer = app.buyer_token("u-1").await;
+        assert_problem(app.post("/api/stocks/reservations", Some(&buyer), &body).await, 403).await;
+        assert_problem(app.post("/api/stocks/reservations", None, &body).await, 401).await;
+        for bad in [
+            json!({"orderId": "not-a-uuid", "items": [{"skuId": "SKU-001", "quantity": 1}]}),
+            json!({"orderId": uuid::Uuid::new_v4(), "items": []}),
+            json!({"orderId": uuid::Uuid::new_v4(), "items": [{"skuId": "SKU-001", "quantity": 0}]}),
+            json!({"items": [{"skuId": "SKU-001", "quantity": 1}]}),
+        ] {
+            assert_problem(app.post("/api/stocks/reservations", Some(&admin), &bad).await, 400).await;
+        }
+    }
 }

@@ -24,8 +24,13 @@ pub use tokens::{Claims, IssuedToken, TokenError, TokenService};
 pub const ROLE_BUYER: &str = "buyer";
 /// May change stock, replay dead letters and read any order.
 pub const ROLE_ADMIN: &str = "admin";
-/// The roles a token may carry.
+/// The roles ordersaga gives a meaning to. A token may carry others (`viewer`, say): they grant nothing,
+/// and a route that needs `buyer` or `admin` refuses such a token with `403`.
 pub const KNOWN_ROLES: &[&str] = &[ROLE_BUYER, ROLE_ADMIN];
+/// Most roles one token of the mock issuer carries.
+pub const MAX_ROLES: usize = 16;
+/// Longest role name.
+pub const MAX_ROLE_LENGTH: usize = 64;
 
 /// Who caused something: the subject of a verified token and its roles. Travels in every event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +98,7 @@ impl Actor for AuthActor {
     type Context = Context<Self>;
 }
 
-/// Mock issuer: a token for any user and known roles (`POST /api/auth/token`).
+/// Mock issuer: a token for any user and any well-formed roles (`POST /api/auth/token`).
 #[derive(Message)]
 #[rtype(result = "Result<IssuedToken, AuthError>")]
 pub struct IssueToken {
@@ -140,11 +145,28 @@ fn validate_user_id(user_id: &str) -> Result<(), AuthError> {
     }
 }
 
+/// Any well-formed role name is issued: 1–64 of `A-Za-z0-9-_.:`, at most [`MAX_ROLES`] of them. Which
+/// roles may do what is the routes' business (authorization), not the issuer's.
 fn validate_roles(roles: &[String]) -> Result<(), AuthError> {
-    match roles.iter().find(|r| !KNOWN_ROLES.contains(&r.as_str())) {
+    if roles.len() > MAX_ROLES {
+        return Err(AuthError::InvalidRequest(format!(
+            "a token carries at most {MAX_ROLES} roles"
+        )));
+    }
+    let well_formed = |role: &str| {
+        !role.is_empty()
+            && role.len() <= MAX_ROLE_LENGTH
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    };
+    match roles.iter().find(|r| !well_formed(r)) {
         Some(role) => Err(AuthError::InvalidRequest(format!(
-            "unknown role `{role}`; known roles are {}",
-            KNOWN_ROLES.join(", ")
+            "role `{}` is not a role name: 1-{MAX_ROLE_LENGTH} characters of letters, digits and -_.:",
+            role.chars()
+                .take(MAX_ROLE_LENGTH)
+                .collect::<String>()
+                .escape_debug()
         ))),
         None => Ok(()),
     }

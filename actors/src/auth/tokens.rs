@@ -1,6 +1,7 @@
 //! Tokens: JWTs signed with HMAC-SHA256. Verification accepts only that algorithm (a token with
-//! `alg: none` or any other algorithm is rejected), requires `exp`, `sub` and the configured `iss`, and
-//! allows a small clock leeway. Tokens the mock issuer signs carry `"mock": true`, and a node can refuse
+//! `alg: none` or any other algorithm is rejected), requires `exp`, `sub` and the configured `iss` (`iat`
+//! is optional, as in JWT itself: issued tokens carry it, a token without it verifies), and allows a small
+//! clock leeway. Tokens the mock issuer signs carry `"mock": true`, and a node can refuse
 //! them (`auth.accept_mock_tokens`). Verification is a pure function of the token, so the HTTP extractor
 //! calls [`TokenService::verify`] in place.
 
@@ -17,18 +18,21 @@ pub struct Claims {
     #[serde(default)]
     pub roles: Vec<String>,
     pub iss: String,
-    pub iat: i64,
+    /// Issued at; optional in JWT, so a token without it verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     pub exp: i64,
     /// Signed by the mock issuer (`POST /api/auth/token`), not after a login.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mock: bool,
 }
 
-/// A freshly signed token.
+/// A freshly signed token, and what it says.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
     pub access_token: String,
     pub expires_in: u64,
+    pub claims: Claims,
 }
 
 /// Why a token was not accepted. The reasons are logged, never told to the client.
@@ -97,7 +101,7 @@ impl TokenService {
             sub: user_id.to_owned(),
             roles: roles.to_vec(),
             iss: self.issuer.clone(),
-            iat: now,
+            iat: Some(now),
             exp: now.saturating_add(ttl_secs),
             mock,
         };
@@ -106,6 +110,7 @@ impl TokenService {
         Ok(IssuedToken {
             access_token,
             expires_in: ttl.as_secs(),
+            claims,
         })
     }
 
@@ -154,6 +159,36 @@ mod tests {
         let other = TokenService::new(b"another-key-another-key-another-k", "ordersaga", 0, true);
         let t = other.issue("u-1", &[], Duration::from_secs(60), false).unwrap();
         assert!(service().verify(&t.access_token).is_err());
+    }
+
+    /// Signs `claims` as they are, with the key of [`service`].
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_without_iat_verifies_and_one_without_exp_sub_or_iss_does_not() {
+        let exp = Utc::now().timestamp() + 60;
+        let claims = service()
+            .verify(&signed(
+                serde_json::json!({"sub": "u-1", "roles": ["buyer"], "iss": "ordersaga", "exp": exp}),
+            ))
+            .unwrap();
+        assert_eq!(claims.sub, "u-1");
+        assert_eq!(claims.iat, None);
+        for missing in [
+            serde_json::json!({"sub": "u-1", "iss": "ordersaga"}),
+            serde_json::json!({"iss": "ordersaga", "exp": exp}),
+            serde_json::json!({"sub": "u-1", "exp": exp}),
+            serde_json::json!({"sub": "", "iss": "ordersaga", "exp": exp}),
+        ] {
+            assert!(service().verify(&signed(missing.clone())).is_err(), "{missing}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! transaction (it may be slow: `payment.latency_ms`), and may fail transiently
 //! (`payment.transient_failure_rate`), which the middleware retries. Its answer is deterministic per
 //! order: `SUCCESS` always succeeds, `FAIL` always fails, `HASHED` succeeds for about half of the order
-//! ids; the payment id is derived from the order id, so a repeated call is the same payment. `Apply`
+//! ids, exactly those the seed system's gateway approves (see [`java_uuid_hash`]); the payment id is derived from the order id, so a repeated call is the same payment. `Apply`
 //! records the payment and publishes its result in the middleware's transaction.
 //!
 //! Refunding (`q.payment.refund-requested`): the saga asks for a refund when a payment succeeded for an
@@ -68,14 +68,23 @@ pub fn refund_id(order_id: &str) -> String {
     derived_id("refund", order_id)
 }
 
-/// Whether the gateway approves the order's payment in `mode`.
+/// Java's `java.util.UUID.hashCode()` of a UUID: the two 64-bit halves XORed, then the two 32-bit halves
+/// of that XORed. `None` for a string that is not a UUID.
+pub fn java_uuid_hash(text: &str) -> Option<i32> {
+    let (msb, lsb) = uuid::Uuid::parse_str(text).ok()?.as_u64_pair();
+    let hilo = msb ^ lsb;
+    Some(((hilo >> 32) as u32 ^ hilo as u32) as i32)
+}
+
+/// Whether the gateway approves the order's payment in `mode`. `HASHED` decides as the seed system's
+/// payment service does (`Math.floorMod(orderId.hashCode(), 2) == 0`: the Java hash of the order id is
+/// even), so an order id gets the same outcome from both; an order id that is not a UUID (never one
+/// ordersaga made) is declined.
 pub fn approves(mode: PaymentMode, order_id: &str) -> bool {
     match mode {
         PaymentMode::Success => true,
         PaymentMode::Fail => false,
-        PaymentMode::Hashed => Sha256::digest(order_id.as_bytes())
-            .first()
-            .is_some_and(|b| b % 2 == 0),
+        PaymentMode::Hashed => java_uuid_hash(order_id).is_some_and(|h| h.rem_euclid(2) == 0),
     }
 }
 
@@ -294,10 +303,44 @@ mod tests {
         assert!(uuid::Uuid::parse_str(&refund_id("o-1")).is_ok());
     }
 
+    /// `UUID.fromString(id).hashCode()` and `Math.floorMod(hash, 2) == 0` as Java 17 computes them.
+    const JAVA: &[(&str, i32, bool)] = &[
+        ("00000000-0000-0000-0000-000000000000", 0, true),
+        ("00000000-0000-0000-0000-000000000001", 1, false),
+        ("00000000-0000-0001-0000-000000000000", 1, false),
+        ("00000000-0000-0001-0000-000000000001", 0, true),
+        ("ae7ba57f-7ee9-4243-8aba-86b3028069de", 1487407185, false),
+        ("b4945085-1c2d-4e5f-8a9b-0c1d2e3f4a5b", 203249820, true),
+        ("01ef1549-9b8a-4c7d-9e6f-5a4b3c2d1e0f", 942087536, true),
+        ("4d8e1012-e736-4d43-b955-ed169d37efda", -1898291299, false),
+        ("a32ee3e5-0f81-4a88-a361-f1f2158dfdbf", 440640800, true),
+        ("0fbdc2e2-7c24-4da1-ae4e-6a5b8ce4d7a2", 1362309818, true),
+        ("ffffffff-ffff-ffff-ffff-ffffffffffff", 0, true),
+        ("123e4567-e89b-12d3-a456-426614174000", 1256478162, true),
+        ("f47ac10b-58cc-4372-a567-0e02b2c3d479", -1156425726, true),
+        ("6ba7b810-9dad-11d1-80b4-00c04fd430c8", 963287497, false),
+        ("c9bf9e57-1685-4c89-bafb-ff5af830be8a", -1645112562, true),
+        ("0b0d1c9e-9f6a-4e0b-8c8d-3c6a1e2f4b5a", 113583525, false),
+    ];
+
+    #[test]
+    fn hashed_mode_decides_as_the_seed_systems_java_gateway() {
+        for &(id, hash, approved) in JAVA {
+            assert_eq!(java_uuid_hash(id), Some(hash), "{id}");
+            assert_eq!(approves(PaymentMode::Hashed, id), approved, "{id}");
+            assert_eq!(
+                approves(PaymentMode::Hashed, &id.to_ascii_uppercase()),
+                approved,
+                "{id} in upper case"
+            );
+        }
+        assert!(!approves(PaymentMode::Hashed, "not-a-uuid"));
+    }
+
     #[test]
     fn hashed_mode_approves_about_half() {
         let approved = (0..1000)
-            .filter(|i| approves(PaymentMode::Hashed, &format!("order-{i}")))
+            .filter(|_| approves(PaymentMode::Hashed, &uuid::Uuid::new_v4().to_string()))
             .count();
         assert!((400..600).contains(&approved), "{approved}");
         assert!(approves(PaymentMode::Success, "x"));

@@ -141,13 +141,47 @@ async fn set_stock(
 /// What reserving came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reservation {
-    /// Every line is held (now, or by an earlier reservation of the same order).
+    /// Every line is held (now, or by an earlier reservation of the same order, made at `created_at`).
     Reserved {
         reservation_id: String,
         items: Vec<SkuQuantity>,
+        created_at: chrono::DateTime<chrono::Utc>,
     },
-    /// Nothing was held; `reason` is `INSUFFICIENT_STOCK` or `UNKNOWN_SKU`.
-    Refused { reason: &'static str },
+    /// Nothing was held, because of the first SKU (in SKU order) that could not be reserved.
+    Refused(Refusal),
+}
+
+/// Why a reservation held nothing: `reason` (`INSUFFICIENT_STOCK` or `UNKNOWN_SKU`) for `sku_id`, of
+/// which `requested` units were asked and `available` were there (`None`: the SKU is unknown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub sku_id: String,
+    pub requested: i32,
+    pub available: Option<i64>,
+}
+
+impl Refusal {
+    /// The refusal as the seed system's reservation resource says it:
+    /// `INSUFFICIENT_STOCK:SKU-001 available=1 requested=2`, or `SKU_NOT_FOUND:SKU-001`.
+    pub fn detail(&self) -> String {
+        match self.available {
+            Some(available) => format!(
+                "{}:{} available={available} requested={}",
+                self.reason, self.sku_id, self.requested
+            ),
+            None => format!("SKU_NOT_FOUND:{}", self.sku_id),
+        }
+    }
+
+    fn unknown(item: &SkuQuantity) -> Reservation {
+        Reservation::Refused(Refusal {
+            reason: UNKNOWN_SKU,
+            sku_id: item.sku_id.clone(),
+            requested: item.quantity,
+            available: None,
+        })
+    }
 }
 
 /// Quantities per SKU, merged and ordered by SKU (a stable locking order).
@@ -221,6 +255,7 @@ pub async fn reserve(
         return Ok(Reservation::Reserved {
             reservation_id: existing.id,
             items,
+            created_at: existing.created_at,
         });
     }
     let wanted = merge(items);
@@ -231,11 +266,14 @@ pub async fn reserve(
     let by_sku: BTreeMap<&str, &stocks::Model> = rows.iter().map(|r| (r.sku_id.as_str(), r)).collect();
     for item in &wanted {
         match by_sku.get(item.sku_id.as_str()) {
-            None => return Ok(Reservation::Refused { reason: UNKNOWN_SKU }),
+            None => return Ok(Refusal::unknown(item)),
             Some(row) if row.available_qty < i64::from(item.quantity) => {
-                return Ok(Reservation::Refused {
+                return Ok(Reservation::Refused(Refusal {
                     reason: INSUFFICIENT_STOCK,
-                });
+                    sku_id: item.sku_id.clone(),
+                    requested: item.quantity,
+                    available: Some(row.available_qty),
+                }));
             }
             Some(_) => {}
         }
@@ -247,7 +285,7 @@ pub async fn reserve(
     let mut writes = db::Writes::new();
     for item in &wanted {
         let Some(row) = by_sku.get(item.sku_id.as_str()) else {
-            return Ok(Reservation::Refused { reason: UNKNOWN_SKU });
+            return Ok(Refusal::unknown(item));
         };
         let quantity = i64::from(item.quantity);
         writes.push(
@@ -297,6 +335,7 @@ pub async fn reserve(
     Ok(Reservation::Reserved {
         reservation_id,
         items: wanted,
+        created_at: now,
     })
 }
 
@@ -326,15 +365,16 @@ impl Handler<Apply> for InventoryActor {
                         Reservation::Reserved {
                             reservation_id,
                             items,
+                            ..
                         } => Event::InventoryReserved(InventoryReserved {
                             order_id: order.order_id.clone(),
                             reservation_id,
                             reserved_items: items,
                         }),
-                        Reservation::Refused { reason } => Event::InventoryFailed(InventoryFailed {
+                        Reservation::Refused(refusal) => Event::InventoryFailed(InventoryFailed {
                             order_id: order.order_id.clone(),
                             reservation_id: None,
-                            reason: reason.to_owned(),
+                            reason: refusal.reason.to_owned(),
                         }),
                     };
                     Ok(Effects::publish(envelope.caused(event)))
@@ -356,7 +396,8 @@ impl Handler<Apply> for InventoryActor {
     }
 }
 
-/// Reserves stock for an order directly (`POST /api/stocks/reserve`), all or nothing, idempotent per order.
+/// Reserves stock for an order directly (`POST /api/stocks/reserve`, `POST /api/stocks/reservations`),
+/// all or nothing, idempotent per order.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Reservation, InventoryError>")]
 pub struct Reserve {
