@@ -150,6 +150,10 @@ impl From<TokenError> for ApiError {
                 tracing::debug!(%reason, "rejected token");
                 "the token is not valid"
             }
+            TokenError::UnknownKey(kid) => {
+                tracing::debug!(%kid, "rejected token: unknown key");
+                "the token is not valid"
+            }
         };
         ApiError::Problem(StatusCode::UNAUTHORIZED, "invalid-token", detail.to_owned())
     }

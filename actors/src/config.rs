@@ -82,6 +82,20 @@ pub struct AuthSettings {
     /// Take the client address from the last `X-Forwarded-For` entry (behind a proxy that sets it)
     /// instead of the connection's peer.
     pub trust_forwarded_for: bool,
+    /// A PEM private key (RSA: RS256, or EC P-256: ES256) this node's issuer signs with instead of the
+    /// shared secret; its public key is served at `/.well-known/jwks.json`. Tokens signed with the
+    /// secret still verify.
+    pub signing_key_file: Option<String>,
+    /// The JWKS of an identity provider whose RS256/ES256 tokens verify here: an `http(s)://` URL, or a
+    /// file (`file:///path` or a path). Read at start and every `jwks_refresh_seconds`, and again (at
+    /// most every 10 s) when a token names a `kid` it does not hold.
+    pub jwks_url: Option<String>,
+    /// The `iss` the provider's tokens carry. Unset: `jwt_issuer`.
+    pub jwks_issuer: Option<String>,
+    /// The `aud` the provider's tokens must carry. Unset: not checked.
+    pub audience: Option<String>,
+    /// How often the provider's JWKS is read again.
+    pub jwks_refresh_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -98,6 +112,11 @@ impl Default for AuthSettings {
             limit_per_username: 10,
             limit_period_seconds: 60,
             trust_forwarded_for: false,
+            signing_key_file: None,
+            jwks_url: None,
+            jwks_issuer: None,
+            audience: None,
+            jwks_refresh_seconds: 300,
         }
     }
 }
@@ -118,6 +137,20 @@ impl AuthSettings {
         }
         if self.limit_period_seconds == 0 || self.limit_period_seconds > 86_400 {
             return Err("limit_period_seconds: must be between 1 and 86400".into());
+        }
+        if let Some(path) = &self.signing_key_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("signing_key_file: cannot read {path}: {e}"))?;
+            crate::auth::keys::SigningKey::from_pem(&pem)
+                .map_err(|e| format!("signing_key_file: {path}: {e}"))?;
+        }
+        if let Some(url) = &self.jwks_url
+            && crate::auth::keys::JwksSource::parse(url).is_none()
+        {
+            return Err("jwks_url: must be an http:// or https:// URL, a file:// URL or a path".into());
+        }
+        if !(10..=86_400).contains(&self.jwks_refresh_seconds) {
+            return Err("jwks_refresh_seconds: must be between 10 and 86400".into());
         }
         Ok(())
     }

@@ -10,6 +10,8 @@ use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::admission::Admission;
 use crate::archive::ArchiveActor;
+use crate::auth::keys::{JwksSource, SigningKey};
+use crate::auth::tokens::Provider;
 use crate::auth::{
     AuthActor, AuthError, Claims, Introspect, IssueToken, IssuedToken, Login, Register, TokenError,
     TokenService,
@@ -84,12 +86,13 @@ impl Engine {
     /// (which sends whatever the outbox still holds).
     pub async fn start(db: DatabaseConnection, config: EngineConfig) -> anyhow::Result<Engine> {
         let node_id = config.node_id.clone();
-        let tokens = Arc::new(TokenService::new(
-            &config.jwt_secret,
-            &config.jwt_issuer,
-            config.auth.leeway_seconds,
-            config.auth.accepts_mock_tokens(),
-        ));
+        let tokens = Arc::new(token_service(&config)?);
+        if let Some(keys) = tokens.provider_keys()
+            && let Some(source) = config.auth.jwks_url.as_deref().and_then(JwksSource::parse)
+        {
+            let every = std::time::Duration::from_secs(config.auth.jwks_refresh_seconds);
+            actix::spawn(crate::auth::keys::refresh(keys, source, every));
+        }
         let auth = AuthActor::new(db.clone(), tokens.clone(), config.auth.clone()).start();
         let outbox = OutboxSignal::new();
         // On SQLite the single connection serializes the work anyway, and every extra thread costs
@@ -370,6 +373,37 @@ impl Engine {
     pub fn bus(&self) -> (&'static str, bool) {
         (self.transport.name(), self.transport.is_ready())
     }
+}
+
+/// Signs with the shared secret or `auth.signing_key_file`, and verifies an identity provider's tokens
+/// too when `auth.jwks_url` is set.
+fn token_service(config: &EngineConfig) -> anyhow::Result<TokenService> {
+    let auth = &config.auth;
+    let mut tokens = TokenService::new(
+        &config.jwt_secret,
+        &config.jwt_issuer,
+        auth.leeway_seconds,
+        auth.accepts_mock_tokens(),
+    );
+    if let Some(path) = &auth.signing_key_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("auth.signing_key_file: cannot read {path}: {e}"))?;
+        let key =
+            SigningKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("auth.signing_key_file: {path}: {e}"))?;
+        tracing::info!(kid = %key.kid, algorithm = ?key.algorithm, "tokens are signed with the node's key");
+        tokens = tokens.with_signing_key(key);
+    }
+    if auth.jwks_url.is_some() {
+        let issuer = auth.jwks_issuer.as_deref().unwrap_or(&config.jwt_issuer);
+        let provider = Provider::new(
+            Arc::default(),
+            issuer,
+            auth.audience.as_deref(),
+            auth.leeway_seconds,
+        );
+        tokens = tokens.with_provider(provider);
+    }
+    Ok(tokens)
 }
 
 /// The auth actor did not answer (the node is shutting down).

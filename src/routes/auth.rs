@@ -16,6 +16,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/auth/introspect", web::post().to(introspect));
 }
 
+/// `/.well-known/jwks.json`, outside `/api`.
+pub fn configure_well_known(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/jwks.json", web::get().to(jwks));
+}
+
+/// The public keys this node's issuer signs with (`auth.signing_key_file`): `{"keys":[…]}`, empty when
+/// it signs with the shared secret.
+async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys = state.engine()?.tokens.public_keys();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .json(json!({ "keys": keys })))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRequest {

@@ -20,6 +20,7 @@ pub mod stocks;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
+        .configure(auth::configure_well_known)
         .configure(crate::dashboard::configure)
         .service(web::scope("/api/v1").configure(api))
         .service(web::scope("/api").configure(api));

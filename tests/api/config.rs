@@ -140,6 +140,16 @@ fn bad_configuration_stops_the_start_with_one_line() {
     assert_refused(&[], Some("paymnet_mode = \"FAIL\"\n"), "paymnet_mode");
     assert_refused(&[], Some("[auth]\nmock_isuer = false\n"), "mock_isuer");
     assert_refused(
+        &[("ORDERSAGA_AUTH__SIGNING_KEY_FILE", "/nonexistent/signing.pem")],
+        None,
+        "signing_key_file",
+    );
+    assert_refused(
+        &[("ORDERSAGA_AUTH__JWKS_URL", "ftp://idp/jwks")],
+        None,
+        "jwks_url",
+    );
+    assert_refused(
         &[("ORDERSAGA_RETRY__MAX_ATTEMPTS", "0")],
         None,
         "retry.max_attempts",

@@ -16,6 +16,7 @@ mod dashboards;
 mod dead_letters;
 mod health;
 mod idempotency;
+mod identity;
 mod loadtest;
 mod observability;
 mod orders;

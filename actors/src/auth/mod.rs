@@ -14,6 +14,7 @@ use crate::config::AuthSettings;
 use crate::db;
 use entities::users;
 
+pub mod keys;
 pub mod passwords;
 pub mod tokens;
 

@@ -1,15 +1,22 @@
-//! Tokens: JWTs signed with HMAC-SHA256. Verification accepts only that algorithm (a token with
-//! `alg: none` or any other algorithm is rejected), requires `exp`, `sub` and the configured `iss` (`iat`
-//! is optional, as in JWT itself: issued tokens carry it, a token without it verifies), and allows a small
-//! clock leeway. Tokens the mock issuer signs carry `"mock": true`, and a node can refuse
+//! Tokens: JWTs signed with HMAC-SHA256 and the shared secret, or — when `auth.signing_key_file` is
+//! set — with this node's RSA or P-256 key (RS256/ES256, its `kid` published at `/.well-known/jwks.json`);
+//! tokens of an identity provider verify against its JWKS (`auth.jwks_url`, [`super::keys`]). An HS256
+//! token is verified with the shared secret only; an RS256/ES256 token with the key its `kid` names, and
+//! only with the algorithm that key is for; `alg: none` and every other algorithm are rejected.
+//! Verification requires `exp`, `sub` and the configured `iss` (`iat` is optional, as in JWT itself:
+//! issued tokens carry it, a token without it verifies; a provider's tokens must also carry the
+//! configured `aud`), and allows a small clock leeway. Tokens the mock issuer signs carry `"mock": true`, and a node can refuse
 //! them (`auth.accept_mock_tokens`). Verification is a pure function of the token, so the HTTP extractor
 //! calls [`TokenService::verify`] in place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use super::keys::{KeySet, SigningKey};
 
 /// The claims of an ordersaga token.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,6 +51,37 @@ pub enum TokenError {
     Invalid(String),
     #[error("tokens of the mock issuer are refused here")]
     MockRefused,
+    /// An RS256/ES256 token whose `kid` no key known here has (the provider may have rotated its keys:
+    /// the key set is read again).
+    #[error("token signed with an unknown key {0:?}")]
+    UnknownKey(String),
+}
+
+/// An identity provider whose tokens verify here.
+pub struct Provider {
+    pub keys: Arc<KeySet>,
+    validation: Validation,
+}
+
+impl Provider {
+    /// Its keys, and the `iss` (and, if given, `aud`) its tokens must carry.
+    pub fn new(keys: Arc<KeySet>, issuer: &str, audience: Option<&str>, leeway_seconds: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.leeway = leeway_seconds;
+        validation.validate_nbf = true;
+        match audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+            }
+            None => {
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+            }
+        }
+        Self { keys, validation }
+    }
 }
 
 /// Signs and verifies tokens with one HMAC key.
@@ -53,6 +91,9 @@ pub struct TokenService {
     validation: Validation,
     issuer: String,
     accept_mock: bool,
+    /// The key this node signs with instead of the shared secret.
+    signing: Option<SigningKey>,
+    provider: Option<Provider>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -79,7 +120,33 @@ impl TokenService {
             validation,
             issuer: issuer.to_owned(),
             accept_mock,
+            signing: None,
+            provider: None,
         }
+    }
+
+    /// Signs with `key` (RS256 or ES256) instead of the shared secret; tokens signed with the secret
+    /// still verify.
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.signing = Some(key);
+        self
+    }
+
+    /// Also accepts the tokens of an identity provider.
+    pub fn with_provider(mut self, provider: Provider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The public keys of this node's issuer, as a JWKS document's `keys` (empty when it signs with the
+    /// shared secret, which is never published).
+    pub fn public_keys(&self) -> Vec<jsonwebtoken::jwk::Jwk> {
+        self.signing.iter().map(|key| key.public.clone()).collect()
+    }
+
+    /// The identity provider's key set, if one is configured.
+    pub fn provider_keys(&self) -> Option<Arc<KeySet>> {
+        self.provider.as_ref().map(|p| p.keys.clone())
     }
 
     pub fn issuer(&self) -> &str {
@@ -105,8 +172,15 @@ impl TokenService {
             exp: now.saturating_add(ttl_secs),
             mock,
         };
-        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let signed = match &self.signing {
+            Some(key) => {
+                let mut header = Header::new(key.algorithm);
+                header.kid = Some(key.kid.clone());
+                jsonwebtoken::encode(&header, &claims, &key.encoding)
+            }
+            None => jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding),
+        };
+        let access_token = signed.map_err(|e| TokenError::Invalid(e.to_string()))?;
         Ok(IssuedToken {
             access_token,
             expires_in: ttl.as_secs(),
@@ -116,21 +190,64 @@ impl TokenService {
 
     /// Verifies signature, algorithm, `exp`, `iss` and a non-empty `sub`.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(e.to_string()),
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let claims = match header.alg {
+            Algorithm::HS256 => decode(token, &self.decoding, &self.validation)?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let kid = header.kid.ok_or_else(|| TokenError::Invalid("no kid".into()))?;
+                let (key, validation) = match (&self.signing, &self.provider) {
+                    (Some(own), _) if own.kid == kid => (own.verifying.clone(), self.own_validation(own)),
+                    (_, Some(provider)) => {
+                        let key = provider.keys.get(&kid).ok_or(TokenError::UnknownKey(kid))?;
+                        let mut validation = provider.validation.clone();
+                        validation.algorithms = vec![key.algorithm];
+                        (key, validation)
+                    }
+                    _ => return Err(TokenError::UnknownKey(kid)),
+                };
+                if key.algorithm != header.alg {
+                    return Err(TokenError::Invalid(format!(
+                        "{:?} token for a {:?} key",
+                        header.alg, key.algorithm
+                    )));
+                }
+                decode(token, &key.key, &validation)?
             }
-        })?;
-        if data.claims.sub.trim().is_empty() {
+            other => {
+                return Err(TokenError::Invalid(format!(
+                    "algorithm {other:?} is not accepted"
+                )));
+            }
+        };
+        if claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("empty sub".into()));
         }
-        if data.claims.mock && !self.accept_mock {
+        if claims.mock && !self.accept_mock {
             return Err(TokenError::MockRefused);
         }
-        Ok(data.claims)
+        Ok(claims)
     }
+
+    /// The shared secret's rules, for this node's own key's algorithm.
+    fn own_validation(&self, own: &SigningKey) -> Validation {
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![own.algorithm];
+        validation
+    }
+}
+
+fn decode(
+    token: &str,
+    key: &jsonwebtoken::DecodingKey,
+    validation: &Validation,
+) -> Result<Claims, TokenError> {
+    use jsonwebtoken::errors::ErrorKind;
+    jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid(e.to_string()),
+        })
 }
 
 #[cfg(test)]
