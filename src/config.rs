@@ -10,8 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use actors::config::{
-    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, OutboxSettings,
-    PaymentSettings, RetrySettings, SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, CacheSettings,
+    CatalogSettings, OutboxSettings, PaymentSettings, RetrySettings, SagaSettings,
 };
 pub use actors::config::{PaymentMode, Secret};
 
@@ -43,6 +43,9 @@ pub struct Settings {
     pub database_url: String,
     /// RabbitMQ URL; unset means the in-process bus.
     pub amqp_url: Option<String>,
+    /// Redis URL of the read cache (`redis://host:6379`), shared by every node; unset means an
+    /// in-memory cache per node.
+    pub redis_url: Option<String>,
     /// HMAC key for tokens (at least 32 bytes). Unset: a random per-process key and a warning.
     pub jwt_secret: Option<Secret>,
     /// `iss` of issued tokens, required of verified ones.
@@ -73,6 +76,8 @@ pub struct Settings {
     pub archive: ArchiveSettings,
     pub admission: AdmissionSettings,
     pub bus: BusSettings,
+    pub cache: CacheSettings,
+    pub catalog: CatalogSettings,
 }
 
 impl Default for Settings {
@@ -82,6 +87,7 @@ impl Default for Settings {
             node_id: None,
             database_url: "sqlite://ordersaga.db?mode=rwc".to_owned(),
             amqp_url: None,
+            redis_url: None,
             jwt_secret: None,
             jwt_issuer: "ordersaga".to_owned(),
             payment_mode: PaymentMode::Success,
@@ -101,6 +107,8 @@ impl Default for Settings {
             archive: ArchiveSettings::default(),
             admission: AdmissionSettings::default(),
             bus: BusSettings::default(),
+            cache: CacheSettings::default(),
+            catalog: CatalogSettings::default(),
         }
     }
 }
@@ -238,6 +246,11 @@ impl Settings {
                 "must start with amqp:// or amqps://",
             ));
         }
+        if let Some(url) = &self.redis_url
+            && !url.starts_with("redis://")
+        {
+            return Err(ConfigError::setting("redis_url", "must start with redis://"));
+        }
         if let Some(secret) = &self.jwt_secret
             && secret.expose().len() < MIN_SECRET_BYTES
         {
@@ -288,7 +301,7 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let checks: [(&str, Result<(), String>); 8] = [
+        let checks: [(&str, Result<(), String>); 9] = [
             ("auth", self.auth.validate()),
             ("saga", self.saga.validate()),
             ("payment", self.payment.validate()),
@@ -297,6 +310,7 @@ impl Settings {
             ("broker", self.broker.validate()),
             ("archive", self.archive.validate()),
             ("bus", self.bus.validate()),
+            ("cache", self.cache.validate()),
         ];
         for (section, check) in checks {
             if let Err(problem) = check {

@@ -42,12 +42,15 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
             }));
     };
     let (transport, bus) = engine.bus();
+    // The cache is reported but does not decide readiness: without it, reads go to the database.
+    let cache = engine.cache.is_up().await;
     let ready = database && bus;
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
             "database": if database { "up" } else { "down" },
             "bus": { "transport": transport, "status": if bus { "up" } else { "down" } },
+            "cache": { "backend": engine.cache.backend().as_str(), "status": if cache { "up" } else { "down" } },
         },
     });
     if ready {

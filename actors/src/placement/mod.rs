@@ -70,6 +70,9 @@ pub enum PlaceError {
     /// The request's deadline passed before the order was committed: it was not placed.
     #[error("the order could not be placed before the request's deadline; it was not placed")]
     Expired,
+    /// The catalog refuses a line (an inactive product, a price not the catalog's): it was not placed.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogRefusal),
     /// The node's backlog is full (admission control): it was not placed.
     #[error("the node has as much work as it takes; try again shortly with the same Idempotency-Key")]
     Overloaded,
@@ -104,6 +107,11 @@ async fn find_by_key(
         .filter(orders::Column::IdempotencyKey.eq(key))
         .one(db)
         .await
+}
+
+/// Whether this user's `key` placed an order already (a refused request answers its replay instead).
+pub async fn key_used(db: &impl ConnectionTrait, user_id: &str, key: &str) -> Result<bool, DbErr> {
+    Ok(find_by_key(db, user_id, key).await?.is_some())
 }
 
 /// What became of one request of a batch.

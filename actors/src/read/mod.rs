@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod events;
 pub mod orders;
 pub mod payments;
+pub mod products;
 pub mod releases;
 pub mod sagas;
 pub mod stock;
