@@ -457,6 +457,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_settings_are_checked() {
+        let mut s = Settings::default();
+        assert!(s.cache.enabled && s.redis_url.is_none(), "in memory by default");
+        s.redis_url = Some("http://127.0.0.1:6379".to_owned());
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("redis_url") && err.contains("ORDERSAGA_REDIS_URL"),
+            "{err}"
+        );
+        s.redis_url = Some("redis://127.0.0.1:6379".to_owned());
+        assert!(s.validate().is_ok());
+        s.cache.ttl_seconds = 0;
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("cache.ttl_seconds") && err.contains("ORDERSAGA_CACHE__TTL_SECONDS"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_nested_setting_names_its_section() {
         let mut s = Settings::default();
         s.retry.max_attempts = 0;
