@@ -150,3 +150,125 @@ pub async fn check_order(
     }
     Ok(Ok(()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CacheSettings;
+
+    fn line(sku: &str, price: &str) -> NewOrderLine {
+        NewOrderLine {
+            sku_id: SkuId::parse(sku).unwrap(),
+            quantity: 1,
+            price: price.parse().unwrap(),
+        }
+    }
+
+    fn row(sku: &str, price: Option<&str>, active: bool) -> products::Model {
+        let now = chrono::Utc::now();
+        products::Model {
+            sku_id: sku.to_owned(),
+            name: sku.to_owned(),
+            description: None,
+            price: price.map(|p| p.parse().unwrap()),
+            active,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// A database without a `products` table: any query the check made would fail.
+    async fn no_tables() -> DatabaseConnection {
+        sea_orm::Database::connect("sqlite::memory:").await.unwrap()
+    }
+
+    async fn warm(cache: &Cache, rows: Vec<products::Model>, absent: &[&str]) {
+        let mut keys: Vec<String> = rows.iter().map(|r| r.sku_id.clone()).collect();
+        keys.extend(absent.iter().map(|s| (*s).to_owned()));
+        let loaded: Vec<(String, products::Model)> =
+            rows.into_iter().map(|r| (r.sku_id.clone(), r)).collect();
+        cache
+            .get_many_or_load(
+                CacheName::Products,
+                &keys,
+                |_| async move { Ok::<_, DbErr>(loaded) },
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_warm_cache_answers_the_placement_check_without_the_database() {
+        let cache = Cache::new(&CacheSettings::default(), None).unwrap();
+        let db = no_tables().await;
+        warm(
+            &cache,
+            vec![row("ON", Some("2.50"), true), row("OFF", None, false)],
+            &["NONE"],
+        )
+        .await;
+        let ok = check_order(&cache, &db, &[line("ON", "2.5"), line("NONE", "1")], true).await;
+        assert_eq!(ok.unwrap(), Ok(()), "no query: the table does not even exist");
+        let inactive = check_order(&cache, &db, &[line("NONE", "1"), line("OFF", "1")], false).await;
+        assert!(matches!(
+            inactive.unwrap(),
+            Err(CatalogRefusal::Inactive { line: 1, .. })
+        ));
+        let price = check_order(&cache, &db, &[line("ON", "2.49")], true).await;
+        assert!(matches!(
+            price.unwrap(),
+            Err(CatalogRefusal::PriceMismatch { line: 0, .. })
+        ));
+        assert_eq!(
+            check_order(&cache, &db, &[line("ON", "2.49")], false)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        // A cold key does go to the database (and here fails, having no table).
+        assert!(
+            check_order(&cache, &db, &[line("COLD", "1")], false)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_that_overlaps_a_write_does_not_put_the_old_row_back() {
+        let cache = Cache::new(&CacheSettings::default(), None).unwrap();
+        let keys = vec!["SKU-1".to_owned()];
+        // The reader misses and reads the database; the write commits and invalidates meanwhile.
+        let read = cache
+            .get_many_or_load(CacheName::Products, &keys, |_| {
+                let cache = cache.clone();
+                async move {
+                    let old = row("SKU-1", Some("1"), true);
+                    cache.invalidate(CacheName::Products, vec!["SKU-1".to_owned()]);
+                    Ok::<_, DbErr>(vec![("SKU-1".to_owned(), old)])
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            read.get("SKU-1").map(|r| r.active),
+            Some(true),
+            "the reader answers what it read"
+        );
+        // The next read does not find the old row: it reads the database again.
+        let next = cache
+            .get_many_or_load(CacheName::Products, &keys, |_| async {
+                Ok::<_, DbErr>(vec![("SKU-1".to_owned(), row("SKU-1", Some("1"), false))])
+            })
+            .await
+            .unwrap();
+        assert_eq!(next.get("SKU-1").map(|r| r.active), Some(false));
+        // Which is now cached.
+        let cached = cache
+            .get_many_or_load(CacheName::Products, &keys, |_| async {
+                Err::<Vec<(String, products::Model)>, _>(DbErr::Custom("not asked".into()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(cached.get("SKU-1").map(|r| r.active), Some(false));
+    }
+}
