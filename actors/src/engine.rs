@@ -32,7 +32,7 @@ use crate::mailbox::dead_letters::{self, DeadLetterError};
 use crate::mailbox::{Consumer, Mailbox};
 use crate::outbox::{OutboxRelay, OutboxSignal};
 use crate::placement::batcher::{Place, PlacementBatcher};
-use crate::placement::{PlaceError, PlaceOrder, Placement};
+use crate::placement::{CatalogCheck, PlaceError, PlaceOrder, Placement};
 use crate::saga::{Resume, SagaRegistry, Track};
 use crate::topology;
 use entities::{dead_letters as dead_letter_rows, products, stocks, users};
@@ -83,7 +83,6 @@ pub struct Engine {
     pub mailbox: Mailbox,
     /// The read cache of products and stock.
     pub cache: Cache,
-    catalog: CatalogSettings,
     /// Whether a new order may be placed now (`admission.max_backlog`).
     admission: Admission,
 }
@@ -143,7 +142,15 @@ impl Engine {
         };
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
-        let placements = PlacementBatcher::new(db.clone(), parallel).start();
+        let placements = PlacementBatcher::new(
+            db.clone(),
+            parallel,
+            CatalogCheck {
+                cache: cache.clone(),
+                check_prices: config.catalog.check_prices,
+            },
+        )
+        .start();
 
         let consumers = vec![
             Consumer {
@@ -262,7 +269,6 @@ impl Engine {
             transport,
             mailbox,
             cache,
-            catalog: config.catalog.clone(),
             admission,
         })
     }
@@ -278,17 +284,10 @@ impl Engine {
     ///
     /// Refused with [`PlaceError::Overloaded`] while the backlog is at `admission.max_backlog`.
     ///
-    /// The catalog is asked first (through the cache): an order for an inactive product, or with
-    /// `catalog.check_prices` one at another price than the catalog's, is refused — unless its key placed
-    /// an order before, which is then answered as usual.
+    /// The batcher checks each batch against the catalog first (through the cache): an order for an
+    /// inactive product, or with `catalog.check_prices` one at another price than the catalog's, is
+    /// refused — unless its key placed an order before, which is then answered as usual.
     pub async fn place_order(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
-        let check =
-            catalog::check_order(&self.cache, &self.db, &request.items, self.catalog.check_prices).await?;
-        if let Err(refusal) = check
-            && !crate::placement::key_used(&self.db, &request.user_id, &request.idempotency_key).await?
-        {
-            return Err(PlaceError::Catalog(refusal));
-        }
         let Some(admitted) = self.admission.admit() else {
             metrics::counter!("orders_refused_overloaded_total").increment(1);
             return Err(PlaceError::Overloaded);

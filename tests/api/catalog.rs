@@ -368,3 +368,122 @@ async fn two_nodes_sharing_redis(
     let nodes = [start_server(&db, &env).await, start_server(&db, &env).await];
     Some((redis, db, nodes))
 }
+
+/// What `/health/ready` says of the cache (it answers `200` whatever that is).
+async fn cache_status(app: &TestApp) -> String {
+    let response = app.get("/health/ready", None).await;
+    assert_eq!(response.status(), 200, "the cache never decides readiness");
+    let body: Value = response.json().await.unwrap();
+    body["checks"]["cache"]["status"].as_str().unwrap().to_owned()
+}
+
+/// A key of the Redis on `port`, if it is there.
+fn redis_get(port: u16, key: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut connection = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+    redis::cmd("GET")
+        .arg(key)
+        .query::<Option<String>>(&mut connection)
+        .ok()?
+}
+
+/// A `redis-server` of the test's own on a free port (so that stopping it touches no one else's),
+/// stopped when dropped.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    /// `None` (after saying why) without a `redis-server` binary, unless services are required.
+    async fn start(port: Option<u16>) -> Option<OwnRedis> {
+        let port = port.unwrap_or_else(crate::config::free_port);
+        let child = match std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                assert!(
+                    !crate::helpers::services_required(),
+                    "redis-server does not start ({e}) but ORDERSAGA_REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipped: redis-server does not start: {e}");
+                return None;
+            }
+        };
+        let own = OwnRedis { child, port };
+        let url = own.url();
+        eventually(
+            Duration::from_secs(10),
+            "the test's redis-server to answer",
+            || {
+                let url = url.clone();
+                async move {
+                    let client = redis::Client::open(url.as_str()).ok()?;
+                    let mut connection = client
+                        .get_connection_with_timeout(Duration::from_millis(200))
+                        .ok()?;
+                    redis::cmd("PING").query::<String>(&mut connection).ok()
+                }
+            },
+        )
+        .await;
+        Some(own)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+on_every_backend! {
+    async fn a_redis_that_goes_away_and_comes_back_is_used_again(backend) {
+        let Some(redis) = OwnRedis::start(None).await else { return };
+        let (url, port) = (redis.url(), redis.port);
+        let Some(app) = spawn_app_with(backend, |s| s.redis_url = Some(url)).await else { return };
+        app.set_stock("CAT-BACK", 6).await;
+        assert_eq!(app.stock("CAT-BACK").await, (6, 0));
+        assert_eq!(cache_status(&app).await, "up");
+
+        drop(redis);
+        // Away: reads and orders are answered from the database, and stay right.
+        assert_eq!(app.stock("CAT-BACK").await, (6, 0));
+        let order = app.order("u-1", vec![line("CAT-BACK", 2, "1")]).await;
+        assert_eq!(app.ended(order["orderId"].as_str().unwrap()).await["status"], "CONFIRMED");
+        assert_eq!(app.stock("CAT-BACK").await, (4, 2));
+        assert_eq!(cache_status(&app).await, "down");
+
+        // Back (empty, on the same port): the node uses it again.
+        let Some(_back) = OwnRedis::start(Some(port)).await else { return };
+        eventually(Duration::from_secs(30), "the node to see Redis again", || async {
+            (cache_status(&app).await == "up").then_some(())
+        })
+        .await;
+        assert_eq!(app.stock("CAT-BACK").await, (4, 2));
+        eventually(Duration::from_secs(10), "the stock entry to be written to the Redis that came back", || async {
+            app.stock("CAT-BACK").await;
+            let cached = redis_get(port, "ordersaga:stocks:CAT-BACK")?;
+            cached.contains("\"available_qty\":4").then_some(())
+        })
+        .await;
+    }
+}

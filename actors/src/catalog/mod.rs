@@ -2,10 +2,13 @@
 //! of `products`: the catalog's upsert (`PUT /api/catalog/products/{skuId}`) and the row the stock upsert
 //! makes for a new SKU ([`ensure_row`]). Its reads go through the read cache (`crate::cache`), and so
 //! does the check placing an order makes ([`check_order`]): with the cache warm, that check costs no
-//! database query.
+//! database query. The placement batcher makes it for a whole batch at once, so a batch costs one cache
+//! lookup (one `MGET` on Redis) whatever its size.
 //!
 //! SKUs without a product row are not the catalog's business: an order for one is accepted and fails in
 //! the saga (`UNKNOWN_SKU`), as before the catalog existed.
+
+use std::collections::HashMap;
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Set};
@@ -109,10 +112,55 @@ pub async fn product(
         .await
 }
 
-/// Checks an order's lines against the catalog, through the cache (one database query for the SKUs
-/// it does not hold, none when it holds them all): a line whose product is inactive is refused, and,
-/// with `check_prices`, a line whose price is not its product's price (when the product has one).
-/// SKUs without a product pass: the saga decides about them.
+/// The products of these SKUs that exist, through the cache: one database query for the SKUs it does
+/// not hold, none when it holds them all.
+pub async fn products_of(
+    cache: &Cache,
+    db: &DatabaseConnection,
+    skus: &[String],
+) -> Result<HashMap<String, products::Model>, DbErr> {
+    cache
+        .get_many_or_load(CacheName::Products, skus, |missing| async move {
+            let rows = read::products::many(db, &missing).await?;
+            Ok::<_, DbErr>(rows.into_iter().map(|row| (row.sku_id.clone(), row)).collect())
+        })
+        .await
+}
+
+/// Why the catalog refuses an order's lines, if it does: a line whose product is inactive, or, with
+/// `check_prices`, a line whose price is not its product's price (when the product has one). SKUs
+/// without a product pass: the saga decides about them.
+pub fn refusal(
+    products: &HashMap<String, products::Model>,
+    lines: &[NewOrderLine],
+    check_prices: bool,
+) -> Option<CatalogRefusal> {
+    for (line, item) in lines.iter().enumerate() {
+        let Some(product) = products.get(item.sku_id.as_str()) else {
+            continue;
+        };
+        if !product.active {
+            return Some(CatalogRefusal::Inactive {
+                line,
+                sku_id: product.sku_id.clone(),
+            });
+        }
+        if check_prices
+            && let Some(catalog) = product.price
+            && catalog != item.price
+        {
+            return Some(CatalogRefusal::PriceMismatch {
+                line,
+                sku_id: product.sku_id.clone(),
+                given: item.price,
+                catalog,
+            });
+        }
+    }
+    None
+}
+
+/// Checks one order's lines against the catalog ([`products_of`], then [`refusal`]).
 pub async fn check_order(
     cache: &Cache,
     db: &DatabaseConnection,
@@ -120,35 +168,11 @@ pub async fn check_order(
     check_prices: bool,
 ) -> Result<Result<(), CatalogRefusal>, DbErr> {
     let skus: Vec<String> = lines.iter().map(|l| l.sku_id.as_str().to_owned()).collect();
-    let products = cache
-        .get_many_or_load(CacheName::Products, &skus, |missing| async move {
-            let rows = read::products::many(db, &missing).await?;
-            Ok::<_, DbErr>(rows.into_iter().map(|row| (row.sku_id.clone(), row)).collect())
-        })
-        .await?;
-    for (line, item) in lines.iter().enumerate() {
-        let Some(product) = products.get(item.sku_id.as_str()) else {
-            continue;
-        };
-        if !product.active {
-            return Ok(Err(CatalogRefusal::Inactive {
-                line,
-                sku_id: product.sku_id.clone(),
-            }));
-        }
-        if check_prices
-            && let Some(catalog) = product.price
-            && catalog != item.price
-        {
-            return Ok(Err(CatalogRefusal::PriceMismatch {
-                line,
-                sku_id: product.sku_id.clone(),
-                given: item.price,
-                catalog,
-            }));
-        }
-    }
-    Ok(Ok(()))
+    let products = products_of(cache, db, &skus).await?;
+    Ok(match refusal(&products, lines, check_prices) {
+        Some(refused) => Err(refused),
+        None => Ok(()),
+    })
 }
 
 #[cfg(test)]
