@@ -10,8 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use actors::config::{
-    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, OutboxSettings,
-    PaymentSettings, RetrySettings, SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, CacheSettings,
+    CatalogSettings, OutboxSettings, PaymentSettings, RetrySettings, SagaSettings,
 };
 pub use actors::config::{PaymentMode, Secret};
 
@@ -45,6 +45,9 @@ pub struct Settings {
     pub database_url: String,
     /// RabbitMQ URL; unset means the in-process bus.
     pub amqp_url: Option<String>,
+    /// Redis URL of the read cache (`redis://host:6379`), shared by every node; unset means an
+    /// in-memory cache per node.
+    pub redis_url: Option<String>,
     /// HMAC key for tokens (at least 32 bytes). Unset: a random per-process key and a warning.
     pub jwt_secret: Option<Secret>,
     /// `iss` of issued tokens, required of verified ones.
@@ -78,6 +81,8 @@ pub struct Settings {
     pub archive: ArchiveSettings,
     pub admission: AdmissionSettings,
     pub bus: BusSettings,
+    pub cache: CacheSettings,
+    pub catalog: CatalogSettings,
 }
 
 impl Default for Settings {
@@ -87,6 +92,7 @@ impl Default for Settings {
             node_id: None,
             database_url: "sqlite://ordersaga.db?mode=rwc".to_owned(),
             amqp_url: None,
+            redis_url: None,
             jwt_secret: None,
             jwt_issuer: "ordersaga".to_owned(),
             payment_mode: PaymentMode::Success,
@@ -107,6 +113,8 @@ impl Default for Settings {
             archive: ArchiveSettings::default(),
             admission: AdmissionSettings::default(),
             bus: BusSettings::default(),
+            cache: CacheSettings::default(),
+            catalog: CatalogSettings::default(),
         }
     }
 }
@@ -281,6 +289,11 @@ impl Settings {
                 "must start with amqp:// or amqps://",
             ));
         }
+        if let Some(url) = &self.redis_url
+            && !url.starts_with("redis://")
+        {
+            return Err(ConfigError::setting("redis_url", "must start with redis://"));
+        }
         if let Some(secret) = &self.jwt_secret
             && secret.expose().len() < MIN_SECRET_BYTES
         {
@@ -337,7 +350,7 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        let checks: [(&str, Result<(), String>); 8] = [
+        let checks: [(&str, Result<(), String>); 9] = [
             ("auth", self.auth.validate()),
             ("saga", self.saga.validate()),
             ("payment", self.payment.validate()),
@@ -346,6 +359,7 @@ impl Settings {
             ("broker", self.broker.validate()),
             ("archive", self.archive.validate()),
             ("bus", self.bus.validate()),
+            ("cache", self.cache.validate()),
         ];
         for (section, check) in checks {
             if let Err(problem) = check {
@@ -489,6 +503,26 @@ mod tests {
         s.node_id = Some("two words".to_owned());
         let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("node_id"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_settings_are_checked() {
+        let mut s = Settings::default();
+        assert!(s.cache.enabled && s.redis_url.is_none(), "in memory by default");
+        s.redis_url = Some("http://127.0.0.1:6379".to_owned());
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("redis_url") && err.contains("ORDERSAGA_REDIS_URL"),
+            "{err}"
+        );
+        s.redis_url = Some("redis://127.0.0.1:6379".to_owned());
+        assert!(s.validate().is_ok());
+        s.cache.ttl_seconds = 0;
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("cache.ttl_seconds") && err.contains("ORDERSAGA_CACHE__TTL_SECONDS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use actors::auth::{AuthError, TokenError};
+use actors::catalog::CatalogRefusal;
 use actors::consumers::inventory::{INSUFFICIENT_STOCK, InventoryError, UNKNOWN_SKU};
 use actors::mailbox::dead_letters::DeadLetterError;
 use actors::placement::PlaceError;
@@ -169,6 +170,13 @@ impl From<PlaceError> for ApiError {
             ),
             PlaceError::Expired => {
                 ApiError::DeadlinePassed(format!("{err}; retry with the same Idempotency-Key"))
+            }
+            PlaceError::Catalog(refusal) => {
+                let kind = match refusal {
+                    CatalogRefusal::Inactive { .. } => "product-inactive",
+                    CatalogRefusal::PriceMismatch { .. } => "price-mismatch",
+                };
+                ApiError::Problem(StatusCode::BAD_REQUEST, kind, refusal.to_string())
             }
             PlaceError::Overloaded => {
                 ApiError::Problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", err.to_string())

@@ -305,5 +305,8 @@ fn engine_config(settings: &Settings, node_id: String) -> EngineConfig {
         archive: settings.archive.clone(),
         admission: settings.admission.clone(),
         bus: settings.bus.clone(),
+        redis_url: settings.redis_url.clone(),
+        cache: settings.cache.clone(),
+        catalog: settings.catalog.clone(),
     }
 }

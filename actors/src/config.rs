@@ -384,6 +384,69 @@ impl BusSettings {
     }
 }
 
+/// The read cache of products and stock (`crate::cache`): in memory, or on Redis when `redis_url` is set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Whether hot reads (`GET /api/stocks/{skuId}`, the catalog's GETs, the placement's product check)
+    /// are cached; `false`: every read goes to the database.
+    pub enabled: bool,
+    /// Longest life of an entry, and so the longest a node can answer a value that another node changed
+    /// without this node seeing the invalidation (in-memory cache on several nodes, or a Redis that was
+    /// away during the write).
+    pub ttl_seconds: u64,
+    /// In-memory cache: most entries kept (least recently used go first).
+    pub max_entries: u64,
+    /// Redis: prefix of every key, so that deployments (or tests) sharing a Redis do not meet.
+    pub key_prefix: String,
+    /// Redis: the longest a call may take before the read goes to the database instead.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_seconds: 5,
+            max_entries: 100_000,
+            key_prefix: "ordersaga:".to_owned(),
+            redis_timeout_ms: 250,
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=86_400).contains(&self.ttl_seconds) {
+            return Err("ttl_seconds: must be between 1 and 86400".into());
+        }
+        if self.max_entries == 0 {
+            return Err("max_entries: must be at least 1".into());
+        }
+        if !(1..=10_000).contains(&self.redis_timeout_ms) {
+            return Err("redis_timeout_ms: must be between 1 and 10000".into());
+        }
+        if self.key_prefix.len() > 64
+            || self
+                .key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err("key_prefix: at most 64 characters, no spaces".into());
+        }
+        Ok(())
+    }
+}
+
+/// What placing an order checks against the product catalog.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
+    /// Refuse (`400` `/problems/price-mismatch`) an order line whose price is not its product's catalog
+    /// price (products without a price are not checked). Off: the client's price is taken as given.
+    pub check_prices: bool,
+}
+
 /// Admission control of `POST /api/orders`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -19,9 +19,11 @@ use crate::auth::{
 use crate::bus::Transport;
 use crate::bus::amqp::{BrokerBridge, BrokerConfig};
 use crate::bus::memory::InProcessTransport;
+use crate::cache::{Cache, CacheName};
+use crate::catalog::{self, ProductUpsert};
 use crate::config::{
-    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, OutboxSettings,
-    PaymentMode, PaymentSettings, RetrySettings, SagaSettings,
+    AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, CacheSettings,
+    CatalogSettings, OutboxSettings, PaymentMode, PaymentSettings, RetrySettings, SagaSettings,
 };
 use crate::consumers::inventory::{InventoryActor, InventoryError, Reservation, Reserve, SetStock};
 use crate::consumers::notification::NotificationActor;
@@ -32,10 +34,10 @@ use crate::mailbox::dead_letters::{self, DeadLetterError};
 use crate::mailbox::{Consumer, Mailbox};
 use crate::outbox::{OutboxRelay, OutboxSignal, StopRelay};
 use crate::placement::batcher::{Place, PlacementBatcher};
-use crate::placement::{PlaceError, PlaceOrder, Placement};
+use crate::placement::{CatalogCheck, PlaceError, PlaceOrder, Placement};
 use crate::saga::{Resume, SagaRegistry, Track};
 use crate::topology;
-use entities::{dead_letters as dead_letter_rows, stocks, users};
+use entities::{dead_letters as dead_letter_rows, products, stocks, users};
 
 /// First and longest pause between two attempts at resuming the unfinished sagas.
 const RESUME_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -59,6 +61,10 @@ pub struct EngineConfig {
     pub archive: ArchiveSettings,
     pub admission: AdmissionSettings,
     pub bus: BusSettings,
+    /// The read cache's Redis; unset: in memory.
+    pub redis_url: Option<String>,
+    pub cache: CacheSettings,
+    pub catalog: CatalogSettings,
 }
 
 /// The running engine of one node.
@@ -77,6 +83,8 @@ pub struct Engine {
     pub relay: Addr<OutboxRelay>,
     pub transport: Arc<dyn Transport>,
     pub mailbox: Mailbox,
+    /// The read cache of products and stock.
+    pub cache: Cache,
     /// Whether a new order may be placed now (`admission.max_backlog`).
     admission: Admission,
 }
@@ -115,9 +123,15 @@ impl Engine {
             }
         };
         let (inventory_home, payment_home, saga_home) = (home("inventory"), home("payment"), home("saga"));
+        let cache = Cache::new(&config.cache, config.redis_url.as_deref()).map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            backend = cache.backend().as_str(),
+            ttl_seconds = config.cache.ttl_seconds,
+            "read cache"
+        );
         let inventory = {
-            let db = db.clone();
-            InventoryActor::start_in_arbiter(&inventory_home, move |_| InventoryActor::new(db))
+            let (db, cache) = (db.clone(), cache.clone());
+            InventoryActor::start_in_arbiter(&inventory_home, move |_| InventoryActor::new(db, cache))
         };
         let payment = {
             let (mode, settings) = (config.payment_mode, config.payment.clone());
@@ -131,7 +145,15 @@ impl Engine {
         };
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
-        let placements = PlacementBatcher::new(db.clone(), parallel).start();
+        let placements = PlacementBatcher::new(
+            db.clone(),
+            parallel,
+            CatalogCheck {
+                cache: cache.clone(),
+                check_prices: config.catalog.check_prices,
+            },
+        )
+        .start();
 
         let consumers = vec![
             Consumer {
@@ -259,6 +281,7 @@ impl Engine {
             relay,
             transport,
             mailbox,
+            cache,
             admission,
         })
     }
@@ -273,6 +296,10 @@ impl Engine {
     /// its transaction has committed, through the one after-commit path.
     ///
     /// Refused with [`PlaceError::Overloaded`] while the backlog is at `admission.max_backlog`.
+    ///
+    /// The batcher checks each batch against the catalog first (through the cache): an order for an
+    /// inactive product, or with `catalog.check_prices` one at another price than the catalog's, is
+    /// refused — unless its key placed an order before, which is then answered as usual.
     pub async fn place_order(&self, request: PlaceOrder) -> Result<Placement, PlaceError> {
         let Some(admitted) = self.admission.admit() else {
             metrics::counter!("orders_refused_overloaded_total").increment(1);
@@ -345,6 +372,15 @@ impl Engine {
             })
             .await
             .map_err(|e| InventoryError::Unavailable(format!("the inventory did not answer: {e}")))?
+    }
+
+    /// Creates or replaces a catalog product, and invalidates its cached entry before answering.
+    pub async fn upsert_product(&self, product: ProductUpsert) -> Result<products::Model, sea_orm::DbErr> {
+        let row = catalog::upsert(&self.db, &product).await?;
+        self.cache
+            .invalidate_now(CacheName::Products, std::slice::from_ref(&row.sku_id))
+            .await;
+        Ok(row)
     }
 
     /// Reserves all of an order's lines or none (`POST /api/stocks/reserve`).

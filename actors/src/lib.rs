@@ -10,6 +10,8 @@
 //! | [`consumers`] | one actor per consumer: inventory, payment, notification |
 //! | [`outbox`] | events written with the transaction that causes them, and the relay that publishes them |
 //! | [`bus`] | the transports: in-process, RabbitMQ |
+//! | [`catalog`] | the product catalog: its writes, and the check an order passes at placement |
+//! | [`cache`] | the read cache of products and stock: in memory, or on Redis shared by every node |
 //! | [`read`] | the queries behind the API and the dashboards, one file per aggregate |
 //! | [`auth`] | identities, tokens, passwords |
 //! | [`archive`] | moving old terminal orders to `orders_archive` |
@@ -20,6 +22,8 @@ pub mod admission;
 pub mod archive;
 pub mod auth;
 pub mod bus;
+pub mod cache;
+pub mod catalog;
 pub mod codes;
 pub mod config;
 pub mod consumers;

@@ -1,8 +1,9 @@
 //! Stock per SKU; `version` counts its changes (reservations decrement it conditionally on the quantity).
 
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "stocks")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

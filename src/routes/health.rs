@@ -61,9 +61,12 @@ async fn readiness(state: &AppState) -> Readiness {
         }));
     };
     let (transport, bus) = engine.bus();
+    // The cache is reported but does not decide readiness: without it, reads go to the database.
+    let cache = engine.cache.is_up().await;
     let checks = json!({
         "database": database_status,
         "bus": { "transport": transport, "status": if bus { "up" } else { "down" } },
+        "cache": { "backend": engine.cache.backend().as_str(), "status": if cache { "up" } else { "down" } },
     });
     if database && bus {
         Readiness::Ready(checks)

@@ -10,6 +10,7 @@ use crate::state::AppState;
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod health;
 pub mod orders;
 pub mod paging;
@@ -32,6 +33,7 @@ fn api(cfg: &mut web::ServiceConfig) {
         // Before the stock routes, so that `/stocks/release-events` is not read as a SKU.
         .configure(release_events::configure)
         .configure(stocks::configure)
+        .configure(catalog::configure)
         .configure(orders::configure)
         .configure(sagas::configure)
         .configure(admin::configure);

@@ -90,10 +90,11 @@ async fn put(
     set(&state, &sku_id, body.available_qty).await
 }
 
-/// One SKU; `404` if unknown.
+/// One SKU, through the read cache; `404` if unknown.
 async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sku_id = sku_id.into_inner();
-    match read::stock::get(&state.db, &sku_id).await? {
+    let engine = state.engine()?;
+    match read::stock::get_cached(&engine.cache, &state.db, &sku_id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(StockView::from(row))),
         None => Err(ApiError::NotFound(format!("no stock for SKU `{sku_id}`"))),
     }

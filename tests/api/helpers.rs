@@ -790,6 +790,83 @@ pub async fn mint_token(client: &reqwest::Client, base: &str, user: &str, role: 
     body["accessToken"].as_str().unwrap().to_owned()
 }
 
+/// A key prefix of its own on the test Redis (`ORDERSAGA_TEST_REDIS`) for one test; its keys are
+/// deleted when this is dropped.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    /// `None` (after saying why) when `ORDERSAGA_TEST_REDIS` is not set and services are not required.
+    pub fn create() -> Option<TestRedis> {
+        let url = match std::env::var("ORDERSAGA_TEST_REDIS") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    !services_required(),
+                    "ORDERSAGA_TEST_REDIS is not set but ORDERSAGA_REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipped: ORDERSAGA_TEST_REDIS is not set");
+                return None;
+            }
+        };
+        let mut connection = redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("the test Redis at {url} does not answer: {e}"));
+        let pong: String = redis::cmd("PING").query(&mut connection).unwrap();
+        assert_eq!(pong, "PONG");
+        Some(TestRedis {
+            url,
+            prefix: format!("ordersaga_test_{}:", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// The keys under this test's prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let Ok(mut connection) = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
+        else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = match redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut connection)
+            {
+                Ok(answer) => answer,
+                Err(_) => return keys,
+            };
+            keys.extend(batch);
+            if next == 0 {
+                return keys;
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        let deleted = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
+            .and_then(|mut connection| redis::cmd("DEL").arg(&keys).query::<u64>(&mut connection));
+        if deleted.is_err() {
+            eprintln!("warning: test keys under {} were not deleted", self.prefix);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;

@@ -10,6 +10,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod broker;
+mod catalog;
 mod config;
 mod crash;
 mod dashboards;

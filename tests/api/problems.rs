@@ -38,6 +38,19 @@ on_every_backend! {
         assert_eq!(kind(app.get("/api/sagas?size=0", Some(&admin)).await, 400).await, "/problems/bad-request");
         assert_eq!(kind(app.post("/api/admin/dead-letters/nope/replay", Some(&admin), &Value::Null).await, 404).await, "/problems/not-found");
 
+        let inactive = json!({"name": "Retired", "price": 1, "active": false});
+        assert_eq!(app.put("/api/catalog/products/SKU-OFF", Some(&admin), &inactive).await.status(), 200);
+        let refused = app.place_order(&buyer, "u-1", "named-2", vec![line("SKU-OFF", 1, "1")]).await;
+        assert_eq!(kind(refused, 400).await, "/problems/product-inactive");
+
+        let Some(checked) = spawn_app_with(backend, |s| s.catalog.check_prices = true).await else { return };
+        let admin = checked.admin_token().await;
+        let priced = json!({"name": "Priced", "price": "2.50"});
+        assert_eq!(checked.put("/api/catalog/products/SKU-P", Some(&admin), &priced).await.status(), 200);
+        let buyer = checked.buyer_token("u-1").await;
+        let cheaper = checked.place_order(&buyer, "u-1", "named-3", vec![line("SKU-P", 1, "2.49")]).await;
+        assert_eq!(kind(cheaper, 400).await, "/problems/price-mismatch");
+
         let Some(off) = spawn_app_with(backend, |s| s.auth.mock_issuer = Some(false)).await else { return };
         let minted = off.post("/api/auth/token", None, &json!({"userId": "u-1"})).await;
         assert_eq!(kind(minted, 404).await, "/problems/mock-issuer-off");

@@ -4,7 +4,7 @@
 
 use sea_orm::{DatabaseConnection, DbErr};
 
-use super::{PlaceOrder, PlaceResult, place_many};
+use super::{CatalogCheck, PlaceOrder, PlaceResult, check_and_place};
 
 /// Most orders written in one transaction by the [`PlacementBatcher`].
 pub const MAX_PLACE_BATCH: usize = 64;
@@ -12,6 +12,7 @@ pub const MAX_PLACE_BATCH: usize = 64;
 /// Places orders in batches (group commit).
 pub struct PlacementBatcher {
     db: DatabaseConnection,
+    catalog: CatalogCheck,
     pending: Vec<(PlaceOrder, tokio::sync::oneshot::Sender<PlaceResult>)>,
     busy: usize,
     writers: usize,
@@ -19,9 +20,11 @@ pub struct PlacementBatcher {
 
 impl PlacementBatcher {
     /// `writers`: batches written at the same time (1 for SQLite, which has one writer anyway).
-    pub fn new(db: DatabaseConnection, writers: usize) -> Self {
+    /// Each batch is checked against the catalog (`catalog`) before it is written.
+    pub fn new(db: DatabaseConnection, writers: usize, catalog: CatalogCheck) -> Self {
         Self {
             db,
+            catalog,
             pending: Vec::new(),
             busy: 0,
             writers: writers.max(1),
@@ -34,8 +37,8 @@ impl PlacementBatcher {
             let take = self.pending.len().min(MAX_PLACE_BATCH);
             let (requests, replies): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
             self.busy += 1;
-            let db = self.db.clone();
-            let write = async move { place_many(&db, &requests).await }
+            let (db, catalog) = (self.db.clone(), self.catalog.clone());
+            let write = async move { check_and_place(&db, &catalog, requests).await }
                 .into_actor(self)
                 .map(move |results, desk, ctx| {
                     desk.busy -= 1;

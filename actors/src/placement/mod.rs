@@ -70,6 +70,9 @@ pub enum PlaceError {
     /// The request's deadline passed before the order was committed: it was not placed.
     #[error("the order could not be placed before the request's deadline; it was not placed")]
     Expired,
+    /// The catalog refuses a line (an inactive product, a price not the catalog's): it was not placed.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogRefusal),
     /// The node's backlog is full (admission control): it was not placed.
     #[error("the node has as much work as it takes; try again shortly with the same Idempotency-Key")]
     Overloaded,
@@ -106,8 +109,85 @@ async fn find_by_key(
         .await
 }
 
+/// Whether this user's `key` placed an order already (a refused request answers its replay instead).
+pub async fn key_used(db: &impl ConnectionTrait, user_id: &str, key: &str) -> Result<bool, DbErr> {
+    Ok(find_by_key(db, user_id, key).await?.is_some())
+}
+
 /// What became of one request of a batch.
 pub type PlaceResult = Result<Placement, PlaceError>;
+
+/// What placing checks against the product catalog: the read cache it looks products up in, and whether
+/// prices must be the catalog's (`catalog.check_prices`).
+#[derive(Clone)]
+pub struct CatalogCheck {
+    pub cache: crate::cache::Cache,
+    pub check_prices: bool,
+}
+
+/// Checks a batch of orders against the catalog — one cache lookup for all their SKUs, a database query
+/// only for those the cache does not hold — then places the orders that pass ([`place_many`]). A refused
+/// order whose key placed an order before is placed as usual, which answers the original order.
+/// Results are in request order.
+pub async fn check_and_place(
+    db: &DatabaseConnection,
+    catalog: &CatalogCheck,
+    requests: Vec<PlaceOrder>,
+) -> Vec<PlaceResult> {
+    let mut skus: Vec<String> = requests
+        .iter()
+        .flat_map(|r| r.items.iter().map(|l| l.sku_id.as_str().to_owned()))
+        .collect();
+    skus.sort_unstable();
+    skus.dedup();
+    let products = match crate::catalog::products_of(&catalog.cache, db, &skus).await {
+        Ok(products) => products,
+        Err(e) => {
+            // One lookup failed for every request; each gets the error, as transient as it was.
+            let message = e.to_string();
+            let transient = db::is_transient(&e);
+            return requests
+                .iter()
+                .map(|_| {
+                    Err(PlaceError::Database(if transient {
+                        DbErr::Conn(sea_orm::RuntimeErr::Internal(message.clone()))
+                    } else {
+                        DbErr::Custom(message.clone())
+                    }))
+                })
+                .collect();
+        }
+    };
+    let mut results: Vec<Option<PlaceResult>> = Vec::with_capacity(requests.len());
+    let mut passed = Vec::with_capacity(requests.len());
+    for request in requests {
+        let refused = crate::catalog::refusal(&products, &request.items, catalog.check_prices);
+        match refused {
+            Some(refusal) => match key_used(db, &request.user_id, &request.idempotency_key).await {
+                Ok(true) => {
+                    results.push(None);
+                    passed.push(request);
+                }
+                Ok(false) => results.push(Some(Err(PlaceError::Catalog(refusal)))),
+                Err(e) => results.push(Some(Err(e.into()))),
+            },
+            None => {
+                results.push(None);
+                passed.push(request);
+            }
+        }
+    }
+    let mut placed = place_many(db, &passed).await.into_iter();
+    results
+        .into_iter()
+        .map(|result| match result {
+            Some(result) => result,
+            None => placed.next().unwrap_or_else(|| {
+                Err(DbErr::Custom("a placement went missing from its batch".into()).into())
+            }),
+        })
+        .collect()
+}
 
 /// Places a batch of orders. They share one transaction (one commit) when none of them runs into an
 /// error; otherwise each is placed alone, so one request never fails another. Results are in request

@@ -13,6 +13,7 @@ pub mod events;
 pub mod gauges;
 pub mod orders;
 pub mod payments;
+pub mod products;
 pub mod releases;
 pub mod sagas;
 pub mod stock;

@@ -15,11 +15,12 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
+use crate::cache::{Cache, CacheName};
 use crate::db;
 use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReserved, SkuQuantity};
 use crate::ids::{OrderId, SkuId};
 use crate::mailbox::{Apply, ConsumeError, Effects, MAX_CONFLICT_RETRIES};
-use entities::{inventory_reservation_items, inventory_reservations, products, stocks};
+use entities::{inventory_reservation_items, inventory_reservations, stocks};
 
 mod release;
 
@@ -55,14 +56,16 @@ pub enum InventoryError {
     Unavailable(String),
 }
 
-/// Owns stock: every write to `stocks` goes through this actor's messages.
+/// Owns stock: every write to `stocks` goes through this actor's messages, and invalidates the read
+/// cache's entry of the SKUs it changed once it has committed.
 pub struct InventoryActor {
     db: DatabaseConnection,
+    cache: Cache,
 }
 
 impl InventoryActor {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, cache: Cache) -> Self {
+        Self { db, cache }
     }
 }
 
@@ -82,14 +85,19 @@ impl Handler<SetStock> for InventoryActor {
     type Result = ResponseFuture<Result<stocks::Model, InventoryError>>;
 
     fn handle(&mut self, msg: SetStock, _: &mut Self::Context) -> Self::Result {
-        let db = self.db.clone();
+        let (db, cache) = (self.db.clone(), self.cache.clone());
         Box::pin(async move {
             if !(0..=MAX_QTY).contains(&msg.available_qty) {
                 return Err(InventoryError::InvalidRequest(format!(
                     "availableQty must be between 0 and {MAX_QTY}"
                 )));
             }
-            Ok(set_stock(&db, msg.sku_id.as_str(), msg.available_qty).await?)
+            let row = set_stock(&db, msg.sku_id.as_str(), msg.available_qty).await?;
+            // A new SKU also got its product row.
+            let skus = vec![row.sku_id.clone()];
+            cache.invalidate_now(CacheName::Stocks, &skus).await;
+            cache.invalidate_now(CacheName::Products, &skus).await;
+            Ok(row)
         })
     }
 }
@@ -121,15 +129,7 @@ async fn set_stock(
         )
         .exec_without_returning(&txn)
         .await?;
-    let product = products::ActiveModel {
-        sku_id: Set(sku_id.to_owned()),
-        name: Set(sku_id.to_owned()),
-        created_at: Set(now),
-    };
-    products::Entity::insert(product)
-        .on_conflict_do_nothing_on([products::Column::SkuId])
-        .exec_without_returning(&txn)
-        .await?;
+    crate::catalog::ensure_row(&txn, sku_id, now).await?;
     let row = stocks::Entity::find_by_id(sku_id.to_owned())
         .one(&txn)
         .await?
@@ -343,6 +343,9 @@ impl Handler<Apply> for InventoryActor {
     type Result = ResponseFuture<Result<Effects, ConsumeError>>;
 
     fn handle(&mut self, msg: Apply, _: &mut Self::Context) -> Self::Result {
+        let cache = self.cache.clone();
+        // After the commit, the stock these SKUs show is no longer what the cache may hold.
+        let invalidate = move |skus: Vec<String>| move || cache.invalidate(CacheName::Stocks, skus);
         Box::pin(async move {
             let envelope: &Envelope = &msg.envelope;
             let txn = msg.txn.as_ref();
@@ -361,29 +364,39 @@ impl Handler<Apply> for InventoryActor {
                             "an order needs lines with quantity ≥ 1".into(),
                         ));
                     }
-                    let event = match reserve(txn, &order.order_id, &lines, false).await? {
+                    match reserve(txn, &order.order_id, &lines, false).await? {
                         Reservation::Reserved {
                             reservation_id,
                             items,
                             ..
-                        } => Event::InventoryReserved(InventoryReserved {
-                            order_id: order.order_id.clone(),
-                            reservation_id,
-                            reserved_items: items,
-                        }),
-                        Reservation::Refused(refusal) => Event::InventoryFailed(InventoryFailed {
-                            order_id: order.order_id.clone(),
-                            reservation_id: None,
-                            reason: refusal.reason.to_owned(),
-                        }),
-                    };
-                    Ok(Effects::publish(envelope.caused(event)))
+                        } => {
+                            let skus = items.iter().map(|i| i.sku_id.clone()).collect();
+                            let event = Event::InventoryReserved(InventoryReserved {
+                                order_id: order.order_id.clone(),
+                                reservation_id,
+                                reserved_items: items,
+                            });
+                            Ok(Effects::publish(envelope.caused(event)).and_then(invalidate(skus)))
+                        }
+                        Reservation::Refused(refusal) => {
+                            let event = Event::InventoryFailed(InventoryFailed {
+                                order_id: order.order_id.clone(),
+                                reservation_id: None,
+                                reason: refusal.reason.to_owned(),
+                            });
+                            Ok(Effects::publish(envelope.caused(event)))
+                        }
+                    }
                 }
                 Event::InventoryReleaseRequested(request) => {
                     match release(txn, &request.order_id, &request.reason, &envelope.trace_id).await? {
-                        Some(released) => Ok(Effects::publish(
-                            envelope.caused(Event::InventoryReleased(released)),
-                        )),
+                        Some(released) => {
+                            let skus = released.released_items.iter().map(|i| i.sku_id.clone()).collect();
+                            Ok(
+                                Effects::publish(envelope.caused(Event::InventoryReleased(released)))
+                                    .and_then(invalidate(skus)),
+                            )
+                        }
                         None => Ok(Effects::none()),
                     }
                 }
@@ -409,13 +422,17 @@ impl Handler<Reserve> for InventoryActor {
     type Result = ResponseFuture<Result<Reservation, InventoryError>>;
 
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
-        let db = self.db.clone();
+        let (db, cache) = (self.db.clone(), self.cache.clone());
         Box::pin(async move {
             for _ in 0..MAX_CONFLICT_RETRIES {
                 let txn = db::begin_write(&db).await?;
                 match reserve(&txn, msg.order_id.as_str(), &msg.items, true).await {
                     Ok(reservation) => {
                         txn.commit().await?;
+                        if let Reservation::Reserved { items, .. } = &reservation {
+                            let skus: Vec<String> = items.iter().map(|i| i.sku_id.clone()).collect();
+                            cache.invalidate_now(CacheName::Stocks, &skus).await;
+                        }
                         return Ok(reservation);
                     }
                     Err(ConsumeError::Conflict(_)) => continue,
