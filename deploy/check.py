@@ -91,6 +91,16 @@ for key in list(config) + list(secret):
     if not key.startswith("ORDERSAGA_"):
         fail(f"{key} is not an ordersaga setting")
 
+compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+build = compose.get("x-ordersaga", {}).get("build", {})
+if build.get("dockerfile") != "Dockerfile":
+    fail("compose.yaml's nodes are not built from the top-level Dockerfile")
+for service, spec in compose.get("services", {}).items():
+    for volume in spec.get("volumes", []):
+        source = volume.split(":", 1)[0]
+        if source.startswith("./") and not (ROOT / source).exists():
+            fail(f"compose.yaml's {service} mounts {source}, which does not exist")
+
 selector = deployment["spec"]["selector"]["matchLabels"]
 for kind in ("Service", "PodDisruptionBudget"):
     spec = docs[kind]["spec"]
