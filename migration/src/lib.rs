@@ -6,6 +6,7 @@ mod m20261121_000001_create_schema;
 mod m20261201_000001_payment_refunds;
 mod m20261201_000002_saga_deadline_index;
 mod m20261201_000003_outbox_unclaimed_index;
+mod m20261201_000004_notification_indexes;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_payment_refunds::Migration),
             Box::new(m20261201_000002_saga_deadline_index::Migration),
             Box::new(m20261201_000003_outbox_unclaimed_index::Migration),
+            Box::new(m20261201_000004_notification_indexes::Migration),
         ]
     }
 }

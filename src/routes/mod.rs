@@ -11,6 +11,7 @@ use crate::state::AppState;
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod notifications;
 pub mod orders;
 pub mod paging;
 pub mod release_events;
@@ -32,6 +33,7 @@ fn api(cfg: &mut web::ServiceConfig) {
         .configure(release_events::configure)
         .configure(stocks::configure)
         .configure(orders::configure)
+        .configure(notifications::configure)
         .configure(sagas::configure)
         .configure(admin::configure);
 }

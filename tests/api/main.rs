@@ -17,6 +17,7 @@ mod dead_letters;
 mod health;
 mod idempotency;
 mod loadtest;
+mod notifications;
 mod orders;
 mod outage;
 mod problems;
