@@ -7,6 +7,7 @@
 mod fixtures;
 mod helpers;
 
+mod archive;
 mod audit;
 mod auth;
 mod broker;
