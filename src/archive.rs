@@ -118,6 +118,7 @@ impl Summary {
 }
 
 /// The progress display: a bar on a terminal, else a line per committed chunk on standard error.
+#[derive(Clone)]
 struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
@@ -167,6 +168,7 @@ impl Progress {
         }
     }
 
+    /// A line on standard error, above the bar if there is one.
     fn say(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
@@ -222,7 +224,7 @@ impl Interrupts {
 }
 
 /// The run itself, on a connected database.
-async fn archive(settings: &Settings, plan: ArchivePlan) -> anyhow::Result<(Summary, Option<Progress>)> {
+async fn archive(settings: &Settings, plan: ArchivePlan) -> anyhow::Result<Summary> {
     let db = database::connect(settings).await?;
     let pending = Migrator::get_pending_migrations(&db)
         .await
@@ -245,33 +247,26 @@ async fn archive(settings: &Settings, plan: ArchivePlan) -> anyhow::Result<(Summ
             archived: total,
             stopped: false,
         };
-        let seconds = started.elapsed().as_secs_f64();
-        return Ok((
-            Summary {
-                cutoff,
-                chunk_size,
-                dry_run: true,
-                outcome,
-                seconds,
-            },
-            None,
-        ));
+        return Ok(Summary {
+            cutoff,
+            chunk_size,
+            dry_run: true,
+            outcome,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
 
     let mut interrupts = Interrupts::listen();
     let progress = Progress::new(total);
     let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = stop.clone();
-    let note = progress.bar.clone();
+    let (on_signal, note) = (stop.clone(), progress.clone());
     actix_web::rt::spawn(async move {
         interrupts.next().await;
         on_signal.store(true, Ordering::SeqCst);
-        let line = "ordersaga archive: interrupted: the chunk in progress finishes, then the run stops \
-                    (interrupt again to stop at once: that chunk is rolled back)";
-        match &note {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
+        note.say(
+            "ordersaga archive: interrupted: the chunk in progress finishes, then the run stops \
+             (interrupt again to stop at once: that chunk is rolled back)",
+        );
         interrupts.next().await;
         eprintln!("ordersaga archive: stopped at once; the chunk in progress is rolled back");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
@@ -286,18 +281,13 @@ async fn archive(settings: &Settings, plan: ArchivePlan) -> anyhow::Result<(Summ
     .await
     .context("archiving failed (the chunk in progress was rolled back; the ones before it stay archived)");
     progress.finish();
-    let outcome = outcome?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok((
-        Summary {
-            cutoff,
-            chunk_size,
-            dry_run: false,
-            outcome,
-            seconds,
-        },
-        Some(progress),
-    ))
+    Ok(Summary {
+        cutoff,
+        chunk_size,
+        dry_run: false,
+        outcome: outcome?,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Runs `ordersaga archive` and turns the outcome into the exit status: `0` done (or counted), `1` the
@@ -311,7 +301,7 @@ pub fn run(args: ArchiveArgs, settings: Settings) -> ExitCode {
         }
     };
     let result = crate::runtime::block_on(archive(&settings, plan));
-    let (summary, progress) = match result.map_err(anyhow::Error::from).and_then(|r| r) {
+    let summary = match result.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(done) => done,
         Err(e) => {
             eprintln!("ordersaga archive: {e:#}");
@@ -320,15 +310,11 @@ pub fn run(args: ArchiveArgs, settings: Settings) -> ExitCode {
     };
     print!("{}", summary.render());
     if summary.outcome.stopped {
-        let line = format!(
+        eprintln!(
             "ordersaga archive: interrupted after {} chunk(s): {} orders archived, each chunk whole; \
              run the command again to archive the rest",
             summary.outcome.chunks, summary.outcome.archived
         );
-        match &progress {
-            Some(progress) => progress.say(&line),
-            None => eprintln!("{line}"),
-        }
         return ExitCode::from(EXIT_INTERRUPTED);
     }
     ExitCode::SUCCESS

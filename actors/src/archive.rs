@@ -154,7 +154,9 @@ pub async fn archive_old_orders(
         if moved < chunk_size {
             break;
         }
-        pause_between_chunks().await;
+        if let Some(pause) = fault_pause("archive-chunk-done") {
+            tokio::time::sleep(pause).await;
+        }
     }
     Ok(ArchiveOutcome {
         chunks: progress.chunks,
@@ -163,26 +165,12 @@ pub async fn archive_old_orders(
     })
 }
 
-/// The fault point `archive-in-chunk` (`return(MS)`): a pause of MS milliseconds inside each chunk's
-/// transaction, before its commit, announced in the log, so a test can interrupt a run mid-chunk.
-async fn pause_inside_chunk(orders: u64) {
-    if let Some(ms) = crate::faults::armed("archive-in-chunk").and_then(|ms| ms.trim().parse::<u64>().ok()) {
-        tracing::warn!(
-            orders,
-            ms,
-            "fault point archive-in-chunk: pausing before the chunk commits"
-        );
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
-/// The fault point `archive-chunk-done` (`return(MS)`): a pause of MS milliseconds after each chunk, so
-/// a test can interrupt a run between two chunks.
-async fn pause_between_chunks() {
-    if let Some(ms) = crate::faults::armed("archive-chunk-done").and_then(|ms| ms.trim().parse::<u64>().ok())
-    {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
+/// How long the fault point `point` pauses, when it is set to `return(MS)`: `archive-in-chunk` inside
+/// each chunk's transaction before its commit (announced in the log), `archive-chunk-done` after each
+/// committed chunk; so that a test can interrupt a run in the middle of a chunk or between two.
+fn fault_pause(point: &str) -> Option<Duration> {
+    let ms = crate::faults::armed(point)?.trim().parse().ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// One chunk in one transaction: up to `chunk` of the oldest archivable orders (rows another run holds
@@ -250,7 +238,14 @@ async fn archive_chunk(db: &DatabaseConnection, cutoff: DateTime<Utc>, chunk: u6
         .filter(orders::Column::Id.is_in(ids))
         .exec(&txn)
         .await?;
-    pause_inside_chunk(moved).await;
+    if let Some(pause) = fault_pause("archive-in-chunk") {
+        tracing::warn!(
+            orders = moved,
+            ?pause,
+            "fault point archive-in-chunk: pausing before the chunk commits"
+        );
+        tokio::time::sleep(pause).await;
+    }
     txn.commit().await?;
     Ok(moved)
 }

@@ -43,6 +43,16 @@ struct Run {
     stderr: String,
 }
 
+impl From<std::process::Output> for Run {
+    fn from(output: std::process::Output) -> Run {
+        Run {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
     /// The number on the summary line `label` (`archived`, `would archive`, `chunks`).
     fn figure(&self, label: &str) -> u64 {
@@ -55,22 +65,18 @@ impl Run {
     }
 }
 
-/// Runs the command to its end.
-async fn archive(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = tokio::time::timeout(RUN_LIMIT, command(app, args, env).output())
+/// Runs a command to its end.
+async fn run_to_end(mut cmd: tokio::process::Command) -> Run {
+    let output = tokio::time::timeout(RUN_LIMIT, cmd.output())
         .await
         .expect("the command ends")
         .unwrap();
-    Run {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(output)
 }
 
 /// A run that must succeed: `(archived, chunks)`.
 async fn archived(app: &TestApp, args: &[&str]) -> (u64, u64) {
-    let run = archive(app, args, &[]).await;
+    let run = run_to_end(command(app, args, &[])).await;
     assert!(run.status.success(), "{args:?}: {}\n{}", run.stdout, run.stderr);
     (run.figure("archived"), run.figure("chunks"))
 }
@@ -298,27 +304,17 @@ on_every_backend! {
         let dir = temp_dir();
         let file = dir.join("archive.toml");
         std::fs::write(&file, format!("database_url = \"{}\"\n\n[archive]\nchunk_size = 2\n", app.db.url)).unwrap();
-        let config = file.to_str().unwrap();
-        let mut cmd = ordersaga(&dir);
-        cmd.args(["archive", "--config", config, "--older-than-days", "30", "--dry-run"]).env("RUST_LOG", "warn");
-        let output = tokio::process::Command::from(cmd).output().await.unwrap();
-        let dry = Run {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        let with_file = |more: &[&str]| {
+            let mut cmd = ordersaga(&dir);
+            cmd.args(["archive", "--config", file.to_str().unwrap(), "--older-than-days", "30"]).args(more).env("RUST_LOG", "warn");
+            tokio::process::Command::from(cmd)
         };
+        let dry = run_to_end(with_file(&["--dry-run"])).await;
         assert!(dry.status.success(), "{}\n{}", dry.stdout, dry.stderr);
         assert!(dry.stdout.contains("dry run: nothing changed"), "{}", dry.stdout);
         assert_eq!((dry.figure("would archive"), dry.figure("chunks")), (5, 3), "{}", dry.stdout);
         assert_eq!(where_are(&app, &all).await, (5, 0), "a dry run moves nothing");
-        let mut cmd = ordersaga(&dir);
-        cmd.args(["archive", "--config", config, "--older-than-days", "30"]).env("RUST_LOG", "warn");
-        let output = tokio::process::Command::from(cmd).output().await.unwrap();
-        let real = Run {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let real = run_to_end(with_file(&[])).await;
         assert!(real.status.success(), "{}\n{}", real.stdout, real.stderr);
         assert_eq!((real.figure("archived"), real.figure("chunks")), (5, 3), "what the dry run said");
         assert_eq!(where_are(&app, &all).await, (0, 5));
