@@ -18,8 +18,8 @@ use crate::helpers::{
 };
 use crate::on_every_backend;
 use entities::{
-    dead_letters, inventory_release_events, inventory_reservations, order_items, orders, outbox_events,
-    payment_records, saga_history, saga_instances, stocks,
+    dead_letters, inventory_release_events, inventory_reservations, order_items, orders, payment_records,
+    saga_history, saga_instances, stocks,
 };
 
 async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
@@ -442,10 +442,7 @@ on_every_backend! {
         let before = crate::notifications::notified(&app, id, &owner).await;
 
         // The envelope the node published, published again twice straight to the notification queue.
-        let created = outbox_events::Entity::find()
-            .filter(outbox_events::Column::AggregateId.eq(id))
-            .filter(outbox_events::Column::RoutingKey.eq("order.created"))
-            .one(&app.state.db).await.unwrap().unwrap();
+        let created = app.order_created(id).await;
         let signature = actors::envelope::sign(TEST_SECRET.as_bytes(), created.payload.as_bytes());
         let queue = actors::topology::Q_NOTIFICATION_ORDER_CREATED;
         for _ in 0..2 {

@@ -2,19 +2,17 @@
 //! third scenario, the same `order.created` payload delivered twice persisting one notification (here on
 //! the in-process bus; over RabbitMQ in `broker.rs`).
 
-use std::sync::Arc;
-
-use actix::Actor;
-use actors::consumers::notification::NotificationActor;
-use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use actors::mailbox::{Disposition, Mailbox};
 use actors::outbox::OutboxSignal;
 use actors::topology;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::helpers::{SAGA_WAIT, TestApp, assert_problem, eventually, line, spawn_app};
+use crate::helpers::{
+    SAGA_WAIT, TestApp, assert_problem, eventually, first_delivery, line, notification_consumer, spawn_app,
+};
 use crate::on_every_backend;
-use entities::{consumed_messages, notifications, outbox_events};
+use entities::{consumed_messages, notifications};
 
 /// `GET path` as `token`, which must answer `200`, as JSON.
 async fn page(app: &TestApp, path: &str, token: &str) -> Value {
@@ -69,10 +67,7 @@ on_every_backend! {
         assert!(note["message"].as_str().unwrap().contains(first), "{note}");
         assert!(note["createdAt"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()), "{note}");
         assert!(note["id"].is_i64(), "{note}");
-        let event_id = outbox_events::Entity::find()
-            .filter(outbox_events::Column::AggregateId.eq(first))
-            .filter(outbox_events::Column::RoutingKey.eq("order.created"))
-            .one(&app.state.db).await.unwrap().unwrap().event_id;
+        let event_id = app.order_created(first).await.event_id;
         assert_eq!(note["eventId"], event_id.as_str(), "one notification per order.created event");
         assert_eq!((body["page"].clone(), body["size"].clone(), body["totalPages"].clone(), body["hasNext"].clone()),
             (0.into(), 20.into(), 1.into(), false.into()), "the page shape of GET /api/stocks: {body}");
@@ -115,25 +110,10 @@ on_every_backend! {
         let before = notified(&app, id, &owner).await;
 
         // The payload the outbox published, delivered twice more to the notification queue.
-        let created = outbox_events::Entity::find()
-            .filter(outbox_events::Column::AggregateId.eq(id))
-            .filter(outbox_events::Column::RoutingKey.eq("order.created"))
-            .one(&app.state.db).await.unwrap().unwrap();
+        let created = app.order_created(id).await;
         let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
-        let queue = Consumer {
-            queue: topology::Q_NOTIFICATION_ORDER_CREATED,
-            apply: NotificationActor.start().recipient(),
-            prepare: None,
-            serial: false,
-            home: actix::Arbiter::current(),
-        };
-        let delivery = Delivery {
-            body: Arc::from(created.payload.into_bytes()),
-            routing_key: "order.created".to_owned(),
-            attempt: 1,
-            message_id: Some(created.event_id.clone()),
-            rejected: None,
-        };
+        let queue = notification_consumer();
+        let delivery = first_delivery(&created);
         for _ in 0..2 {
             assert_eq!(mailbox.handle(&queue, std::slice::from_ref(&delivery)).await, [Disposition::Ack]);
         }
