@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::archive::ArchiveArgs;
 use crate::config::Settings;
 use crate::loadtest::command::LoadtestArgs;
-use crate::{database, loadtest, observability, startup};
+use crate::{archive, database, loadtest, observability, startup};
 
 /// An actor-based order saga engine.
 #[derive(Debug, Parser)]
@@ -31,6 +32,12 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Move terminal orders older than --older-than-days to the archive now, in chunks, and exit.
+    ///
+    /// The configured database (the settings of `serve`) must be migrated. Safe to interrupt (Ctrl-C,
+    /// SIGTERM: the chunk in progress finishes, then it stops) and to run again (it archives what is
+    /// left). Exit status: 0 done, 1 the database failed, 2 bad flags or settings, 130 interrupted.
+    Archive(ArchiveArgs),
     /// Print the effective settings (defaults, then the file, then the environment) as TOML, with
     /// secrets and passwords in URLs shown as `***`, and exit.
     Config,
@@ -48,6 +55,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Loadtest(args) => return loadtest::command::run(args),
         command => command,
     };
+    if let Command::Archive(args) = &command
+        && let Err(e) = args.plan()
+    {
+        eprintln!("ordersaga archive: {e}");
+        return ExitCode::from(archive::EXIT_BAD_ARGUMENTS);
+    }
     let mut settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
@@ -76,6 +89,10 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     observability::init_tracing(settings.log_format);
     actors::faults::setup_from_env();
+    let command = match command {
+        Command::Archive(args) => return archive::run(args, settings),
+        command => command,
+    };
 
     let result = crate::runtime::block_on(async move {
         match command {
@@ -89,8 +106,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 tracing::info!("migrations applied");
                 Ok(())
             }
-            // Handled above, without the engine's runtime.
-            Command::Loadtest(_) | Command::Config => Ok(()),
+            // Handled above.
+            Command::Loadtest(_) | Command::Archive(_) | Command::Config => Ok(()),
         }
     });
     match result.map_err(anyhow::Error::from).and_then(|r| r) {

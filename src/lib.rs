@@ -1,9 +1,10 @@
 //! ordersaga: an actor-based order saga engine.
 //!
 //! This crate is the service around the engine (crate `actors`): configuration, start-up, the HTTP API,
-//! and the command line (`serve`, `migrate`, `loadtest`).
+//! and the command line (`serve`, `migrate`, `archive`, `loadtest`).
 
 pub mod affinity;
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -1,4 +1,4 @@
-//! `ordersaga`: serve, migrate, loadtest. Everything happens in the library; this parses the command line.
+//! `ordersaga`: serve, migrate, archive, loadtest. Everything happens in the library; this parses the command line.
 
 use clap::Parser;
 

@@ -465,6 +465,10 @@ impl Default for AdmissionSettings {
     }
 }
 
+/// Largest `archive.chunk_size`: the ids of a chunk are bound parameters of one statement, and
+/// PostgreSQL allows 65 535 of them.
+pub const MAX_ARCHIVE_CHUNK_SIZE: u64 = 10_000;
+
 /// The archiver of terminal orders.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -492,8 +496,8 @@ impl Default for ArchiveSettings {
 
 impl ArchiveSettings {
     pub fn validate(&self) -> Result<(), String> {
-        if self.chunk_size == 0 {
-            return Err("chunk_size: must be at least 1".into());
+        if !(1..=MAX_ARCHIVE_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(format!("chunk_size: must be from 1 to {MAX_ARCHIVE_CHUNK_SIZE}"));
         }
         if self.interval_seconds == 0 {
             return Err("interval_seconds: must be at least 1".into());

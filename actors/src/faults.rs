@@ -6,6 +6,8 @@
 //! | --- | --- |
 //! | `outbox-claimed` | the process dies (SIGABRT, like `kill -9`) right after the relay claimed a batch holding an event with routing key `KEY`, before publishing it |
 //! | `outbox-hold` | the relay keeps events with routing key `KEY` claimed and never publishes them (a frozen node) |
+//! | `archive-chunk-done` | with `return(MS)`: an archive run waits MS milliseconds after each committed chunk (so a test can interrupt it between two) |
+//! | `archive-in-chunk` | with `return(MS)`: each archive chunk waits MS milliseconds inside its transaction, before the commit, and logs a warning saying so (so a test can interrupt it mid-chunk) |
 //! | `consume-fails` | with `return(PREFIX@N,…)`: a delivery whose event id starts with `PREFIX` fails transiently while its attempt is below `N` |
 
 /// Reads `FAILPOINTS` (in a build with fault injection; otherwise does nothing).

@@ -7,6 +7,7 @@ mod m20261201_000001_payment_refunds;
 mod m20261201_000002_saga_deadline_index;
 mod m20261201_000003_outbox_unclaimed_index;
 mod m20261201_000004_product_catalog;
+mod m20261201_000005_notification_indexes;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_saga_deadline_index::Migration),
             Box::new(m20261201_000003_outbox_unclaimed_index::Migration),
             Box::new(m20261201_000004_product_catalog::Migration),
+            Box::new(m20261201_000005_notification_indexes::Migration),
         ]
     }
 }

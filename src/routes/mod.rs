@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod health;
+pub mod notifications;
 pub mod orders;
 pub mod paging;
 pub mod release_events;
@@ -35,6 +36,7 @@ fn api(cfg: &mut web::ServiceConfig) {
         .configure(stocks::configure)
         .configure(catalog::configure)
         .configure(orders::configure)
+        .configure(notifications::configure)
         .configure(sagas::configure)
         .configure(admin::configure);
 }

@@ -430,6 +430,42 @@ on_every_backend! {
     }
 }
 
+on_every_backend! {
+    async fn the_same_order_created_payload_delivered_twice_over_rabbitmq_persists_one_notification(backend) {
+        let _broker_lock = shared().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(app) = app_on(backend, &broker, |_| {}).await else { return };
+        app.set_stock("SKU-NB", 5).await;
+        let order = app.order("u-1", vec![line("SKU-NB", 1, "3.00")]).await;
+        let id = order["orderId"].as_str().unwrap();
+        let owner = app.buyer_token("u-1").await;
+        let before = crate::notifications::notified(&app, id, &owner).await;
+
+        // The envelope the node published, published again twice straight to the notification queue.
+        let created = app.order_created(id).await;
+        let signature = actors::envelope::sign(TEST_SECRET.as_bytes(), created.payload.as_bytes());
+        let queue = actors::topology::Q_NOTIFICATION_ORDER_CREATED;
+        for _ in 0..2 {
+            let headers = json!({"x-signature": signature, "x-routing-key": "order.created"});
+            assert!(broker.publish_to_queue(queue, &created.payload, headers).await, "routed to {queue}");
+        }
+        eventually(Duration::from_secs(30), "the first delivery and both repeats acknowledged", || async {
+            let stats = broker.api_get(&format!("queues/{}/{queue}", broker.vhost)).await;
+            (stats["messages"] == 0 && stats["message_stats"]["ack"].as_u64().unwrap_or(0) >= 3).then_some(())
+        })
+        .await;
+        let after: Value = app.get(&format!("/api/notifications?orderId={id}"), Some(&owner)).await.json().await.unwrap();
+        assert_eq!(after["totalElements"], 1, "one notification: {after}");
+        assert_eq!(after["items"], before["items"], "the first one, unchanged");
+        let rows = entities::notifications::Entity::find()
+            .filter(entities::notifications::Column::EventId.eq(created.event_id.as_str()))
+            .count(&app.state.db).await.unwrap();
+        assert_eq!(rows, 1, "one notification row for the event");
+        assert_eq!(dead_letters::Entity::find().count(&app.state.db).await.unwrap(), 0, "a repeat is not an error");
+        assert_eq!(broker.depth(&format!("{queue}.dlq")).await, 0);
+    }
+}
+
 /// An `order.created` envelope for the notification queue, signed as the nodes sign.
 fn signed_order_created(event_id: &str) -> (String, Value) {
     let envelope = json!({

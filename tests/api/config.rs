@@ -11,7 +11,7 @@ use crate::on_every_backend;
 const BIN: &str = env!("CARGO_BIN_EXE_ordersaga");
 
 /// A command for the binary in a fresh directory, with no ORDERSAGA_ settings inherited.
-fn ordersaga(dir: &std::path::Path) -> Command {
+pub fn ordersaga(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir);
     for (key, _) in std::env::vars() {
@@ -22,7 +22,8 @@ fn ordersaga(dir: &std::path::Path) -> Command {
     cmd
 }
 
-fn temp_dir() -> std::path::PathBuf {
+/// A fresh directory under the system's temporary one.
+pub fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ordersaga-cfg-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -153,6 +154,11 @@ fn bad_configuration_stops_the_start_with_one_line() {
         &[("ORDERSAGA_RETRY__MAX_ATTEMPTS", "0")],
         None,
         "retry.max_attempts",
+    );
+    assert_refused(
+        &[("ORDERSAGA_ARCHIVE__CHUNK_SIZE", "20000")],
+        None,
+        "archive.chunk_size",
     );
 }
 

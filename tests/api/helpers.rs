@@ -489,6 +489,19 @@ impl TestApp {
         .await
     }
 
+    /// The `order.created` event of an order, as the outbox holds it.
+    pub async fn order_created(&self, order_id: &str) -> entities::outbox_events::Model {
+        use entities::outbox_events::{Column, Entity};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        Entity::find()
+            .filter(Column::AggregateId.eq(order_id))
+            .filter(Column::RoutingKey.eq("order.created"))
+            .one(&self.state.db)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no order.created event for order {order_id}"))
+    }
+
     /// The saga of an order, as admin.
     pub async fn saga(&self, order_id: &str) -> Value {
         let token = self.admin_token().await;
@@ -511,6 +524,31 @@ impl TestApp {
             stock["availableQty"].as_i64().unwrap(),
             stock["reservedQty"].as_i64().unwrap(),
         )
+    }
+}
+
+/// An outbox row delivered to a queue as a first attempt, as the in-process bus delivers it.
+pub fn first_delivery(row: &entities::outbox_events::Model) -> actors::mailbox::Delivery {
+    actors::mailbox::Delivery {
+        body: std::sync::Arc::from(row.payload.clone().into_bytes()),
+        routing_key: row.routing_key.clone(),
+        attempt: 1,
+        message_id: Some(row.event_id.clone()),
+        rejected: None,
+    }
+}
+
+/// The consumer of `q.notification.order-created`, on the current thread, as the engine wires it.
+pub fn notification_consumer() -> actors::mailbox::Consumer {
+    use actix::Actor;
+    actors::mailbox::Consumer {
+        queue: actors::topology::Q_NOTIFICATION_ORDER_CREATED,
+        apply: actors::consumers::notification::NotificationActor
+            .start()
+            .recipient(),
+        prepare: None,
+        serial: false,
+        home: actix::Arbiter::current(),
     }
 }
 

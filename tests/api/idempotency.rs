@@ -1,17 +1,13 @@
 //! The seed's three scenarios: a repeated Idempotency-Key, ten orders on five units, a replayed event.
 
-use std::sync::Arc;
-
-use actix::Actor;
-use actors::consumers::notification::NotificationActor;
-use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use actors::mailbox::{Consumer, Disposition, Mailbox};
 use actors::outbox::OutboxSignal;
 use actors::topology;
 use futures::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, line, spawn_app};
+use crate::helpers::{assert_problem, first_delivery, line, notification_consumer, spawn_app};
 use crate::on_every_backend;
 use entities::{inventory_reservations, notifications, orders, outbox_events};
 
@@ -115,13 +111,7 @@ on_every_backend! {
         let order = app.order("u-1", vec![line("SKU-R", 1, "2.00")]).await;
         let id = order["orderId"].as_str().unwrap();
         app.ended(id).await;
-        let created = outbox_events::Entity::find()
-            .filter(outbox_events::Column::AggregateId.eq(id))
-            .filter(outbox_events::Column::RoutingKey.eq("order.created"))
-            .one(&app.state.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let created = app.order_created(id).await;
         let engine = app.state.engine().unwrap();
         let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
         let inventory = Consumer {
@@ -131,20 +121,8 @@ on_every_backend! {
             serial: false,
             home: actix::Arbiter::current(),
         };
-        let notifier = Consumer {
-            queue: topology::Q_NOTIFICATION_ORDER_CREATED,
-            apply: NotificationActor.start().recipient(),
-            prepare: None,
-            serial: false,
-            home: actix::Arbiter::current(),
-        };
-        let delivery = Delivery {
-            body: Arc::from(created.payload.into_bytes()),
-            routing_key: "order.created".to_owned(),
-            attempt: 1,
-            message_id: Some(created.event_id.clone()),
-            rejected: None,
-        };
+        let notifier = notification_consumer();
+        let delivery = first_delivery(&created);
         for _ in 0..3 {
             for consumer in [&inventory, &notifier] {
                 let dispositions = mailbox.handle(consumer, std::slice::from_ref(&delivery)).await;

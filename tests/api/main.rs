@@ -7,6 +7,7 @@
 mod fixtures;
 mod helpers;
 
+mod archive;
 mod audit;
 mod auth;
 mod broker;
@@ -19,6 +20,7 @@ mod health;
 mod idempotency;
 mod identity;
 mod loadtest;
+mod notifications;
 mod observability;
 mod orders;
 mod outage;

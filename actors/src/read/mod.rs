@@ -11,6 +11,7 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait, FromQueryResult, PaginatorTra
 pub mod dead_letters;
 pub mod events;
 pub mod gauges;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod products;

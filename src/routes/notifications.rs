@@ -1,0 +1,89 @@
+//! `GET /api/notifications?orderId=&page=&size=`: the notifications the `order.created` consumer wrote,
+//! newest first. With `orderId`, that order's (its owner or an admin, as `GET /api/orders/{orderId}`);
+//! without, the caller's own, or everyone's for an admin.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::Authenticated;
+use crate::routes::paging::{Page, parse_page};
+use crate::routes::release_events::parse_order_id;
+use crate::state::AppState;
+use actors::read::{self, notifications::NotificationFilter};
+use entities::notifications;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/notifications", web::get().to(list));
+}
+
+/// The query string, every value as text so that a `400` names the parameter at fault.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationQuery {
+    pub order_id: Option<String>,
+    pub page: Option<String>,
+    pub size: Option<String>,
+}
+
+/// A notification as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationView {
+    pub id: i64,
+    /// The `event_id` of the `order.created` event it was written for (one notification per event).
+    pub event_id: String,
+    pub order_id: String,
+    pub user_id: String,
+    /// `ORDER_PLACED`.
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<notifications::Model> for NotificationView {
+    fn from(m: notifications::Model) -> Self {
+        NotificationView {
+            id: m.id,
+            event_id: m.event_id,
+            order_id: m.order_id,
+            user_id: m.user_id,
+            kind: m.kind,
+            message: m.message,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A page of notifications: of one order (its owner or an admin), else the caller's own (everyone's for
+/// an admin).
+async fn list(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<NotificationQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let order_id = parse_order_id(&query.order_id)?;
+    let request = parse_page(&query.page, &query.size)?;
+    let filter = match order_id {
+        Some(order_id) => {
+            let record = read::orders::find(&state.db, &order_id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no order {order_id}")))?;
+            caller.require_owner_or_admin(&record.order.user_id)?;
+            NotificationFilter {
+                order_id: Some(order_id),
+                user_id: None,
+            }
+        }
+        None if caller.identity().is_admin() => NotificationFilter::default(),
+        None => NotificationFilter {
+            order_id: None,
+            user_id: Some(caller.identity().user_id.clone()),
+        },
+    };
+    let (rows, total) = read::notifications::page(&state.db, &filter, request.page, request.size).await?;
+    let items = rows.into_iter().map(NotificationView::from).collect();
+    Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
+}
