@@ -148,6 +148,7 @@ impl tracing_actix_web::RootSpanBuilder for RedactedRootSpan {
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             request_id = %request_id,
+            trace_id = tracing::field::Empty,
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
         )
@@ -207,11 +208,13 @@ fn failure_level(status: StatusCode, retry_after: bool) -> FailureLevel {
 
 static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 static TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+static TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 /// Longest trace id taken from a client (the width of the `trace_id` columns).
 pub const MAX_TRACE_ID_LENGTH: usize = 64;
 
-/// The trace id of a request: the client's `X-Trace-Id` when it is valid, else the request id. It
-/// becomes the `trace_id` of the order and of every event the request causes.
+/// The trace id of a request: the client's `X-Trace-Id` when it is valid, else the trace id of a valid
+/// W3C `traceparent`, else the request id. It becomes the `trace_id` of the order and of every event the
+/// request causes, and of the request's log lines.
 #[derive(Clone, Debug)]
 pub struct RequestTrace(pub String);
 
@@ -226,7 +229,8 @@ pub fn valid_trace_id(value: &str) -> bool {
 }
 
 /// Middleware: settles the request's trace id ([`RequestTrace`]) and answers it in `X-Trace-Id`, the
-/// seed system's header, on every response.
+/// seed system's header, on every response, and as `traceparent` (with a span id of this node's) when it
+/// has a W3C form.
 pub async fn trace_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -238,13 +242,24 @@ pub async fn trace_id(
         .map(str::trim)
         .filter(|v| valid_trace_id(v))
         .map(str::to_owned);
+    let parent = req
+        .headers()
+        .get(&TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(actors::trace::parse_traceparent);
     let trace = given
+        .or(parent)
         .or_else(|| req.extensions().get::<RequestId>().map(|id| id.to_string()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // Every log line of the request carries it (the root span's field).
+    tracing::Span::current().record("trace_id", trace.as_str());
     req.extensions_mut().insert(RequestTrace(trace.clone()));
     let mut response = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&trace) {
         response.headers_mut().insert(TRACE_ID_HEADER.clone(), value);
+    }
+    if let Some(value) = actors::trace::traceparent(&trace).and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert(TRACEPARENT_HEADER.clone(), value);
     }
     Ok(response)
 }

@@ -39,5 +39,6 @@ pub mod read;
 pub mod saga;
 pub mod stop;
 pub mod topology;
+pub mod trace;
 
 pub use engine::{Engine, EngineConfig};

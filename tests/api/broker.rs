@@ -165,6 +165,10 @@ on_every_backend! {
             assert_eq!(header(message, "x-event-id"), &envelope["event_id"]);
             assert_eq!(header(message, "x-event-type"), &envelope["event_type"]);
             assert_eq!(header(message, "x-trace-id"), &envelope["trace_id"]);
+            // The order's trace id is its request id, a UUID: a W3C trace id too.
+            let w3c = envelope["trace_id"].as_str().unwrap().replace('-', "");
+            let parent = header(message, "traceparent").as_str().expect("a traceparent header");
+            assert_eq!(actors::trace::parse_traceparent(parent), Some(w3c));
             let signature = header(message, "x-signature").as_str().unwrap();
             assert!(actors::envelope::verify_signature(TEST_SECRET.as_bytes(), message["payload"].as_str().unwrap().as_bytes(), signature));
             assert_eq!(envelope["version"], 1);

@@ -76,6 +76,39 @@ on_every_backend! {
         assert_eq!(untraced.headers()["x-trace-id"], untraced.headers()["x-request-id"]);
     }
 
+    async fn a_w3c_traceparent_sets_the_orders_trace_and_one_goes_back(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("TP-1", 5).await;
+        let buyer = app.buyer_token("tp-buyer").await;
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let placed = app.client.post(app.url("/api/orders")).bearer_auth(&buyer)
+            .header("Idempotency-Key", "tp-1")
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .json(&serde_json::json!({"userId": "tp-buyer", "items": [crate::helpers::line("TP-1", 1, "1.00")]}))
+            .send().await.unwrap();
+        assert_eq!(placed.status(), 201);
+        assert_eq!(placed.headers()["x-trace-id"], trace);
+        let answered = placed.headers()["traceparent"].to_str().unwrap().to_owned();
+        assert_eq!(actors::trace::parse_traceparent(&answered).as_deref(), Some(trace), "the same trace, this node's span");
+        assert!(!answered.contains("00f067aa0ba902b7"), "a span id of the node's own");
+        let order: Value = placed.json().await.unwrap();
+        assert_eq!(order["traceId"], trace);
+        let saga = app.saga(order["orderId"].as_str().unwrap()).await;
+        assert_eq!(saga["traceId"], trace);
+
+        // X-Trace-Id wins over traceparent; a malformed traceparent is ignored.
+        let both = app.client.get(app.url("/api/stocks")).header("X-Trace-Id", "demo-trace-001")
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01")).send().await.unwrap();
+        assert_eq!(both.headers()["x-trace-id"], "demo-trace-001");
+        assert!(both.headers().get("traceparent").is_none(), "demo-trace-001 has no W3C form");
+        let malformed = app.client.get(app.url("/api/stocks")).header("traceparent", "00-zz-00-01").send().await.unwrap();
+        assert_eq!(malformed.headers()["x-trace-id"], malformed.headers()["x-request-id"]);
+        // A request id (a UUID) is a W3C trace id without its dashes.
+        let request_id = malformed.headers()["x-request-id"].to_str().unwrap().replace('-', "");
+        let parent = malformed.headers()["traceparent"].to_str().unwrap();
+        assert_eq!(actors::trace::parse_traceparent(parent), Some(request_id));
+    }
+
     async fn the_release_audit_dashboard_answers_under_the_seeds_path_too(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         let page = app.get("/dashboard/release-audit", None).await;

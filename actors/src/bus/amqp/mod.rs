@@ -65,6 +65,8 @@ pub const H_DLQ_REASON: &str = "x-dlq-reason";
 /// under the queue's name).
 pub const H_ROUTING_KEY: &str = "x-routing-key";
 pub const H_TRACE_ID: &str = "x-trace-id";
+/// W3C trace context of the envelope's trace id, when it has a W3C form ([`crate::trace`]).
+pub const H_TRACEPARENT: &str = "traceparent";
 pub const H_EVENT_TYPE: &str = "x-event-type";
 pub const H_EVENT_ID: &str = "x-event-id";
 
@@ -307,6 +309,12 @@ pub fn properties(
         .unwrap_or_default();
     let mut headers = FieldTable::default();
     headers.insert(H_TRACE_ID.into(), AMQPValue::LongString(trace_id.as_str().into()));
+    if let Some(parent) = crate::trace::traceparent(&trace_id) {
+        headers.insert(
+            H_TRACEPARENT.into(),
+            AMQPValue::LongString(parent.as_str().into()),
+        );
+    }
     headers.insert(H_EVENT_TYPE.into(), AMQPValue::LongString(event_type.into()));
     headers.insert(H_EVENT_ID.into(), AMQPValue::LongString(event_id.into()));
     headers.insert(H_ROUTING_KEY.into(), AMQPValue::LongString(routing_key.into()));
