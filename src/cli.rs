@@ -87,7 +87,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         };
     }
-    observability::init_tracing(settings.log_format);
+    let _telemetry = observability::init_tracing(&settings);
     actors::faults::setup_from_env();
     let command = match command {
         Command::Archive(args) => return archive::run(args, settings),

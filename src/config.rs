@@ -71,6 +71,11 @@ pub struct Settings {
     pub http_workers: Option<usize>,
     /// Log lines as `text` or `json`.
     pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint the request spans are exported to (`http://collector:4318/v1/traces`); needs a
+    /// build with the `otlp` feature. Unset: nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub otlp_service_name: String,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub saga: SagaSettings,
@@ -103,6 +108,8 @@ impl Default for Settings {
             shutdown_timeout_seconds: DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
             http_workers: None,
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            otlp_service_name: "ordersaga".to_owned(),
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             saga: SagaSettings::default(),
@@ -340,6 +347,20 @@ impl Settings {
                 "shutdown_timeout_seconds",
                 "must be between 1 and 3600",
             ));
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            if !cfg!(feature = "otlp") {
+                return Err(ConfigError::setting(
+                    "otlp_endpoint",
+                    "this build has no OTLP export: build with `--features otlp`",
+                ));
+            }
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(ConfigError::setting(
+                    "otlp_endpoint",
+                    "must be an http:// or https:// URL",
+                ));
+            }
         }
         if self.http_workers == Some(0) {
             return Err(ConfigError::setting("http_workers", "must be at least 1"));

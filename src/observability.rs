@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_actix_web::RequestId;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, Settings};
 
 /// Log filter when `RUST_LOG` is unset.
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,lapin=warn";
@@ -22,16 +22,97 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Installs the global log subscriber (`RUST_LOG` filters; JSON lines when asked). Later calls do nothing.
-pub fn init_tracing(format: LogFormat) {
+/// Installs the global log subscriber (`RUST_LOG` filters; JSON lines when asked) and, in a build with
+/// the `otlp` feature, the export of spans to `otlp_endpoint`. Later calls do nothing. Keep the answer
+/// until the process ends: dropping it sends the spans still buffered.
+pub fn init_tracing(settings: &Settings) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let (export, telemetry) = otlp::layer(settings);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(export);
+    let _ = match settings.log_format {
+        LogFormat::Json => registry.with(lines.json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(lines).try_init(),
     };
+    telemetry
+}
+
+pub use otlp::Telemetry;
+
+#[cfg(feature = "otlp")]
+mod otlp {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use crate::config::Settings;
+
+    /// The span exporter; dropping it flushes what is buffered.
+    pub struct Telemetry(Option<SdkTracerProvider>);
+
+    impl Drop for Telemetry {
+        fn drop(&mut self) {
+            if let Some(provider) = self.0.take()
+                && let Err(e) = provider.shutdown()
+            {
+                eprintln!("ordersaga: the last spans were not exported: {e}");
+            }
+        }
+    }
+
+    pub fn layer<S>(
+        settings: &Settings,
+    ) -> (
+        Option<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>,
+        Telemetry,
+    )
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        let Some(endpoint) = &settings.otlp_endpoint else {
+            return (None, Telemetry(None));
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpJson)
+            .with_endpoint(endpoint.as_str())
+            .build();
+        let exporter = match exporter {
+            Ok(exporter) => exporter,
+            Err(e) => {
+                eprintln!("ordersaga: otlp_endpoint: spans will not be exported: {e}");
+                return (None, Telemetry(None));
+            }
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(settings.otlp_service_name.clone())
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("ordersaga");
+        (
+            Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+            Telemetry(Some(provider)),
+        )
+    }
+}
+
+#[cfg(not(feature = "otlp"))]
+mod otlp {
+    use crate::config::Settings;
+
+    /// Nothing to flush in a build without OTLP export (`otlp_endpoint` is refused at start).
+    pub struct Telemetry;
+
+    pub fn layer(_: &Settings) -> (Option<tracing_subscriber::layer::Identity>, Telemetry) {
+        (None, Telemetry)
+    }
 }
 
 /// The process-wide Prometheus recorder (installed on first use; one per process, shared by every app

@@ -116,6 +116,17 @@ fn config_prints_the_effective_settings_with_secrets_redacted() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("shutdown_timeout_seconds"));
 }
 
+/// A build without the `otlp` feature refuses `otlp_endpoint` instead of ignoring it.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn otlp_export_needs_a_build_with_the_feature() {
+    assert_refused(
+        &[("ORDERSAGA_OTLP_ENDPOINT", "http://127.0.0.1:4318/v1/traces")],
+        None,
+        "otlp_endpoint",
+    );
+}
+
 #[test]
 fn version_prints_the_package_version() {
     let out = ordersaga(&temp_dir()).arg("--version").output().unwrap();

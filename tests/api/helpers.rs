@@ -231,7 +231,7 @@ fn init_test_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            ordersaga::observability::init_tracing(ordersaga::config::LogFormat::Text);
+            let _ = ordersaga::observability::init_tracing(&Settings::default());
         }
     });
 }

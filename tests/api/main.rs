@@ -23,6 +23,8 @@ mod loadtest;
 mod notifications;
 mod observability;
 mod orders;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod outage;
 mod problems;
 mod sagas;
