@@ -339,7 +339,17 @@ impl Mailbox {
                     continue;
                 }
                 metrics::counter!("dead_letters_total", "queue" => consumer.queue).increment(1);
-                tracing::warn!(queue = consumer.queue, %reason, "message dead-lettered");
+                match envelope.as_deref() {
+                    Some(e) => tracing::warn!(
+                        queue = consumer.queue,
+                        order_id = e.event.order_id(),
+                        trace_id = %e.trace_id,
+                        event_id = %e.event_id,
+                        %reason,
+                        "message dead-lettered"
+                    ),
+                    None => tracing::warn!(queue = consumer.queue, %reason, "message dead-lettered"),
+                }
             }
             dispositions.push(disposition);
         }
