@@ -340,31 +340,25 @@ pub fn csv_lines(
     }
     for row in rows {
         let created_at = row.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        if columns == CsvColumns::Seed {
-            writer
-                .write_record([
-                    row.id.as_str(),
-                    row.order_id.as_str(),
-                    row.reservation_id.as_str(),
-                    row.reason.as_str(),
-                    created_at.as_str(),
-                ])
-                .map_err(internal)?;
-            continue;
+        // The seed's columns, with the released lines and the trace id before `created_at` for `all`.
+        let items = match columns {
+            CsvColumns::Seed => None,
+            CsvColumns::All => Some(
+                serde_json::to_string(&released_items(&row.released_items))
+                    .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?,
+            ),
+        };
+        let mut record = vec![
+            row.id.as_str(),
+            row.order_id.as_str(),
+            row.reservation_id.as_str(),
+            row.reason.as_str(),
+        ];
+        if let Some(items) = &items {
+            record.extend([items.as_str(), row.trace_id.as_str()]);
         }
-        let items = serde_json::to_string(&released_items(&row.released_items))
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-        writer
-            .write_record([
-                row.id.as_str(),
-                row.order_id.as_str(),
-                row.reservation_id.as_str(),
-                row.reason.as_str(),
-                items.as_str(),
-                row.trace_id.as_str(),
-                created_at.as_str(),
-            ])
-            .map_err(internal)?;
+        record.push(created_at.as_str());
+        writer.write_record(record).map_err(internal)?;
     }
     writer
         .into_inner()

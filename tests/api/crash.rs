@@ -169,7 +169,7 @@ pub async fn assert_ended_once(url: &str, ids: &[String], skus: &[&str], stock: 
 }
 
 /// The body of `GET path` as admin.
-async fn get_json(client: &reqwest::Client, base: &str, admin: &str, path: &str) -> Value {
+pub async fn get_json(client: &reqwest::Client, base: &str, admin: &str, path: &str) -> Value {
     client
         .get(format!("{base}{path}"))
         .bearer_auth(admin)

@@ -905,6 +905,23 @@ impl Drop for TestRedis {
     }
 }
 
+/// Serves the routes `configure` adds on a free loopback port until the test ends — a stand-in for a
+/// service outside the node (an identity provider's JWKS, a trace collector). Answers its base URL.
+pub fn serve_on_loopback(
+    configure: impl Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+    actix_web::rt::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;

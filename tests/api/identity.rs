@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, eventually, spawn_app_with};
+use crate::helpers::{Backend, TestApp, eventually, serve_on_loopback, spawn_app_with};
 
 const IDP: &str = "https://idp.example.test";
 const AUDIENCE: &str = "ordersaga-api";
@@ -74,25 +74,17 @@ fn claims(sub: &str, roles: &[&str]) -> Value {
 
 /// Serves `document` at `http://127.0.0.1:PORT/jwks` until the test ends; the document can change.
 fn serve_jwks(document: Arc<Mutex<Value>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = actix_web::HttpServer::new(move || {
+    let base = serve_on_loopback(move |cfg| {
         let document = document.clone();
-        actix_web::App::new().route(
+        cfg.route(
             "/jwks",
             actix_web::web::get().to(move || {
                 let body = document.lock().unwrap().clone();
                 async move { actix_web::HttpResponse::Ok().json(body) }
             }),
-        )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    format!("http://127.0.0.1:{port}/jwks")
+        );
+    });
+    format!("{base}/jwks")
 }
 
 /// The status of an admin-only read with `token`.

@@ -8,35 +8,29 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::start_server;
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{Backend, TestDb, serve_on_loopback};
 
 /// Listens at `http://127.0.0.1:PORT/v1/traces` and keeps every JSON body posted there.
 fn collector(received: Arc<Mutex<Vec<Value>>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = actix_web::HttpServer::new(move || {
+    let base = serve_on_loopback(move |cfg| {
         let received = received.clone();
-        actix_web::App::new().route(
+        cfg.route(
             "/v1/traces",
             actix_web::web::post().to(move |body: actix_web::web::Bytes| {
                 let received = received.clone();
                 async move {
-                    let export: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    received.lock().unwrap().push(export);
+                    received
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
                     actix_web::HttpResponse::Ok()
                         .content_type("application/json")
                         .body("{}")
                 }
             }),
-        )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    format!("http://127.0.0.1:{port}/v1/traces")
+        );
+    });
+    format!("{base}/v1/traces")
 }
 
 /// The string value of an OTLP attribute list's `key`.

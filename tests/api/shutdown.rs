@@ -10,7 +10,7 @@ use sea_orm::{Database, EntityTrait};
 use serde_json::{Value, json};
 
 use crate::config::start_server;
-use crate::crash::assert_ended_once;
+use crate::crash::{assert_ended_once, get_json};
 use crate::helpers::{TestBroker, TestDb, eventually, line, mint_token, spawn_app};
 use crate::on_every_backend;
 use entities::orders;
@@ -189,15 +189,7 @@ async fn sigterm_under_load(db: &TestDb, extra: &[(&str, &str)]) {
         .collect();
     for id in &accepted {
         assert!(every.contains(id), "accepted order {id} was lost");
-        let order: Value = client
-            .get(format!("{base}/api/orders/{id}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let order = get_json(&client, &base, &admin, &format!("/api/orders/{id}")).await;
         assert_ne!(order["status"], "PENDING");
     }
     assert_ended_once(&db.url, &every, &SKUS, STOCK).await;
