@@ -75,21 +75,30 @@ async fn readiness(state: &AppState) -> Readiness {
     }
 }
 
-/// `200` when the engine runs and the database and the bus answer, `503` otherwise (`"starting"` while
-/// the node waits for its database to start the engine, `"draining"` once it shuts down).
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match readiness(&state).await {
-        Readiness::Ready(checks) => HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})),
+/// The `status` words of a readiness answer, for ready, unavailable, starting and draining.
+type Words = [&'static str; 4];
+
+/// The answer to a readiness probe in `words`: `200` when ready, else `503` (with `Retry-After` while
+/// starting or draining); `checks` as [`readiness`] found them.
+async fn answer(state: &AppState, [ready, unavailable, starting, draining]: Words) -> HttpResponse {
+    match readiness(state).await {
+        Readiness::Ready(checks) => HttpResponse::Ok().json(json!({"status": ready, "checks": checks})),
         Readiness::Unavailable(checks) => {
-            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "checks": checks}))
+            HttpResponse::ServiceUnavailable().json(json!({"status": unavailable, "checks": checks}))
         }
         Readiness::Starting(checks) => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "starting", "checks": checks})),
+            .json(json!({"status": starting, "checks": checks})),
         Readiness::Draining => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "draining"})),
+            .json(json!({"status": draining})),
     }
+}
+
+/// `200` when the engine runs and the database and the bus answer, `503` otherwise (`"starting"` while
+/// the node waits for its database to start the engine, `"draining"` once it shuts down).
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    answer(&state, ["ready", "unavailable", "starting", "draining"]).await
 }
 
 /// Actuator liveness: `{"status":"UP"}` while the process answers.
@@ -101,18 +110,7 @@ async fn actuator_liveness() -> HttpResponse {
 /// `DOWN` (the database or the bus does not answer) or `OUT_OF_SERVICE` (starting, or shutting down);
 /// `checks` as in `/health/ready`.
 async fn actuator_readiness(state: web::Data<AppState>) -> HttpResponse {
-    match readiness(&state).await {
-        Readiness::Ready(checks) => HttpResponse::Ok().json(json!({"status": "UP", "checks": checks})),
-        Readiness::Unavailable(checks) => {
-            HttpResponse::ServiceUnavailable().json(json!({"status": "DOWN", "checks": checks}))
-        }
-        Readiness::Starting(checks) => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "OUT_OF_SERVICE", "checks": checks})),
-        Readiness::Draining => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "OUT_OF_SERVICE"})),
-    }
+    answer(&state, ["UP", "DOWN", "OUT_OF_SERVICE", "OUT_OF_SERVICE"]).await
 }
 
 /// What is running: `{"app":{"name","version"},"build":{"name","version"}}`, and `git.commit.id` when
