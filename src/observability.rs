@@ -388,36 +388,24 @@ mod tests {
 
     #[test]
     fn planned_refusals_are_not_logged_as_errors() {
-        // Load shedding and throttling: expected, and the client is told when to come back.
-        assert_eq!(
-            failure_level(StatusCode::SERVICE_UNAVAILABLE, true),
-            FailureLevel::Refusal
-        );
-        assert_eq!(
-            failure_level(StatusCode::TOO_MANY_REQUESTS, true),
-            FailureLevel::Refusal
-        );
-        assert_eq!(
-            failure_level(StatusCode::TOO_MANY_REQUESTS, false),
-            FailureLevel::Refusal
-        );
-        // A 503 that does not say when to retry, and any other 5xx, is the node's failure.
-        assert_eq!(
-            failure_level(StatusCode::SERVICE_UNAVAILABLE, false),
-            FailureLevel::Server
-        );
-        assert_eq!(
-            failure_level(StatusCode::INTERNAL_SERVER_ERROR, true),
-            FailureLevel::Server
-        );
-        assert_eq!(
-            failure_level(StatusCode::UNAUTHORIZED, false),
-            FailureLevel::Client
-        );
-        assert_eq!(
-            failure_level(StatusCode::UNPROCESSABLE_ENTITY, false),
-            FailureLevel::Client
-        );
+        use FailureLevel::{Client, Refusal, Server};
+        for (status, retry_after, level) in [
+            // Load shedding and throttling: expected, and the client is told when to come back.
+            (StatusCode::SERVICE_UNAVAILABLE, true, Refusal),
+            (StatusCode::TOO_MANY_REQUESTS, true, Refusal),
+            (StatusCode::TOO_MANY_REQUESTS, false, Refusal),
+            // A 503 that does not say when to retry, and any other 5xx, is the node's failure.
+            (StatusCode::SERVICE_UNAVAILABLE, false, Server),
+            (StatusCode::INTERNAL_SERVER_ERROR, true, Server),
+            (StatusCode::UNAUTHORIZED, false, Client),
+            (StatusCode::UNPROCESSABLE_ENTITY, false, Client),
+        ] {
+            assert_eq!(
+                failure_level(status, retry_after),
+                level,
+                "{status} retry-after={retry_after}"
+            );
+        }
     }
 
     #[test]
