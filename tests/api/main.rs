@@ -20,6 +20,7 @@ mod idempotency;
 mod identity;
 mod loadtest;
 mod observability;
+mod openapi;
 mod orders;
 mod outage;
 mod problems;
