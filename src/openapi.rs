@@ -119,22 +119,50 @@ impl ApiDoc {
                 .description(Some("This node"))
                 .build(),
         ]);
-        for item in doc.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                with_problems(operation);
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ] {
+                if let Some(operation) = operation {
+                    operation.operation_id = Some(operation_id(method, path));
+                    with_problems(operation);
+                }
             }
         }
         doc
     }
+}
+
+/// A unique operation id from the method and the path: `GET /api/stocks/{skuId}` → `getApiStocksBySkuId`
+/// (handlers of different modules share names such as `get` and `list`).
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let (prefix, name) = match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(parameter) => ("By", parameter),
+            None => ("", segment),
+        };
+        id.push_str(prefix);
+        for word in name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                id.push(first.to_ascii_uppercase());
+                id.extend(chars);
+            }
+        }
+    }
+    if path.len() > 1 && path.ends_with('/') {
+        // `/dashboard/` beside `/dashboard`.
+        id.push_str("Slash");
+    }
+    id
 }
 
 /// What a status means when it is an error shared by many routes.
@@ -174,9 +202,7 @@ fn with_problems(operation: &mut Operation) {
         if !responses.contains_key(status) {
             responses.insert(
                 status.to_owned(),
-                ResponseBuilder::new()
-                    .description(common_meaning(status))
-                    .into(),
+                ResponseBuilder::new().description(common_meaning(status)).into(),
             );
         }
     }

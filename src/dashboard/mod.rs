@@ -106,7 +106,15 @@ crate::routes! {
 /// The paths of the pages, for the document.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    audit_page, audit_page_slash, audit_page_seed, sagas_page, saga_page, dead_letters_page, css, js, icon
+    audit_page,
+    audit_page_slash,
+    audit_page_seed,
+    sagas_page,
+    saga_page,
+    dead_letters_page,
+    css,
+    js,
+    icon
 ))]
 pub struct Doc;
 
@@ -121,7 +129,10 @@ pub struct Doc;
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
-async fn audit_page(state: web::Data<AppState>, query: web::Query<release_audit::AuditQuery>) -> HttpResponse {
+async fn audit_page(
+    state: web::Data<AppState>,
+    query: web::Query<release_audit::AuditQuery>,
+) -> HttpResponse {
     release_audit::page(state, query).await
 }
 

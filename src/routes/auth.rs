@@ -28,7 +28,15 @@ crate::routes! {
 #[derive(OpenApi)]
 #[openapi(
     paths(issue_token, register, login, introspect, jwks),
-    components(schemas(TokenRequest, TokenResponse, Credentials, RegisteredUser, IntrospectRequest, Introspection, Jwks))
+    components(schemas(
+        TokenRequest,
+        TokenResponse,
+        Credentials,
+        RegisteredUser,
+        IntrospectRequest,
+        Introspection,
+        Jwks
+    ))
 )]
 pub struct Doc;
 

@@ -144,5 +144,12 @@ async fn swagger_ui_file(file: web::Path<String>) -> Result<HttpResponse, crate:
 
 /// The paths of this module, for the document.
 #[derive(OpenApi)]
-#[openapi(paths(openapi_json, api_docs, swagger_ui_html, docs_page, swagger_ui_root, swagger_ui_file))]
+#[openapi(paths(
+    openapi_json,
+    api_docs,
+    swagger_ui_html,
+    docs_page,
+    swagger_ui_root,
+    swagger_ui_file
+))]
 pub struct Doc;

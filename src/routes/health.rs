@@ -75,7 +75,16 @@ pub struct Info {
 /// The paths of this module, for the document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(live, ready, metrics, actuator_health, actuator_liveness, actuator_readiness, info, actuator_prometheus),
+    paths(
+        live,
+        ready,
+        metrics,
+        actuator_health,
+        actuator_liveness,
+        actuator_readiness,
+        info,
+        actuator_prometheus
+    ),
     components(schemas(Status, Readiness, Checks, Info))
 )]
 pub struct Doc;

@@ -36,7 +36,17 @@ crate::routes! {
 #[derive(OpenApi)]
 #[openapi(
     paths(place, get, get_saga),
-    components(schemas(OrderRequest, LineRequest, LineView, OrderView, PlacedView, SagaView, HistoryView, PaymentView, SagaIdentity))
+    components(schemas(
+        OrderRequest,
+        LineRequest,
+        LineView,
+        OrderView,
+        PlacedView,
+        SagaView,
+        HistoryView,
+        PaymentView,
+        SagaIdentity
+    ))
 )]
 pub struct Doc;
 

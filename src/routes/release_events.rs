@@ -55,7 +55,10 @@ crate::routes! {
 
 /// The paths of this module, for the document.
 #[derive(OpenApi)]
-#[openapi(paths(list, cursor_page, export), components(schemas(ReleasedItem, ReleaseEventView, CursorPage)))]
+#[openapi(
+    paths(list, cursor_page, export),
+    components(schemas(ReleasedItem, ReleaseEventView, CursorPage))
+)]
 pub struct Doc;
 
 /// The query string of the three routes, every value as text.

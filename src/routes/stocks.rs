@@ -32,7 +32,15 @@ crate::routes! {
 #[derive(OpenApi)]
 #[openapi(
     paths(reserve, reservations, upsert, list, put, get),
-    components(schemas(StockView, UpsertRequest, PutRequest, ReserveRequest, ReserveLine, Reserved, ReservationView))
+    components(schemas(
+        StockView,
+        UpsertRequest,
+        PutRequest,
+        ReserveRequest,
+        ReserveLine,
+        Reserved,
+        ReservationView
+    ))
 )]
 pub struct Doc;
 
