@@ -55,13 +55,18 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-/// The problem document.
-#[derive(Debug, Serialize)]
+/// The problem document (RFC 9457), answered as `application/problem+json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// What went wrong, as a stable name: `/problems/<kind>`.
     #[serde(rename = "type")]
+    #[schema(example = "/problems/bad-request")]
     pub kind: String,
+    /// The status's reason phrase.
     pub title: String,
+    /// The HTTP status.
     pub status: u16,
+    /// What went wrong in words.
     pub detail: String,
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod loadtest;
 pub mod observability;
+pub mod openapi;
 pub mod routes;
 pub mod runtime;
 pub mod startup;

@@ -70,10 +70,13 @@ pub fn templates() -> Result<Tera, tera::Error> {
     Ok(tera)
 }
 
+/// Where the pages are.
+pub const PREFIX: &str = "/dashboard";
+
 /// Registers the pages and their assets.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/dashboard")
+        web::scope(PREFIX)
             .wrap(
                 DefaultHeaders::new()
                     .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
@@ -81,18 +84,121 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .add((header::REFERRER_POLICY, "same-origin"))
                     .add((header::X_FRAME_OPTIONS, "DENY")),
             )
-            .route("", web::get().to(release_audit::page))
-            .route("/", web::get().to(release_audit::page))
-            // The seed system's path of the same page.
-            .route("/release-audit", web::get().to(release_audit::page))
-            .route("/sagas", web::get().to(sagas::list_page))
-            .route("/sagas/{orderId}", web::get().to(sagas::saga_page))
-            .route("/dead-letters", web::get().to(dead_letters::page))
-            .route("/assets/dashboard.css", web::get().to(css))
-            .route("/assets/dashboard.js", web::get().to(js))
-            .route("/assets/icon.svg", web::get().to(icon))
+            .configure(pages)
             .default_service(web::to(not_found)),
     );
+}
+
+crate::routes! {
+    fn pages, pub const ROUTES;
+    get "" => audit_page;
+    get "/" => audit_page_slash;
+    // The seed system's path of the same page.
+    get "/release-audit" => audit_page_seed;
+    get "/sagas" => sagas_page;
+    get "/sagas/{orderId}" => saga_page;
+    get "/dead-letters" => dead_letters_page;
+    get "/assets/dashboard.css" => css;
+    get "/assets/dashboard.js" => js;
+    get "/assets/icon.svg" => icon;
+}
+
+/// The paths of the pages, for the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    audit_page,
+    audit_page_slash,
+    audit_page_seed,
+    sagas_page,
+    saga_page,
+    dead_letters_page,
+    css,
+    js,
+    icon
+))]
+pub struct Doc;
+
+/// The release audit page.
+#[utoipa::path(get, path = "/dashboard", tag = "dashboards",
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases"),
+        ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
+        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
+async fn audit_page(
+    state: web::Data<AppState>,
+    query: web::Query<release_audit::AuditQuery>,
+) -> HttpResponse {
+    release_audit::page(state, query).await
+}
+
+/// The release audit page (as `/dashboard`).
+#[utoipa::path(get, path = "/dashboard/", tag = "dashboards",
+    responses((status = 200, description = "As `/dashboard`", content_type = "text/html", body = String)))]
+async fn audit_page_slash(
+    state: web::Data<AppState>,
+    query: web::Query<release_audit::AuditQuery>,
+) -> HttpResponse {
+    release_audit::page(state, query).await
+}
+
+/// The release audit page at the seed system's path (as `/dashboard`).
+#[utoipa::path(get, path = "/dashboard/release-audit", tag = "dashboards",
+    responses((status = 200, description = "As `/dashboard`", content_type = "text/html", body = String)))]
+async fn audit_page_seed(
+    state: web::Data<AppState>,
+    query: web::Query<release_audit::AuditQuery>,
+) -> HttpResponse {
+    release_audit::page(state, query).await
+}
+
+/// Sagas per state, throughput and latency, stuck sagas, a searchable list.
+#[utoipa::path(get, path = "/dashboard/sagas", tag = "dashboards",
+    params(
+        ("q" = Option<String>, Query, description = "A part of an order id or trace id, or a failure reason"),
+        ("state" = Option<String>, Query), ("stuck" = Option<String>, Query, description = "`1`: only stuck sagas"),
+        ("stuckSeconds" = Option<u64>, Query), ("minutes" = Option<u64>, Query, description = "Chart window, 5–1440"),
+        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query), ("refresh" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
+async fn sagas_page(state: web::Data<AppState>, query: web::Query<sagas::SagasQuery>) -> HttpResponse {
+    sagas::list_page(state, query).await
+}
+
+/// One saga's story.
+#[utoipa::path(get, path = "/dashboard/sagas/{orderId}", tag = "dashboards",
+    params(("orderId" = String, Path, description = "The order id (a UUID)"), ("refresh" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "Not a UUID, as a page", content_type = "text/html", body = String),
+        (status = 404, description = "Unknown saga, as a page", content_type = "text/html", body = String)))]
+async fn saga_page(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<sagas::SagaPageQuery>,
+) -> HttpResponse {
+    sagas::saga_page(state, path, query).await
+}
+
+/// What the consumers gave up on.
+#[utoipa::path(get, path = "/dashboard/dead-letters", tag = "dashboards",
+    params(
+        ("status" = Option<String>, Query, description = "`DEAD`, `REPLAYED` or `DISCARDED`"),
+        ("consumer" = Option<String>, Query), ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
+        ("refresh" = Option<u64>, Query)),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
+async fn dead_letters_page(
+    state: web::Data<AppState>,
+    query: web::Query<dead_letters::DeadLetterQuery>,
+) -> HttpResponse {
+    dead_letters::page(state, query).await
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
@@ -108,14 +214,23 @@ async fn not_found(state: web::Data<AppState>, req: actix_web::HttpRequest) -> H
     error_page(&state, "audit", &err)
 }
 
+/// The pages' stylesheet.
+#[utoipa::path(get, path = "/dashboard/assets/dashboard.css", tag = "dashboards",
+    responses((status = 200, description = "The stylesheet", content_type = "text/css", body = String)))]
 async fn css() -> HttpResponse {
     asset("text/css; charset=utf-8", CSS)
 }
 
+/// The pages' script (live refresh).
+#[utoipa::path(get, path = "/dashboard/assets/dashboard.js", tag = "dashboards",
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String)))]
 async fn js() -> HttpResponse {
     asset("text/javascript; charset=utf-8", JS)
 }
 
+/// The pages' icon.
+#[utoipa::path(get, path = "/dashboard/assets/icon.svg", tag = "dashboards",
+    responses((status = 200, description = "The icon", content_type = "image/svg+xml", body = String)))]
 async fn icon() -> HttpResponse {
     asset("image/svg+xml", ICON)
 }

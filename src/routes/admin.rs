@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
@@ -13,11 +14,17 @@ use actors::mailbox::dead_letters::DeadLetterStatus;
 use actors::read;
 use entities::dead_letters as rows;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/dead-letters", web::get().to(list))
-        .route("/admin/dead-letters/{id}/replay", web::post().to(replay))
-        .route("/admin/dead-letters/{id}/discard", web::post().to(discard));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    get "/admin/dead-letters" => list;
+    post "/admin/dead-letters/{id}/replay" => replay;
+    post "/admin/dead-letters/{id}/discard" => discard;
 }
+
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(paths(list, replay, discard), components(schemas(DeadLetterView)))]
+pub struct Doc;
 
 #[derive(Debug, Deserialize)]
 pub struct DeadLetterQuery {
@@ -28,7 +35,7 @@ pub struct DeadLetterQuery {
 }
 
 /// A dead letter as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterView {
     pub id: String,
@@ -65,6 +72,16 @@ impl From<rows::Model> for DeadLetterView {
 }
 
 /// Dead letters, newest first; `status` defaults to every status.
+#[utoipa::path(get, path = "/api/admin/dead-letters", tag = "dead-letters", security(("bearer" = [])),
+    params(
+        ("consumer" = Option<String>, Query, description = "A consumer's queue, e.g. `q.payment.inventory-reserved`"),
+        ("status" = Option<String>, Query, description = "`DEAD`, `REPLAYED` or `DISCARDED`"),
+        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+    responses(
+        (status = 200, description = "A page of dead letters", body = Page<DeadLetterView>),
+        (status = 400, description = "A bad status or paging"),
+        (status = 403, description = "The token lacks `admin`")))]
 async fn list(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -88,6 +105,13 @@ async fn list(
 }
 
 /// Sends a dead letter back to the queue that gave up on it.
+#[utoipa::path(post, path = "/api/admin/dead-letters/{id}/replay", tag = "dead-letters", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, description = "The letter, now `REPLAYED`", body = DeadLetterView),
+        (status = 403, description = "The token lacks `admin`"),
+        (status = 404, description = "Unknown dead letter"),
+        (status = 409, description = "The letter is not `DEAD` (`/problems/dead-letter-not-dead`)")))]
 async fn replay(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -99,6 +123,13 @@ async fn replay(
 }
 
 /// Drops a dead letter for good.
+#[utoipa::path(post, path = "/api/admin/dead-letters/{id}/discard", tag = "dead-letters", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, description = "The letter, now `DISCARDED`", body = DeadLetterView),
+        (status = 403, description = "The token lacks `admin`"),
+        (status = 404, description = "Unknown dead letter"),
+        (status = 409, description = "The letter is not `DEAD` (`/problems/dead-letter-not-dead`)")))]
 async fn discard(
     state: web::Data<AppState>,
     caller: Authenticated,

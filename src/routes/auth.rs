@@ -4,25 +4,83 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use actors::auth::{IssueToken, IssuedToken, ROLE_BUYER};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/token", web::post().to(issue_token))
-        .route("/auth/register", web::post().to(register))
-        .route("/auth/login", web::post().to(login))
-        .route("/auth/introspect", web::post().to(introspect));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    post "/auth/token" => issue_token;
+    post "/auth/register" => register;
+    post "/auth/login" => login;
+    post "/auth/introspect" => introspect;
 }
 
-/// `/.well-known/jwks.json`, outside `/api`.
-pub fn configure_well_known(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/jwks.json", web::get().to(jwks));
+// `/.well-known/jwks.json`, outside `/api`.
+crate::routes! {
+    pub fn configure_well_known, pub const WELL_KNOWN_ROUTES;
+    get "/.well-known/jwks.json" => jwks;
+}
+
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(issue_token, register, login, introspect, jwks),
+    components(schemas(
+        TokenRequest,
+        TokenResponse,
+        Credentials,
+        RegisteredUser,
+        IntrospectRequest,
+        Introspection,
+        Jwks
+    ))
+)]
+pub struct Doc;
+
+/// A JWK set: `{"keys":[…]}`.
+#[derive(ToSchema)]
+pub struct Jwks {
+    /// The public keys (RFC 7517), each with its `kid`; empty when the node signs with the shared
+    /// secret.
+    pub keys: Vec<serde_json::Value>,
+}
+
+/// A registered user.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RegisteredUser {
+    pub user_id: String,
+    pub username: String,
+    /// `["buyer"]`.
+    pub roles: Vec<String>,
+}
+
+/// What introspection says of a token: `{"active":false}` alone for any token that does not verify.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Introspection {
+    pub active: bool,
+    pub sub: Option<String>,
+    /// `sub`, the seed system's name.
+    pub user_id: Option<String>,
+    pub roles: Option<Vec<String>>,
+    /// Seconds since the epoch.
+    pub exp: Option<i64>,
+    /// `exp` as an RFC 3339 time, the seed system's name.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub iat: Option<i64>,
+    pub iss: Option<String>,
+    /// Whether the mock issuer made it.
+    pub mock: Option<bool>,
 }
 
 /// The public keys this node's issuer signs with (`auth.signing_key_file`): `{"keys":[…]}`, empty when
 /// it signs with the shared secret.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "The issuer's public keys", body = Jwks)))]
 async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = state.engine()?.tokens.public_keys();
     Ok(HttpResponse::Ok()
@@ -30,18 +88,22 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .json(json!({ "keys": keys })))
 }
 
-#[derive(Debug, Deserialize)]
+/// What the mock issuer is asked for.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRequest {
+    /// 1–64 of `A-Za-z0-9-_.@:`.
     pub user_id: String,
+    /// 1–16 roles, each 1–64 of `A-Za-z0-9-_.:`; `["buyer"]` when absent.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
+    /// 1…`auth.max_ttl_seconds` (default `auth.default_ttl_seconds`).
     pub ttl_seconds: Option<u64>,
 }
 
 /// A token as the auth routes answer it: ordersaga's `expiresIn` beside the seed system's `expiresAt`,
 /// `userId` and `roles`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     pub access_token: String,
@@ -71,6 +133,11 @@ impl From<IssuedToken> for TokenResponse {
 }
 
 /// Mock issuer: a token for any user (roles default to `buyer`); `404` when switched off.
+#[utoipa::path(post, path = "/api/auth/token", tag = "auth", request_body = TokenRequest,
+    responses(
+        (status = 200, description = "A token", body = TokenResponse),
+        (status = 400, description = "A bad user id, role or lifetime"),
+        (status = 404, description = "The mock issuer is off (`/problems/mock-issuer-off`)")))]
 async fn issue_token(
     state: web::Data<AppState>,
     body: web::Json<TokenRequest>,
@@ -87,7 +154,8 @@ async fn issue_token(
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A username and a password.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
@@ -119,6 +187,12 @@ fn allowed(
 }
 
 /// Creates a user with role `buyer`; `409` when the username is taken.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 201, description = "The user", body = RegisteredUser),
+        (status = 400, description = "Username 3–64 of `A-Za-z0-9-_.@`, password 8–256 bytes"),
+        (status = 409, description = "The username is taken (`/problems/username-taken`)"),
+        (status = 429, description = "Too many attempts for this address or username (`Retry-After`)")))]
 async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -131,6 +205,12 @@ async fn register(
 }
 
 /// A token for a registered user; wrong password and unknown user both answer `401`.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "A token with the user's roles", body = TokenResponse),
+        (status = 400, description = "A malformed body"),
+        (status = 401, description = "A wrong password or an unknown user (`/problems/invalid-credentials`)"),
+        (status = 429, description = "Too many attempts for this address or username (`Retry-After`)")))]
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -141,13 +221,18 @@ async fn login(
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A token to introspect.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct IntrospectRequest {
     pub token: String,
 }
 
 /// `{"active":true,…claims}` for a token that verifies (its claims, and the seed system's `userId` and
 /// `expiresAt`), `{"active":false}` for any other (never why).
+#[utoipa::path(post, path = "/api/auth/introspect", tag = "auth", request_body = IntrospectRequest,
+    responses(
+        (status = 200, description = "Whether the token verifies here, and its claims if it does", body = Introspection),
+        (status = 400, description = "A malformed body")))]
 async fn introspect(
     state: web::Data<AppState>,
     body: web::Json<IntrospectRequest>,

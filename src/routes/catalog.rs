@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
@@ -22,14 +23,20 @@ pub const MAX_NAME_CHARS: usize = 255;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/catalog/products", web::get().to(list))
-        .route("/catalog/products/{skuId}", web::put().to(put))
-        .route("/catalog/products/{skuId}", web::get().to(get));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    get "/catalog/products" => list;
+    put "/catalog/products/{skuId}" => put;
+    get "/catalog/products/{skuId}" => get;
 }
 
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(paths(list, put, get), components(schemas(ProductView, UpsertRequest)))]
+pub struct Doc;
+
 /// A product as the API shows it (the seed catalog's shape).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductView {
     pub sku_id: String,
@@ -37,6 +44,7 @@ pub struct ProductView {
     /// Empty when none was given.
     pub description: String,
     /// `null` for a product the catalog has not priced (one the stock upsert created).
+    #[schema(value_type = Option<crate::openapi::Amount>)]
     pub price: Option<Money>,
     pub active: bool,
     pub updated_at: DateTime<Utc>,
@@ -55,11 +63,17 @@ impl From<products::Model> for ProductView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A product to create or replace.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProductRequest)]
 pub struct UpsertRequest {
+    /// 1–255 characters, not blank.
     pub name: String,
+    /// At most 4000 characters.
     pub description: Option<String>,
+    /// Above 0 and at most 10⁹.
+    #[schema(value_type = crate::openapi::AmountInput)]
     pub price: AmountText,
     /// Absent: `true`.
     pub active: Option<bool>,
@@ -104,6 +118,12 @@ fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError
 }
 
 /// Creates or replaces a product (`admin`); `200` with the product as written.
+#[utoipa::path(put, path = "/api/catalog/products/{skuId}", tag = "catalog", request_body = UpsertRequest, security(("bearer" = [])),
+    params(("skuId" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "The product as written", body = ProductView),
+        (status = 400, description = "A bad SKU, name, description or price"),
+        (status = 403, description = "The token lacks `admin`")))]
 async fn put(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -117,6 +137,12 @@ async fn put(
 }
 
 /// One product; `404` if the SKU has none.
+#[utoipa::path(get, path = "/api/catalog/products/{skuId}", tag = "catalog",
+    params(("skuId" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 400, description = "A bad SKU"),
+        (status = 404, description = "The SKU has no product")))]
 async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sku_id = sku(&sku_id)?;
     let engine = state.engine()?;
@@ -135,6 +161,14 @@ pub struct ListQuery {
 
 /// A page of products ordered by SKU, only active or inactive ones with `active=true|false`. Pages are
 /// read from the database (only single products are cached).
+#[utoipa::path(get, path = "/api/catalog/products", tag = "catalog",
+    params(
+        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, description = "1–100 (default 20)"),
+        ("active" = Option<bool>, Query, description = "Only active (`true`) or inactive (`false`) products")),
+    responses(
+        (status = 200, description = "A page of products ordered by SKU", body = Page<ProductView>),
+        (status = 400, description = "Bad paging or `active`")))]
 async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let request = parse_page(&query.page, &query.size)?;
     let active = match given(&query.active) {

@@ -5,6 +5,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
@@ -14,9 +15,15 @@ use crate::state::AppState;
 use actors::read::{self, notifications::NotificationFilter};
 use entities::notifications;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notifications", web::get().to(list));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    get "/notifications" => list;
 }
+
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(paths(list), components(schemas(NotificationView)))]
+pub struct Doc;
 
 /// The query string, every value as text so that a `400` names the parameter at fault.
 #[derive(Debug, Default, Deserialize)]
@@ -28,7 +35,7 @@ pub struct NotificationQuery {
 }
 
 /// A notification as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationView {
     pub id: i64,
@@ -58,6 +65,16 @@ impl From<notifications::Model> for NotificationView {
 
 /// A page of notifications: of one order (its owner or an admin), else the caller's own (everyone's for
 /// an admin).
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", security(("bearer" = [])),
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's (a UUID); its owner or `admin`"),
+        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+    responses(
+        (status = 200, description = "A page of notifications, newest first", body = Page<NotificationView>),
+        (status = 400, description = "A bad `orderId`, `page` or `size`"),
+        (status = 403, description = "The order is another user's"),
+        (status = 404, description = "No such order")))]
 async fn list(
     state: web::Data<AppState>,
     caller: Authenticated,

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::{Authenticated, TraceId};
@@ -24,25 +25,59 @@ pub const MAX_PRICE: i64 = 1_000_000_000;
 /// The idempotency header.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders", web::post().to(place))
-        .route("/orders/{orderId}", web::get().to(get))
-        .route("/orders/{orderId}/saga", web::get().to(get_saga));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    post "/orders" => place;
+    get "/orders/{orderId}" => get;
+    get "/orders/{orderId}/saga" => get_saga;
 }
 
-#[derive(Debug, Deserialize)]
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(place, get, get_saga),
+    components(schemas(
+        OrderRequest,
+        LineRequest,
+        LineView,
+        OrderView,
+        PlacedView,
+        SagaView,
+        HistoryView,
+        PaymentView,
+        SagaIdentity
+    ))
+)]
+pub struct Doc;
+
+/// An order to place.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRequest {
+    /// The token's subject.
     pub user_id: String,
+    /// 1–100 lines, no SKU twice.
     pub items: Vec<LineRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One line of an order to place.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineRequest {
     pub sku_id: String,
+    /// 1…1 000 000.
     pub quantity: i64,
+    /// 0…10⁹.
+    #[schema(value_type = crate::openapi::AmountInput)]
     pub price: AmountText,
+}
+
+/// Who placed a saga's order.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct SagaIdentity {
+    pub user_id: String,
+    pub roles: Vec<String>,
 }
 
 /// An amount as the client wrote it, a JSON number or a string, read by [`Money::parse_amount`] once
@@ -63,23 +98,29 @@ impl<'de> Deserialize<'de> for AmountText {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// One line of an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineView {
     pub sku_id: String,
     pub quantity: i32,
+    #[schema(value_type = crate::openapi::Amount)]
     pub price: Money,
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub order_id: String,
     pub user_id: String,
+    /// `PENDING`, then `CONFIRMED` or `FAILED`.
     pub status: String,
     pub items: Vec<LineView>,
+    /// Σ quantity × price, exact.
+    #[schema(value_type = crate::openapi::Amount)]
     pub total_amount: Money,
+    /// `INSUFFICIENT_STOCK`, `UNKNOWN_SKU`, `PAYMENT_FAILED` or `PAYMENT_TIMEOUT` once `FAILED`.
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -112,7 +153,7 @@ impl From<OrderRecord> for OrderView {
 
 /// The answer to `POST /api/orders`: the order, and whether it is the original of a repeated key
 /// (`reused`, the seed system's field; `Idempotent-Replayed` says the same in a header).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacedView {
     #[serde(flatten)]
@@ -184,6 +225,21 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
 
 /// Places an order (`buyer`). `201` for a new order, `200` with `Idempotent-Replayed: true` for the
 /// original of a repeated key, `422` when the key came with another body.
+#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = OrderRequest, security(("bearer" = [])),
+    params(
+        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; a repeated key (same user, same body) answers the original order"),
+        ("X-Trace-Id" = Option<String>, Header, description = "The client's trace id (1–64 of `A-Za-z0-9-_.:`), else the request id")),
+    responses(
+        (status = 201, description = "The order, `PENDING`", body = PlacedView,
+            headers(("Location" = String, description = "`/api/orders/{orderId}`"))),
+        (status = 200, description = "The original order of a repeated key (`Idempotent-Replayed: true`, `reused: true`)", body = PlacedView,
+            headers(("Location" = String), ("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "A bad body or key, `userId` not the token's subject, or a line refused by the catalog (`/problems/product-inactive`, `/problems/price-mismatch`)"),
+        (status = 403, description = "The token lacks `buyer`"),
+        (status = 413, description = "The body is larger than `body_limit_bytes`"),
+        (status = 415, description = "The body is not `application/json`"),
+        (status = 422, description = "The key was used with another body (`/problems/idempotency-key-reused`)"),
+        (status = 503, description = "Past the deadline, or the node's backlog is full (`/problems/overloaded`): retry with the same key (`Retry-After`)")))]
 async fn place(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -241,6 +297,13 @@ async fn owned_order(state: &AppState, caller: &Authenticated, id: &str) -> Resu
 }
 
 /// One order (its owner or an admin).
+#[utoipa::path(get, path = "/api/orders/{orderId}", tag = "orders", security(("bearer" = [])),
+    params(("orderId" = String, Path, description = "The order id (a UUID)")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "Not a UUID"),
+        (status = 403, description = "Another user's order"),
+        (status = 404, description = "Unknown order")))]
 async fn get(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -250,7 +313,8 @@ async fn get(
     Ok(HttpResponse::Ok().json(OrderView::from(record)))
 }
 
-#[derive(Debug, Serialize)]
+/// One step of a saga.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryView {
     pub seq: i32,
@@ -265,11 +329,12 @@ pub struct HistoryView {
 
 /// The order's payment as the ledger has it: `SUCCEEDED`, `FAILED`, or `REFUNDED` (a payment that had
 /// succeeded for an order that did not confirm, given back).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentView {
     pub payment_id: String,
     pub status: String,
+    #[schema(value_type = crate::openapi::Amount)]
     pub amount: Money,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -294,7 +359,7 @@ impl From<entities::payment_records::Model> for PaymentView {
 }
 
 /// A saga for inspection.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SagaView {
     pub order_id: String,
@@ -305,6 +370,8 @@ pub struct SagaView {
     pub completed_at: Option<DateTime<Utc>>,
     pub deadline_at: Option<DateTime<Utc>>,
     pub trace_id: String,
+    /// `{"userId","roles"}`.
+    #[schema(value_type = Option<SagaIdentity>)]
     pub identity: serde_json::Value,
     pub failure_reason: Option<String>,
     pub reservation_id: Option<String>,
@@ -323,6 +390,13 @@ pub fn identity_view(raw: &str) -> serde_json::Value {
 }
 
 /// The saga of an order with its history (its owner or an admin).
+#[utoipa::path(get, path = "/api/orders/{orderId}/saga", tag = "orders", security(("bearer" = [])),
+    params(("orderId" = String, Path, description = "The order id (a UUID)")),
+    responses(
+        (status = 200, description = "The saga, its payment and its history", body = SagaView),
+        (status = 400, description = "Not a UUID"),
+        (status = 403, description = "Another user's order"),
+        (status = 404, description = "Unknown order")))]
 async fn get_saga(
     state: web::Data<AppState>,
     caller: Authenticated,

@@ -80,14 +80,18 @@ impl PageRequest {
 }
 
 /// One page of results.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// The page number, from 0.
     pub page: u64,
+    /// The page size asked for.
     pub size: u64,
     pub total_elements: u64,
+    /// ⌈`totalElements` / `size`⌉.
     pub total_pages: u64,
+    /// `page + 1 < totalPages`.
     pub has_next: bool,
 }
 

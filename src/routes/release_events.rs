@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use futures::Stream;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::routes::paging::{MAX_PAGE_SIZE, Page, given, parse_number, parse_page, quoted};
@@ -44,12 +45,21 @@ pub const CSV_HEADER: [&str; 7] = [
     "createdAt",
 ];
 
-/// Registered before `/stocks/{skuId}` so that `release-events` is never taken for a SKU.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stocks/release-events", web::get().to(list))
-        .route("/stocks/release-events/cursor", web::get().to(cursor_page))
-        .route("/stocks/release-events/export", web::get().to(export));
+// Registered before `/stocks/{skuId}` so that `release-events` is never taken for a SKU.
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    get "/stocks/release-events" => list;
+    get "/stocks/release-events/cursor" => cursor_page;
+    get "/stocks/release-events/export" => export;
 }
+
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, cursor_page, export),
+    components(schemas(ReleasedItem, ReleaseEventView, CursorPage))
+)]
+pub struct Doc;
 
 /// The query string of the three routes, every value as text.
 #[derive(Debug, Default, Deserialize)]
@@ -110,7 +120,7 @@ fn either<'a>(
 }
 
 /// One released SKU line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleasedItem {
     pub sku_id: String,
@@ -118,7 +128,7 @@ pub struct ReleasedItem {
 }
 
 /// A release event as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseEventView {
     pub release_id: String,
@@ -257,6 +267,16 @@ pub mod cursor {
 }
 
 /// `GET /api/stocks/release-events`: a page of release events, newest first.
+#[utoipa::path(get, path = "/api/stocks/release-events", tag = "release-audit",
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases (a UUID)"),
+        ("from" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive (no offset: UTC)"),
+        ("to" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive"),
+        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+    responses(
+        (status = 200, description = "A page of release events, newest first", body = Page<ReleaseEventView>),
+        (status = 400, description = "A bad parameter (the detail names it)")))]
 async fn list(state: web::Data<AppState>, query: web::Query<ReleaseQuery>) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
@@ -268,7 +288,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ReleaseQuery>) -> Re
 
 /// A keyset page. `limit` and `nextCursor` are ordersaga's; `size` (= `limit`) and `hasMore`
 /// (= `nextCursor` is not null) the seed system's.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CursorPage {
     pub items: Vec<ReleaseEventView>,
@@ -282,6 +302,18 @@ pub struct CursorPage {
 /// `GET /api/stocks/release-events/cursor?limit=&cursor=` (or the seed system's `?size=&after=`): the
 /// page after `cursor` (the first page without one). One more row than asked is read to learn whether
 /// a next page exists.
+#[utoipa::path(get, path = "/api/stocks/release-events/cursor", tag = "release-audit",
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases (a UUID)"),
+        ("from" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive (no offset: UTC)"),
+        ("to" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive"),
+        ("limit" = Option<u64>, Query, description = "Rows per page, 1–100 (default 20)"),
+        ("size" = Option<u64>, Query, description = "The seed system's name of `limit`"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page, unchanged"),
+        ("after" = Option<String>, Query, description = "The seed system's name of `cursor`")),
+    responses(
+        (status = 200, description = "A keyset page, newest first", body = CursorPage),
+        (status = 400, description = "A bad parameter (the detail names it)")))]
 async fn cursor_page(
     state: web::Data<AppState>,
     query: web::Query<ReleaseQuery>,
@@ -416,6 +448,17 @@ fn export_stream(start: ExportCursor) -> impl Stream<Item = Result<Bytes, ApiErr
 /// `GET /api/stocks/release-events/export`: the matching release events as a CSV attachment, newest
 /// first, at most `limit` rows; the seed system's columns, or every column with `columns=all`. The first chunk is read before answering, so an unreachable database
 /// is a `503` rather than a broken download.
+#[utoipa::path(get, path = "/api/stocks/release-events/export", tag = "release-audit",
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases (a UUID)"),
+        ("from" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive (no offset: UTC)"),
+        ("to" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive"),
+        ("limit" = Option<u64>, Query, description = "Rows, 1–10000 (default 1000)"),
+        ("columns" = Option<String>, Query, description = "`all`: every column; absent or `seed`: the seed system's five")),
+    responses(
+        (status = 200, description = "`inventory-release-events.csv` (attachment), streamed", content_type = "text/csv", body = String,
+            headers(("Content-Disposition" = String))),
+        (status = 400, description = "A bad parameter (the detail names it)")))]
 async fn export(
     state: web::Data<AppState>,
     query: web::Query<ReleaseQuery>,

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
@@ -15,9 +16,15 @@ use actors::saga::SagaState;
 /// Largest `olderThanSeconds`: ten years (every database keeps times that far back).
 pub const MAX_OLDER_THAN_SECONDS: u64 = 10 * 365 * 86_400;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sagas", web::get().to(list));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    get "/sagas" => list;
 }
+
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(paths(list), components(schemas(SagaSummary, SagaPage)))]
+pub struct Doc;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,7 +35,8 @@ pub struct SagaQuery {
     pub size: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A saga in a list.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SagaSummary {
     pub order_id: String,
@@ -43,14 +51,28 @@ pub struct SagaSummary {
     pub deadline_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of sagas, and how many sagas are in each state.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SagaPage {
     #[serde(flatten)]
     page: Page<SagaSummary>,
+    /// Sagas per state, every state, whatever the filters.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     counts: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Sagas, most recently updated first (`admin`).
+#[utoipa::path(get, path = "/api/sagas", tag = "sagas", security(("bearer" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "`AWAITING_INVENTORY`, `AWAITING_PAYMENT`, `COMPENSATING`, `COMPLETED`, `FAILED` or `COMPENSATED`"),
+        ("olderThanSeconds" = Option<u64>, Query, description = "Only sagas not updated for that long (at most ten years)"),
+        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+    responses(
+        (status = 200, description = "A page of sagas and the counts per state", body = SagaPage),
+        (status = 400, description = "An unknown state, bad paging or `olderThanSeconds`"),
+        (status = 403, description = "The token lacks `admin`")))]
 async fn list(
     state: web::Data<AppState>,
     caller: Authenticated,

@@ -5,6 +5,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::Authenticated;
@@ -17,17 +18,45 @@ use actors::ids::{OrderId, SkuId};
 use actors::read;
 use entities::stocks;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stocks/reserve", web::post().to(reserve))
-        .route("/stocks/reservations", web::post().to(reservations))
-        .route("/stocks", web::post().to(upsert))
-        .route("/stocks", web::get().to(list))
-        .route("/stocks/{skuId}", web::put().to(put))
-        .route("/stocks/{skuId}", web::get().to(get));
+crate::routes! {
+    pub fn configure, pub const ROUTES;
+    post "/stocks/reserve" => reserve;
+    post "/stocks/reservations" => reservations;
+    post "/stocks" => upsert;
+    get "/stocks" => list;
+    put "/stocks/{skuId}" => put;
+    get "/stocks/{skuId}" => get;
+}
+
+/// The paths of this module, for the document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(reserve, reservations, upsert, list, put, get),
+    components(schemas(
+        StockView,
+        UpsertRequest,
+        PutRequest,
+        ReserveRequest,
+        ReserveLine,
+        Reserved,
+        ReservationView
+    ))
+)]
+pub struct Doc;
+
+/// A reservation made by `POST /api/stocks/reserve`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Reserved {
+    pub reservation_id: String,
+    pub order_id: String,
+    /// `RESERVED`.
+    pub status: String,
+    pub items: Vec<ReserveLine>,
 }
 
 /// A stock row as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockView {
     pub sku_id: String,
@@ -49,16 +78,23 @@ impl From<stocks::Model> for StockView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A SKU's available quantity.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = StockRequest)]
 pub struct UpsertRequest {
+    /// 1–64 of `A-Za-z0-9-_.`, starting with a letter or digit.
     pub sku_id: String,
+    /// 0…10¹².
     pub available_qty: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A SKU's available quantity, the SKU in the path.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = StockQuantity)]
 pub struct PutRequest {
+    /// 0…10¹².
     pub available_qty: i64,
 }
 
@@ -69,6 +105,11 @@ async fn set(state: &AppState, sku_id: &str, available_qty: i64) -> Result<HttpR
 }
 
 /// Sets a SKU's available quantity, creating the SKU if new (`admin`).
+#[utoipa::path(post, path = "/api/stocks", tag = "stock", request_body = UpsertRequest, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stock row; `version` grows by one on each change", body = StockView),
+        (status = 400, description = "A bad SKU or quantity"),
+        (status = 403, description = "The token lacks `admin`")))]
 async fn upsert(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -80,6 +121,12 @@ async fn upsert(
 }
 
 /// The same as `POST /api/stocks`, with the SKU in the path (`admin`).
+#[utoipa::path(put, path = "/api/stocks/{skuId}", tag = "stock", request_body = PutRequest, security(("bearer" = [])),
+    params(("skuId" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "The stock row", body = StockView),
+        (status = 400, description = "A bad SKU or quantity"),
+        (status = 403, description = "The token lacks `admin`")))]
 async fn put(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -91,6 +138,11 @@ async fn put(
 }
 
 /// One SKU, through the read cache; `404` if unknown.
+#[utoipa::path(get, path = "/api/stocks/{skuId}", tag = "stock",
+    params(("skuId" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "The stock row", body = StockView),
+        (status = 404, description = "Unknown SKU")))]
 async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sku_id = sku_id.into_inner();
     let engine = state.engine()?;
@@ -101,6 +153,13 @@ async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<Ht
 }
 
 /// A page of SKUs ordered by id.
+#[utoipa::path(get, path = "/api/stocks", tag = "stock",
+    params(
+        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+    responses(
+        (status = 200, description = "A page of stock rows", body = Page<StockView>),
+        (status = 400, description = "Bad paging")))]
 async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
     let request = query.validate()?;
     let (rows, total) = read::stock::page(&state.db, request.page, request.size).await?;
@@ -108,14 +167,17 @@ async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Resul
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The lines to reserve for an order.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReserveRequest {
+    /// A UUID.
     pub order_id: String,
     pub items: Vec<ReserveLine>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+/// A SKU and a quantity (1…10⁶).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReserveLine {
     pub sku_id: String,
@@ -175,6 +237,12 @@ fn line_views(items: Vec<SkuQuantity>) -> Vec<ReserveLine> {
 
 /// Reserves stock for an order directly (`admin`): all lines or none, idempotent per `orderId`.
 /// `200` with the reservation; `409` when a SKU is unknown or short (nothing is held then).
+#[utoipa::path(post, path = "/api/stocks/reserve", tag = "stock", request_body = ReserveRequest, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every line is held (the same reservation for a repeated `orderId`)", body = Reserved),
+        (status = 400, description = "A bad body"),
+        (status = 403, description = "The token lacks `admin`"),
+        (status = 409, description = "A SKU is unknown (`/problems/unknown-sku`) or short (`/problems/insufficient-stock`); nothing is held")))]
 async fn reserve(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -200,7 +268,7 @@ async fn reserve(
 }
 
 /// The seed system's reservation resource: `{reservationId, orderId, status, reason, items, createdAt}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationView {
     /// `null` when `FAILED`: a refusal holds nothing and is not stored.
@@ -220,6 +288,11 @@ pub const RESERVATION_FAILED: &str = "FAILED";
 /// `POST /api/stocks/reservations` (`admin`): the seed system's reservation resource. `200` whatever
 /// the outcome, with `status` `RESERVED` (the reservation, the same one for a repeated `orderId`) or
 /// `FAILED` (nothing held, `reason` naming the SKU and the quantities); `400` for a bad body.
+#[utoipa::path(post, path = "/api/stocks/reservations", tag = "stock", request_body = ReserveRequest, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`RESERVED`, or `FAILED` with the reason (nothing held)", body = ReservationView),
+        (status = 400, description = "A bad body"),
+        (status = 403, description = "The token lacks `admin`")))]
 async fn reservations(
     state: web::Data<AppState>,
     caller: Authenticated,

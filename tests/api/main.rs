@@ -22,6 +22,7 @@ mod identity;
 mod loadtest;
 mod notifications;
 mod observability;
+mod openapi;
 mod orders;
 #[cfg(feature = "otlp")]
 mod otlp;
