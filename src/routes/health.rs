@@ -145,18 +145,7 @@ async fn readiness(state: &AppState) -> Standing {
         (status = 200, description = "Ready: the engine runs and the database and the bus answer", body = Readiness),
         (status = 503, description = "`unavailable` (the database or the bus is down), `starting` or `draining` (with `Retry-After`)", body = Readiness)))]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match readiness(&state).await {
-        Standing::Ready(checks) => HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})),
-        Standing::Unavailable(checks) => {
-            HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "checks": checks}))
-        }
-        Standing::Starting(checks) => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "starting", "checks": checks})),
-        Standing::Draining => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "draining"})),
-    }
+    answer(&state, ["ready", "unavailable", "starting", "draining"]).await
 }
 
 /// Actuator liveness: `{"status":"UP"}` while the process answers.
@@ -187,17 +176,26 @@ async fn actuator_health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn spring_readiness(state: &AppState) -> HttpResponse {
+    answer(state, ["UP", "DOWN", "OUT_OF_SERVICE", "OUT_OF_SERVICE"]).await
+}
+
+/// The `status` words of a readiness answer, for ready, unavailable, starting and draining.
+type Words = [&'static str; 4];
+
+/// The answer to a readiness probe in `words`: `200` when ready, else `503` (with `Retry-After` while
+/// starting or draining); `checks` as [`readiness`] found them.
+async fn answer(state: &AppState, [ready, unavailable, starting, draining]: Words) -> HttpResponse {
     match readiness(state).await {
-        Standing::Ready(checks) => HttpResponse::Ok().json(json!({"status": "UP", "checks": checks})),
+        Standing::Ready(checks) => HttpResponse::Ok().json(json!({"status": ready, "checks": checks})),
         Standing::Unavailable(checks) => {
-            HttpResponse::ServiceUnavailable().json(json!({"status": "DOWN", "checks": checks}))
+            HttpResponse::ServiceUnavailable().json(json!({"status": unavailable, "checks": checks}))
         }
         Standing::Starting(checks) => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "OUT_OF_SERVICE", "checks": checks})),
+            .json(json!({"status": starting, "checks": checks})),
         Standing::Draining => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "1"))
-            .json(json!({"status": "OUT_OF_SERVICE"})),
+            .json(json!({"status": draining})),
     }
 }
 
