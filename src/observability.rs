@@ -63,6 +63,21 @@ mod otlp {
         }
     }
 
+    /// Makes the exported root span a child of the client's span when the request's trace is the
+    /// client's W3C trace (it sent a valid `traceparent` and no `X-Trace-Id` of its own).
+    pub fn join_client_trace(span: &tracing::Span, trace: &str, traceparent: Option<&str>) {
+        use opentelemetry::propagation::TextMapPropagator;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let Some(header) =
+            traceparent.filter(|h| actors::trace::parse_traceparent(h).as_deref() == Some(trace))
+        else {
+            return;
+        };
+        let carrier = std::collections::HashMap::from([("traceparent".to_owned(), header.to_owned())]);
+        let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+        let _ = span.set_parent(parent);
+    }
+
     pub fn layer<S>(
         settings: &Settings,
     ) -> (
@@ -109,6 +124,9 @@ mod otlp {
 
     /// Nothing to flush in a build without OTLP export (`otlp_endpoint` is refused at start).
     pub struct Telemetry;
+
+    /// Nothing to join without OTLP export.
+    pub fn join_client_trace(_: &tracing::Span, _: &str, _: Option<&str>) {}
 
     pub fn layer(_: &Settings) -> (Option<tracing_subscriber::layer::Identity>, Telemetry) {
         (None, Telemetry)
@@ -220,7 +238,8 @@ impl tracing_actix_web::RootSpanBuilder for RedactedRootSpan {
             .peer_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
-        tracing::info_span!(
+        let trace = settle_trace(request);
+        let span = tracing::info_span!(
             "HTTP request",
             http.method = %request.method(),
             http.route = %route,
@@ -229,10 +248,12 @@ impl tracing_actix_web::RootSpanBuilder for RedactedRootSpan {
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             request_id = %request_id,
-            trace_id = tracing::field::Empty,
+            trace_id = %trace,
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
-        )
+        );
+        otlp::join_client_trace(&span, &trace, incoming_traceparent(request));
+        span
     }
 
     fn on_request_end<B: MessageBody>(
@@ -309,13 +330,12 @@ pub fn valid_trace_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// Middleware: settles the request's trace id ([`RequestTrace`]) and answers it in `X-Trace-Id`, the
-/// seed system's header, on every response, and as `traceparent` (with a span id of this node's) when it
-/// has a W3C form.
-pub async fn trace_id(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+/// The request's trace id ([`RequestTrace`]): settled once, when its root span starts, and kept in the
+/// request's extensions.
+fn settle_trace(req: &ServiceRequest) -> String {
+    if let Some(RequestTrace(trace)) = req.extensions().get::<RequestTrace>() {
+        return trace.clone();
+    }
     let given = req
         .headers()
         .get(&TRACE_ID_HEADER)
@@ -323,18 +343,29 @@ pub async fn trace_id(
         .map(str::trim)
         .filter(|v| valid_trace_id(v))
         .map(str::to_owned);
-    let parent = req
-        .headers()
-        .get(&TRACEPARENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(actors::trace::parse_traceparent);
     let trace = given
-        .or(parent)
+        .or_else(|| incoming_traceparent(req).and_then(actors::trace::parse_traceparent))
         .or_else(|| req.extensions().get::<RequestId>().map(|id| id.to_string()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // Every log line of the request carries it (the root span's field).
-    tracing::Span::current().record("trace_id", trace.as_str());
     req.extensions_mut().insert(RequestTrace(trace.clone()));
+    trace
+}
+
+/// The client's `traceparent` header, as sent.
+fn incoming_traceparent(req: &ServiceRequest) -> Option<&str> {
+    req.headers()
+        .get(&TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Middleware: settles the request's trace id ([`RequestTrace`]) and answers it in `X-Trace-Id`, the
+/// seed system's header, on every response, and as `traceparent` (with a span id of this node's) when it
+/// has a W3C form.
+pub async fn trace_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let trace = settle_trace(&req);
     let mut response = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&trace) {
         response.headers_mut().insert(TRACE_ID_HEADER.clone(), value);

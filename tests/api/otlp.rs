@@ -64,6 +64,15 @@ fn a_node_exports_its_request_spans_to_the_collector() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        // A client's W3C trace context: the exported span joins the client's trace, under its span.
+        let client_trace = "0af7651916cd43dd8448eb211c80319c";
+        let r = client
+            .get(format!("{}/api/catalog/products", server.address))
+            .header("traceparent", format!("00-{client_trace}-b7ad6b7169203331-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         // A SIGTERM sends what is buffered before the node exits.
         server.terminate();
         assert!(
@@ -115,6 +124,23 @@ fn a_node_exports_its_request_spans_to_the_collector() {
         let trace_id = request["traceId"].as_str().unwrap();
         assert_eq!(trace_id.len(), 32, "a W3C trace id: {trace_id}");
         assert!(request["startTimeUnixNano"].is_string() || request["startTimeUnixNano"].is_number());
+
+        let joined = spans
+            .iter()
+            .find(|s| {
+                attribute(&s["attributes"], "http.route").and_then(|v| v["stringValue"].as_str())
+                    == Some("/api/catalog/products")
+            })
+            .unwrap_or_else(|| panic!("a span of GET /api/catalog/products among {spans:?}"));
+        assert_eq!(joined["traceId"], client_trace, "the client's trace");
+        assert_eq!(
+            joined["parentSpanId"], "b7ad6b7169203331",
+            "under the client's span"
+        );
+        assert_eq!(
+            attribute(&joined["attributes"], "trace_id").and_then(|v| v["stringValue"].as_str()),
+            Some(client_trace)
+        );
     })
     .unwrap();
 }
