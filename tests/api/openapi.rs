@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::fixtures::{insert_dead_letter, insert_releases, release_row};
-use crate::helpers::{SAGA_WAIT, TestApp, eventually, line, spawn_app};
+use crate::helpers::{SAGA_WAIT, TestApp, content_type, eventually, line, spawn_app};
 use crate::on_every_backend;
 
 /// The methods a route may have.
@@ -94,12 +94,7 @@ async fn call(app: &TestApp, method: &str, path: &str) -> (u16, String, String) 
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&response);
     (status, content_type, response.text().await.unwrap())
 }
 
@@ -201,12 +196,7 @@ async fn checked(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&response);
     let body: Value = response.json().await.unwrap();
     assert_matches(doc, method, template, status, &content_type, &body);
     (status, body)
