@@ -25,8 +25,10 @@ pub enum Mode {
     Stalled,
 }
 
-/// A TCP proxy in front of the database server, to take it away and bring it back for one test.
+/// A TCP proxy in front of a server (the database, the broker), to take it away and bring it back for
+/// one test.
 pub struct DbProxy {
+    ip: std::net::IpAddr,
     port: u16,
     mode: watch::Sender<Mode>,
 }
@@ -39,10 +41,16 @@ fn host_port(url: &str) -> String {
 }
 
 impl DbProxy {
-    /// A proxy for the server of `url`, starting in `mode`.
+    /// A proxy on loopback for the server of `url`, starting in `mode`.
     pub async fn start(url: &str, mode: Mode) -> DbProxy {
+        DbProxy::start_on(std::net::Ipv4Addr::LOCALHOST.into(), url, mode).await
+    }
+
+    /// A proxy listening on `ip` (e.g. the machine's end of a network namespace's veth pair) for the
+    /// server of `url`, starting in `mode`.
+    pub async fn start_on(ip: std::net::IpAddr, url: &str, mode: Mode) -> DbProxy {
         let target = host_port(url);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = watch::channel(mode);
         actix_web::rt::spawn(async move {
@@ -54,12 +62,17 @@ impl DbProxy {
                 actix_web::rt::spawn(relay(client, target.clone(), rx.clone()));
             }
         });
-        DbProxy { port, mode: tx }
+        DbProxy { ip, port, mode: tx }
     }
 
     /// `url` with the proxy in place of the server.
     pub fn url(&self, url: &str) -> String {
-        url.replacen(&host_port(url), &format!("127.0.0.1:{}", self.port), 1)
+        url.replacen(&host_port(url), &format!("{}:{}", self.ip, self.port), 1)
+    }
+
+    /// The port the proxy listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn set(&self, mode: Mode) {
