@@ -82,10 +82,6 @@ impl Partitioned {
         spawn_server_in(netns, db, &all)
     }
 
-    fn base(&self) -> &str {
-        &self.server.address
-    }
-
     async fn stock_up(&self) -> String {
         let admin = mint_token(&self.client, self.base(), "admin-1", "admin").await;
         for sku in SKUS {
@@ -100,6 +96,36 @@ impl Partitioned {
             assert_eq!(r.status(), 200);
         }
         admin
+    }
+}
+
+/// A node the test talks to over HTTP.
+trait Node {
+    fn client(&self) -> &reqwest::Client;
+    fn base(&self) -> &str;
+}
+
+impl Node for Partitioned {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn base(&self) -> &str {
+        &self.server.address
+    }
+}
+
+/// A node on the machine itself.
+struct Local {
+    server: Server,
+    client: reqwest::Client,
+}
+
+impl Node for Local {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn base(&self) -> &str {
+        &self.server.address
     }
 }
 
@@ -291,5 +317,308 @@ on_every_backend! {
         );
         assert_ended_once(&db.url, &ids, &SKUS, STOCK).await;
         assert!(server.running(), "log in {}", server.log.display());
+    }
+}
+
+/// The bus's status in readiness (`up`, `down`).
+async fn bus_status(client: &reqwest::Client, base: &str) -> Option<String> {
+    let (_, body, _) = readiness(client, base).await;
+    body["checks"]["bus"]["status"].as_str().map(str::to_owned)
+}
+
+/// Places `n` orders under `prefix` at once, all of which must be accepted; answers their ids.
+async fn place_accepted(node: &impl Node, buyer: &str, prefix: &str, n: usize) -> Vec<String> {
+    let keys: Vec<(String, usize)> = (0..n).map(|i| (format!("{prefix}-{i}"), i)).collect();
+    let placed = join_all(
+        keys.iter()
+            .map(|(key, i)| place(node.client(), node.base(), buyer, key, *i)),
+    )
+    .await;
+    placed
+        .iter()
+        .map(|p| {
+            assert_eq!(p.status, 201, "{}", p.body);
+            p.body["orderId"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Places `n` orders under `prefix` at once; answers the ids of those accepted (the others answered
+/// `503` in time).
+async fn place_accepted_or_503(node: &impl Node, buyer: &str, prefix: &str, n: usize) -> Vec<String> {
+    let keys: Vec<(String, usize)> = (0..n).map(|i| (format!("{prefix}-{i}"), i)).collect();
+    let placed = join_all(
+        keys.iter()
+            .map(|(key, i)| place(node.client(), node.base(), buyer, key, *i)),
+    )
+    .await;
+    placed
+        .iter()
+        .filter_map(|p| match p.status {
+            201 => Some(p.body["orderId"].as_str().unwrap().to_owned()),
+            503 => {
+                assert!(
+                    p.took < DEADLINE + Duration::from_secs(2),
+                    "answered after {:?}",
+                    p.took
+                );
+                None
+            }
+            other => panic!("answered {other}: {}", p.body),
+        })
+        .collect()
+}
+
+/// Waits until some of `ids` have ended and some not: sagas are in flight.
+async fn some_in_flight(node: &impl Node, admin: &str, ids: &[String]) {
+    eventually(
+        Duration::from_secs(30),
+        "some orders to end while others are in flight",
+        || async {
+            let mut ended = 0;
+            for id in ids {
+                if status(node.client(), node.base(), admin, id)
+                    .await
+                    .is_some_and(|s| s != "PENDING")
+                {
+                    ended += 1;
+                }
+            }
+            (ended > 0 && ended < ids.len()).then_some(())
+        },
+    )
+    .await;
+}
+
+on_every_backend! {
+    async fn a_node_cut_off_from_its_broker_keeps_accepting_orders_and_catches_up_after_the_heal(backend) {
+        if backend == Backend::Sqlite {
+            eprintln!("skipped on Sqlite: the broker cut is tested on the server databases");
+            return;
+        }
+        let _broker = crate::helpers::BROKER.read().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        let Some(node) = Partitioned::start(&db, Some(&broker), &[("ORDERSAGA_PAYMENT__LATENCY_MS", "300")]).await else { return };
+        let admin = node.stock_up().await;
+        let buyer = mint_token(&node.client, node.base(), "pt-buyer", "buyer").await;
+        let mut ids = place_accepted(&node, &buyer, "pt-b-before", 40).await;
+        some_in_flight(&node, &admin, &ids).await;
+
+        let amqp = node.amqp_relay.as_ref().unwrap();
+        node.netns.cut_to(amqp.port());
+        let cut_at = Instant::now();
+        // Orders are still accepted: their events wait in the outbox.
+        ids.extend(place_accepted(&node, &buyer, "pt-b-during", 20).await);
+        eventually(Duration::from_secs(10), "the cut to drop the node's broker traffic", || async {
+            (node.netns.dropped() > 0).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let waiting = unpublished(&db.url).await;
+        assert!(waiting > 0, "events wait in the outbox during the cut");
+        let cut_for = cut_at.elapsed();
+
+        node.netns.heal();
+        let healed = Instant::now();
+        ids.extend(place_accepted(&node, &buyer, "pt-b-after", 10).await);
+        all_end(&node.client, node.base(), &admin, &ids, Duration::from_secs(90)).await;
+        let ended = healed.elapsed();
+        eventually(Duration::from_secs(30), "the outbox to drain", || async {
+            (unpublished(&db.url).await == 0).then_some(())
+        })
+        .await;
+        let drained = healed.elapsed();
+        assert_eq!(bus_status(&node.client, node.base()).await.as_deref(), Some("up"));
+        eprintln!(
+            "broker cut on {backend:?}: {} orders, cut {cut_for:?} with {waiting} events waiting, all ended {:?} and the outbox drained {drained:?} after the heal",
+            ids.len(),
+            ended,
+        );
+        assert_ended_once(&db.url, &ids, &SKUS, STOCK).await;
+    }
+
+    async fn a_half_open_broker_connection_is_detected_and_replaced_in_bounded_time(backend) {
+        if backend == Backend::Sqlite {
+            eprintln!("skipped on Sqlite: the broker cut is tested on the server databases");
+            return;
+        }
+        let _broker = crate::helpers::BROKER.read().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        let heartbeat = Duration::from_secs(2);
+        let env = [("ORDERSAGA_BROKER__HEARTBEAT_SECONDS", "2"), ("ORDERSAGA_BROKER__CONNECT_TIMEOUT_SECONDS", "2")];
+        let Some(node) = Partitioned::start(&db, Some(&broker), &env).await else { return };
+        let admin = node.stock_up().await;
+        let buyer = mint_token(&node.client, node.base(), "pt-buyer", "buyer").await;
+        let mut ids = place_accepted(&node, &buyer, "pt-c-before", 30).await;
+        some_in_flight(&node, &admin, &ids).await;
+
+        // The cut, and behind it the broker forgets the connection (as it does once it has missed the
+        // node's heartbeats): nothing tells the node, whose socket stays open.
+        let amqp = node.amqp_relay.as_ref().unwrap();
+        node.netns.cut_to(amqp.port());
+        let cut_at = Instant::now();
+        amqp.set(Mode::Gone);
+        eventually(Duration::from_secs(10), "the server to forget the node's connections", || async {
+            (amqp.connections() == 0).then_some(())
+        })
+        .await;
+        amqp.set(Mode::Up);
+        ids.extend(place_accepted(&node, &buyer, "pt-c-during", 10).await);
+        eventually(Duration::from_secs(60), "the node to see its broker connection dead", || async {
+            (bus_status(&node.client, node.base()).await.as_deref() == Some("down")).then_some(())
+        })
+        .await;
+        let detected = cut_at.elapsed();
+        // The cut lasts on while the node tries to reconnect: an attempt whose SYN is lost would wait on
+        // TCP's back-off (the next SYN 16 s after the fifth) without the connect timeout.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let cut_for = cut_at.elapsed();
+
+        node.netns.heal();
+        let healed = Instant::now();
+        eventually(Duration::from_secs(120), "the node to reconnect", || async {
+            (bus_status(&node.client, node.base()).await.as_deref() == Some("up")).then_some(())
+        })
+        .await;
+        let reconnected = healed.elapsed();
+        ids.extend(place_accepted(&node, &buyer, "pt-c-after", 10).await);
+        all_end(&node.client, node.base(), &admin, &ids, Duration::from_secs(90)).await;
+        eventually(Duration::from_secs(30), "the outbox to drain", || async {
+            (unpublished(&db.url).await == 0).then_some(())
+        })
+        .await;
+        eprintln!(
+            "half-open broker connection on {backend:?}: {} orders, heartbeat {heartbeat:?}, detected {detected:?} after the cut, cut {cut_for:?}, reconnected {reconnected:?} and drained {:?} after the heal",
+            ids.len(),
+            healed.elapsed(),
+        );
+        assert!(detected <= heartbeat * 2 + Duration::from_secs(3), "detected after {detected:?}");
+        // The attempt under way gives up within the connect timeout (2 s), the next comes after at most
+        // the longest back-off (5 s).
+        assert!(reconnected <= Duration::from_secs(8), "reconnected {reconnected:?} after the heal");
+        assert_ended_once(&db.url, &ids, &SKUS, STOCK).await;
+    }
+}
+
+on_every_backend! {
+    async fn a_node_whose_database_forgot_its_connections_behind_a_cut_recovers_in_bounded_time(backend) {
+        if backend == Backend::Sqlite {
+            eprintln!("skipped on Sqlite: a local file cannot be cut off");
+            return;
+        }
+        let Some(db) = TestDb::create(backend).await else { return };
+        let work_timeout = Duration::from_secs(5);
+        let env = [("ORDERSAGA_PAYMENT__LATENCY_MS", "200"), ("ORDERSAGA_DATABASE__WORK_TIMEOUT_SECONDS", "5")];
+        let Some(node) = Partitioned::start(&db, None, &env).await else { return };
+        let admin = node.stock_up().await;
+        let buyer = mint_token(&node.client, node.base(), "pt-buyer", "buyer").await;
+        let mut ids = place_accepted(&node, &buyer, "pt-h-before", 30).await;
+        some_in_flight(&node, &admin, &ids).await;
+
+        // The database stops answering while queries are on their way (they are received, so TCP has
+        // nothing left to send), then the cut, and behind it the database ends the node's sessions (a
+        // restart, a failover, its own keepalive giving up): their transactions roll back, and nothing
+        // tells the node, which waits for answers that will never come.
+        node.db_relay.set(Mode::Stalled);
+        ids.extend(place_accepted_or_503(&node, &buyer, "pt-h-stalled", 10).await);
+        node.netns.cut_to(node.db_relay.port());
+        let cut_at = Instant::now();
+        node.db_relay.set(Mode::Gone);
+        eventually(Duration::from_secs(10), "the server to forget the node's connections", || async {
+            (node.db_relay.connections() == 0).then_some(())
+        })
+        .await;
+        node.db_relay.set(Mode::Up);
+        let (ready, body, took) = readiness(&node.client, node.base()).await;
+        assert_eq!(ready, 503, "{body}");
+        assert!(took < Duration::from_secs(4), "readiness answered after {took:?}");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let cut_for = cut_at.elapsed();
+
+        node.netns.heal();
+        let healed = Instant::now();
+        eventually(Duration::from_secs(120), "the node to be ready again", || async {
+            (readiness(&node.client, node.base()).await.0 == 200).then_some(())
+        })
+        .await;
+        let ready_after = healed.elapsed();
+        let after: Vec<(String, usize)> = (0..10).map(|i| (format!("pt-h-after-{i}"), i)).collect();
+        ids.extend(place_until_accepted(&node.client, node.base(), &buyer, &after).await);
+        let accepting_after = healed.elapsed();
+        all_end(&node.client, node.base(), &admin, &ids, Duration::from_secs(180)).await;
+        let ended_after = healed.elapsed();
+        eprintln!(
+            "database sessions lost behind a cut on {backend:?}: {} orders, cut {cut_for:?}, ready {ready_after:?}, accepting {accepting_after:?} and all ended {ended_after:?} after the heal",
+            ids.len(),
+        );
+        assert_ended_once(&db.url, &ids, &SKUS, STOCK).await;
+        // Work waiting on a lost connection gives up within the work timeout; retried, it ends.
+        assert!(ended_after < work_timeout * 4, "the orders ended {ended_after:?} after the heal");
+    }
+}
+
+on_every_backend! {
+    async fn two_nodes_one_partitioned_from_database_and_broker_the_other_serves_and_every_order_ends_once(backend) {
+        if backend == Backend::Sqlite {
+            eprintln!("skipped on Sqlite: two nodes share a server database");
+            return;
+        }
+        let _broker = crate::helpers::BROKER.read().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        let common = [
+            ("ORDERSAGA_PAYMENT__LATENCY_MS", "300"),
+            ("ORDERSAGA_BROKER__HEARTBEAT_SECONDS", "2"),
+            ("ORDERSAGA_BROKER__CONNECT_TIMEOUT_SECONDS", "2"),
+            ("ORDERSAGA_DATABASE__WORK_TIMEOUT_SECONDS", "5"),
+            ("ORDERSAGA_OUTBOX__CLAIM_LEASE_SECONDS", "3"),
+        ];
+        let with = |node: &'static str| {
+            let mut env = common.to_vec();
+            env.push(("ORDERSAGA_NODE_ID", node));
+            env
+        };
+        let Some(a) = Partitioned::start(&db, Some(&broker), &with("node-a")).await else { return };
+        // Node B on the machine itself, straight to the database and the broker.
+        let deadline = DEADLINE.as_secs().to_string();
+        let mut b_env = with("node-b");
+        b_env.extend([
+            ("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()),
+            ("ORDERSAGA_REQUEST_TIMEOUT_SECONDS", deadline.as_str()),
+            ("ORDERSAGA_PAYMENT_MODE", "HASHED"),
+        ]);
+        let b = crate::config::start_server(&db, &b_env).await;
+        let admin = a.stock_up().await;
+        let buyer = mint_token(&a.client, a.base(), "pt-buyer", "buyer").await;
+        let b_node = Local { server: b, client: a.client.clone() };
+        let mut ids = place_accepted(&a, &buyer, "pt-d-a", 30).await;
+        ids.extend(place_accepted(&b_node, &buyer, "pt-d-b", 30).await);
+        some_in_flight(&a, &admin, &ids).await;
+
+        // A is cut off from everything, the database and the broker included; B serves.
+        a.netns.cut_all();
+        let cut_at = Instant::now();
+        let during = place_accepted(&b_node, &buyer, "pt-d-b-during", 20).await;
+        let served = cut_at.elapsed();
+        let b_ended = all_end(b_node.client(), b_node.base(), &admin, &during, Duration::from_secs(60)).await;
+        ids.extend(during);
+        let cut_for = cut_at.elapsed();
+
+        a.netns.heal();
+        let healed = Instant::now();
+        ids.extend(place_until_accepted(&a.client, a.base(), &buyer, &[("pt-d-a-after".to_owned(), 1)]).await);
+        all_end(b_node.client(), b_node.base(), &admin, &ids, Duration::from_secs(90)).await;
+        eventually(Duration::from_secs(30), "the outbox to drain", || async {
+            (unpublished(&db.url).await == 0).then_some(())
+        })
+        .await;
+        eprintln!(
+            "two nodes on {backend:?}, one cut off from database and broker: {} orders, B accepted 20 in {served:?} and ended them {b_ended:?} later during the cut of {cut_for:?}; all ended and the outbox drained {:?} after the heal",
+            ids.len(),
+            healed.elapsed(),
+        );
+        assert_ended_once(&db.url, &ids, &SKUS, STOCK).await;
     }
 }
