@@ -175,6 +175,16 @@ fn bad_configuration_stops_the_start_with_one_line() {
         None,
         "archive.chunk_size",
     );
+    assert_refused(
+        &[("ORDERSAGA_BROKER__HEARTBEAT_SECONDS", "0")],
+        None,
+        "broker.heartbeat_seconds",
+    );
+    assert_refused(
+        &[("ORDERSAGA_DATABASE__WORK_TIMEOUT_SECONDS", "0")],
+        None,
+        "database.work_timeout_seconds",
+    );
 }
 
 /// A `serve` child process, killed when dropped.
