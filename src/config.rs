@@ -134,6 +134,11 @@ pub struct DatabaseSettings {
     pub max_connections: Option<u32>,
     /// Seconds to wait for a connection.
     pub connect_timeout_seconds: u64,
+    /// Longest a unit of the engine's database work (a consumer's or a saga step's transaction, an
+    /// outbox round, a placement batch, a sweep) may take; past it the work is dropped (rolled back) and
+    /// done again on another connection. Bounds how long a connection the network lost silently (its
+    /// server gone behind a cut, so the answer it waits for never comes) holds the engine up.
+    pub work_timeout_seconds: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -141,6 +146,7 @@ impl Default for DatabaseSettings {
         Self {
             max_connections: None,
             connect_timeout_seconds: 10,
+            work_timeout_seconds: actors::db::DEFAULT_WORK_TIMEOUT.as_secs(),
         }
     }
 }
@@ -368,6 +374,12 @@ impl Settings {
         if self.database.max_connections == Some(0) {
             return Err(ConfigError::setting(
                 "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.database.work_timeout_seconds == 0 {
+            return Err(ConfigError::setting(
+                "database.work_timeout_seconds",
                 "must be at least 1",
             ));
         }

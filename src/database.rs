@@ -52,6 +52,41 @@ fn options(settings: &Settings) -> anyhow::Result<ConnectOptions> {
         .connect_timeout(Duration::from_secs(settings.database.connect_timeout_seconds))
         .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_seconds))
         .sqlx_logging(false);
+    // A node cut off by the network mid-transaction keeps its sessions open on the server, and their
+    // locks with them, for as long as the cut lasts: the server hears nothing, and its TCP keepalive
+    // (hours) does not help. The node gives any unit of work up after `database.work_timeout_seconds`,
+    // so a transaction idle for twice that has been abandoned: the server ends it, and the other nodes'
+    // work on the same rows (stock, sagas) goes on.
+    let idle_in_transaction = settings.database.work_timeout_seconds.saturating_mul(2).max(1);
+    match kind {
+        DatabaseKind::Postgres => {
+            let ms = idle_in_transaction.saturating_mul(1000).to_string();
+            options.map_sqlx_postgres_opts(move |o| {
+                o.options([("idle_in_transaction_session_timeout", ms.as_str())])
+            });
+        }
+        DatabaseKind::MySql => {
+            // MariaDB's `idle_transaction_timeout`; MySQL has no such variable and answers an error,
+            // which leaves the session as it was.
+            let set = format!("SET SESSION idle_transaction_timeout = {idle_in_transaction}");
+            options.map_sqlx_mysql_pool_opts(move |pool| {
+                let set = set.clone();
+                pool.after_connect(move |conn, _| {
+                    let set = set.clone();
+                    Box::pin(async move {
+                        use sea_orm::sqlx::Executor;
+                        // A number we formatted, nothing from outside.
+                        let sql = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(set));
+                        if let Err(e) = conn.execute(sql).await {
+                            tracing::debug!(error = %e, "the server has no idle_transaction_timeout");
+                        }
+                        Ok(())
+                    })
+                })
+            });
+        }
+        DatabaseKind::Sqlite => {}
+    }
     if kind == DatabaseKind::Sqlite {
         let synchronous = match settings.sqlite_synchronous {
             SqliteSynchronous::Full => Sync::Full,

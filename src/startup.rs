@@ -42,6 +42,10 @@ impl Application {
     /// (`"starting"`) and every other route `503` with `Retry-After`, and reaches for the database with
     /// back-off until it answers; then it migrates and starts the engine.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // One bound for the process's engine (a node runs one).
+        actors::db::set_work_timeout(std::time::Duration::from_secs(
+            settings.database.work_timeout_seconds,
+        ));
         if settings.database_kind()? != DatabaseKind::Sqlite {
             let db = database::connect_lazy(&settings).await?;
             return Self::start(settings, db, None, Start::WhenTheDatabaseAnswers).await;

@@ -328,6 +328,14 @@ pub struct BrokerSettings {
     /// Declare the queues as quorum queues (replicated; for a RabbitMQ cluster). Queues that exist with
     /// another type must be deleted first: RabbitMQ does not change a queue's type.
     pub quorum_queues: bool,
+    /// AMQP heartbeat asked of the broker, in seconds (the lower of this and the broker's wins; a
+    /// `heartbeat=` in `amqp_url` overrides it). A connection that has carried nothing for two of them
+    /// is dead: a broker cut off by the network is noticed within that, not after the broker's default
+    /// of 60 s twice or TCP's retransmission timeout of many minutes.
+    pub heartbeat_seconds: u16,
+    /// Longest a connection attempt (TCP, AMQP handshake, topology) may take before it is given up and
+    /// tried again; a broker behind a cut network never answers the attempt.
+    pub connect_timeout_seconds: u64,
 }
 
 impl Default for BrokerSettings {
@@ -337,6 +345,8 @@ impl Default for BrokerSettings {
             prefetch: 256,
             name_prefix: String::new(),
             quorum_queues: false,
+            heartbeat_seconds: 10,
+            connect_timeout_seconds: 10,
         }
     }
 }
@@ -345,6 +355,14 @@ impl BrokerSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.prefetch == 0 {
             return Err("prefetch: must be at least 1".into());
+        }
+        if self.heartbeat_seconds == 0 {
+            return Err(
+                "heartbeat_seconds: must be at least 1 (a dead connection would go unnoticed)".into(),
+            );
+        }
+        if self.connect_timeout_seconds == 0 {
+            return Err("connect_timeout_seconds: must be at least 1".into());
         }
         if let Some(key) = &self.signing_key
             && key.expose().len() < 32

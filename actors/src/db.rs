@@ -1,5 +1,8 @@
 //! Database helpers shared by every actor: write transactions, time, and error classification.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr, SqliteTransactionMode,
@@ -17,6 +20,45 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         .await
     } else {
         db.begin().await
+    }
+}
+
+/// Longest a unit of the engine's database work may take, in milliseconds
+/// ([`crate::config::DatabaseWork`]); set once when the engine starts.
+static WORK_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_WORK_TIMEOUT.as_millis() as u64);
+
+/// Default of `database.work_timeout_seconds`.
+pub const DEFAULT_WORK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sets the bound of [`bounded`].
+pub fn set_work_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    WORK_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The bound of [`bounded`].
+pub fn work_timeout() -> Duration {
+    Duration::from_millis(WORK_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// Runs a unit of database work (a transaction, a read) within [`work_timeout`]; past it the work is
+/// dropped — a transaction not committed rolls back — and it fails as on a lost connection (a
+/// transient error), so its caller tries again on another connection. A connection whose server has
+/// gone behind a network cut (a restart, a failover) is open on this side only: the answer it waits
+/// for never comes and, with nothing left to send, TCP never notices. Without this bound the work on
+/// it would wait forever.
+pub async fn bounded<T, E: From<DbErr>>(work: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    let timeout = work_timeout();
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            metrics::counter!("database_work_timed_out_total").increment(1);
+            Err(DbErr::Conn(RuntimeErr::Internal(format!(
+                "no answer from the database within {}s",
+                timeout.as_secs_f64()
+            )))
+            .into())
+        }
     }
 }
 

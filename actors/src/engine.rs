@@ -215,6 +215,7 @@ impl Engine {
             metrics::counter!("dead_letters_total", "queue" => queue).increment(0);
         }
         metrics::counter!("orders_refused_overloaded_total").increment(0);
+        metrics::counter!("database_work_timed_out_total").increment(0);
         let transport: Arc<dyn Transport> = match &config.amqp_url {
             Some(url) => {
                 let signing_key = match &config.broker.signing_key {
@@ -228,6 +229,8 @@ impl Engine {
                     signing_key,
                     quorum_queues: config.broker.quorum_queues,
                     retry_delays: config.retry.delays(),
+                    heartbeat: config.broker.heartbeat_seconds,
+                    connect_timeout: std::time::Duration::from_secs(config.broker.connect_timeout_seconds),
                 };
                 BrokerBridge::start(broker, consumers, mailbox.clone())
             }

@@ -12,7 +12,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_ordersaga");
 
 /// A command for the binary in a fresh directory, with no ORDERSAGA_ settings inherited.
 pub fn ordersaga(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    without_settings(Command::new(BIN), dir)
+}
+
+/// `cmd` (which runs the binary) in `dir`, with no ORDERSAGA_ settings inherited.
+fn without_settings(mut cmd: Command, dir: &std::path::Path) -> Command {
     cmd.current_dir(dir);
     for (key, _) in std::env::vars() {
         if key.starts_with("ORDERSAGA_") {
@@ -171,6 +175,16 @@ fn bad_configuration_stops_the_start_with_one_line() {
         None,
         "archive.chunk_size",
     );
+    assert_refused(
+        &[("ORDERSAGA_BROKER__HEARTBEAT_SECONDS", "0")],
+        None,
+        "broker.heartbeat_seconds",
+    );
+    assert_refused(
+        &[("ORDERSAGA_DATABASE__WORK_TIMEOUT_SECONDS", "0")],
+        None,
+        "database.work_timeout_seconds",
+    );
 }
 
 /// A `serve` child process, killed when dropped.
@@ -240,13 +254,31 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
 
 /// Starts `ordersaga serve` on `db` (its URL can be overridden in `extra_env`) without waiting.
 pub fn spawn_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
-    let port = free_port();
     let dir = temp_dir();
+    spawn_with(ordersaga(&dir), dir, "127.0.0.1", free_port(), db, extra_env)
+}
+
+/// Starts `ordersaga serve` inside `netns` (`ip netns exec`), listening on the namespace's address,
+/// without waiting. The database and broker URLs in `extra_env` must be reachable from inside.
+pub fn spawn_server_in(netns: &crate::netns::Netns, db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
+    let dir = temp_dir();
+    let cmd = without_settings(netns.command(BIN), &dir);
+    // Every port of a fresh namespace is free.
+    spawn_with(cmd, dir, &netns.ns_addr.to_string(), 8080, db, extra_env)
+}
+
+fn spawn_with(
+    mut cmd: Command,
+    dir: std::path::PathBuf,
+    host: &str,
+    port: u16,
+    db: &TestDb,
+    extra_env: &[(&str, &str)],
+) -> Server {
     let log_path = dir.join("serve.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut cmd = ordersaga(&dir);
     cmd.arg("serve")
-        .env("ORDERSAGA_BIND", format!("127.0.0.1:{port}"))
+        .env("ORDERSAGA_BIND", format!("{host}:{port}"))
         .env("ORDERSAGA_DATABASE_URL", &db.url)
         .env("ORDERSAGA_JWT_SECRET", TEST_SECRET)
         .env("ORDERSAGA_AUTH__MOCK_ISSUER", "true")
@@ -258,7 +290,7 @@ pub fn spawn_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
     let child = cmd.spawn().unwrap();
     Server {
         child,
-        address: format!("http://127.0.0.1:{port}"),
+        address: format!("http://{host}:{port}"),
         log: log_path,
     }
 }

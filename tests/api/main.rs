@@ -20,6 +20,7 @@ mod health;
 mod idempotency;
 mod identity;
 mod loadtest;
+mod netns;
 mod notifications;
 mod observability;
 mod openapi;
@@ -27,6 +28,7 @@ mod orders;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod outage;
+mod partition;
 mod problems;
 mod sagas;
 mod seed_flows;

@@ -23,12 +23,20 @@ pub enum Mode {
     Up,
     /// Connections stay open and nothing flows until the mode changes: the database hangs.
     Stalled,
+    /// The server forgets every connection without a word, as a machine that restarted does: they are
+    /// reset, and new ones refused. Behind a network cut the reset is lost, and the client's connections
+    /// stay open on its side only (half-open).
+    Gone,
 }
 
-/// A TCP proxy in front of the database server, to take it away and bring it back for one test.
+/// A TCP proxy in front of a server (the database, the broker), to take it away and bring it back for
+/// one test.
 pub struct DbProxy {
+    ip: std::net::IpAddr,
     port: u16,
     mode: watch::Sender<Mode>,
+    /// Connections being relayed.
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// `host:port` of a database URL.
@@ -39,27 +47,63 @@ fn host_port(url: &str) -> String {
 }
 
 impl DbProxy {
-    /// A proxy for the server of `url`, starting in `mode`.
+    /// A proxy on loopback for the server of `url`, starting in `mode`.
     pub async fn start(url: &str, mode: Mode) -> DbProxy {
+        DbProxy::start_on(std::net::Ipv4Addr::LOCALHOST.into(), url, mode).await
+    }
+
+    /// A proxy listening on `ip` (e.g. the machine's end of a network namespace's veth pair) for the
+    /// server of `url`, starting in `mode`.
+    pub async fn start_on(ip: std::net::IpAddr, url: &str, mode: Mode) -> DbProxy {
         let target = host_port(url);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = watch::channel(mode);
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = open.clone();
         actix_web::rt::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if *rx.borrow() == Mode::Down {
-                    drop(client);
-                    continue;
+                match *rx.borrow() {
+                    Mode::Down => {
+                        drop(client);
+                        continue;
+                    }
+                    Mode::Gone => {
+                        let _ = client.set_zero_linger();
+                        continue;
+                    }
+                    Mode::Up | Mode::Stalled => {}
                 }
-                actix_web::rt::spawn(relay(client, target.clone(), rx.clone()));
+                let open = counted.clone();
+                open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let relayed = relay(client, target.clone(), rx.clone());
+                actix_web::rt::spawn(async move {
+                    relayed.await;
+                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
             }
         });
-        DbProxy { port, mode: tx }
+        DbProxy {
+            ip,
+            port,
+            mode: tx,
+            open,
+        }
     }
 
     /// `url` with the proxy in place of the server.
     pub fn url(&self, url: &str) -> String {
-        url.replacen(&host_port(url), &format!("127.0.0.1:{}", self.port), 1)
+        url.replacen(&host_port(url), &format!("{}:{}", self.ip, self.port), 1)
+    }
+
+    /// How many connections the proxy relays now.
+    pub fn connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The port the proxy listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn set(&self, mode: Mode) {
@@ -88,7 +132,14 @@ async fn pump(
     loop {
         let read = tokio::select! {
             read = from.read(&mut buffer) => read,
-            _ = rx.wait_for(|m| *m == Mode::Down) => return,
+            mode = rx.wait_for(|m| matches!(m, Mode::Down | Mode::Gone)) => {
+                if mode.is_ok_and(|m| *m == Mode::Gone) {
+                    // Closed with a reset, not a FIN that the kernel would send again and again.
+                    let _ = from.as_ref().set_zero_linger();
+                    let _ = to.as_ref().set_zero_linger();
+                }
+                return;
+            }
         };
         let n = match read {
             Ok(0) | Err(_) => return,
@@ -96,6 +147,11 @@ async fn pump(
         };
         match rx.wait_for(|m| *m != Mode::Stalled).await {
             Ok(mode) if *mode == Mode::Up => {}
+            Ok(mode) if *mode == Mode::Gone => {
+                let _ = from.as_ref().set_zero_linger();
+                let _ = to.as_ref().set_zero_linger();
+                return;
+            }
             _ => return,
         }
         if to.write_all(&buffer[..n]).await.is_err() {

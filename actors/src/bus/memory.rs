@@ -140,16 +140,18 @@ impl Queue {
     async fn refill(&self, db: &DatabaseConnection, spilled: Vec<Spilled>) {
         use outbox_events::Column as C;
         let ids: Vec<i64> = spilled.iter().map(|s| s.outbox_id).collect();
-        let rows: Result<Vec<(i64, String, String, String)>, _> = outbox_events::Entity::find()
-            .select_only()
-            .column(C::Id)
-            .column(C::EventId)
-            .column(C::RoutingKey)
-            .column(C::Payload)
-            .filter(C::Id.is_in(ids))
-            .into_tuple()
-            .all(db)
-            .await;
+        let rows: Result<Vec<(i64, String, String, String)>, sea_orm::DbErr> = crate::db::bounded(
+            outbox_events::Entity::find()
+                .select_only()
+                .column(C::Id)
+                .column(C::EventId)
+                .column(C::RoutingKey)
+                .column(C::Payload)
+                .filter(C::Id.is_in(ids))
+                .into_tuple()
+                .all(db),
+        )
+        .await;
         let mut queued = self.lock();
         queued.refilling = false;
         match rows {

@@ -286,7 +286,7 @@ impl Mailbox {
 
         // 3. apply: together if possible, alone otherwise
         if pending.len() > 1 {
-            match self.apply_together(consumer, &pending).await {
+            match db::bounded(self.apply_together(consumer, &pending)).await {
                 Ok(()) => {
                     for p in &pending {
                         outcome.set(p.index, Ok(()));
@@ -397,7 +397,7 @@ impl Mailbox {
     {
         let mut conflicts = 0;
         loop {
-            let result = async {
+            let result = db::bounded(async {
                 let txn = Arc::new(db::begin_write(&self.db).await?);
                 let hooks = match work(txn.clone()).await? {
                     Some(effects) => {
@@ -407,7 +407,7 @@ impl Mailbox {
                     None => vec![],
                 };
                 self.commit(txn, hooks).await
-            }
+            })
             .await;
             match result {
                 Err(ConsumeError::Conflict(reason)) if conflicts < MAX_CONFLICT_RETRIES => {

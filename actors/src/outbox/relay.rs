@@ -121,7 +121,7 @@ impl Relay {
         // for the lease. On the in-process bus this node is the only publisher, so every claim is void.
         let mine = (!self.transport.single_node()).then_some(self.node_id.as_str());
         loop {
-            match release_claims(&self.db, mine).await {
+            match db::bounded(release_claims(&self.db, mine)).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(
@@ -155,7 +155,7 @@ impl Relay {
             while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
                 let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
             }
-            let mut rows = match self.claim().await {
+            let mut rows = match db::bounded(self.claim()).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox: claiming failed");
@@ -301,7 +301,7 @@ async fn mark_loop(
                 };
             }
         }
-        let result: Result<(), DbErr> = async {
+        let result: Result<(), DbErr> = db::bounded(async {
             if !published.is_empty() {
                 outbox_events::Entity::update_many()
                     .col_expr(C::PublishedAt, Expr::value(db::now()))
@@ -319,7 +319,7 @@ async fn mark_loop(
                     .await?;
             }
             Ok(())
-        }
+        })
         .await;
         match result {
             Ok(()) => {

@@ -4,6 +4,8 @@
 
 use sea_orm::{DatabaseConnection, DbErr};
 
+use sea_orm::RuntimeErr;
+
 use super::{CatalogCheck, PlaceOrder, PlaceResult, check_and_place};
 
 /// Most orders written in one transaction by the [`PlacementBatcher`].
@@ -38,15 +40,31 @@ impl PlacementBatcher {
             let (requests, replies): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
             self.busy += 1;
             let (db, catalog) = (self.db.clone(), self.catalog.clone());
-            let write = async move { check_and_place(&db, &catalog, requests).await }
-                .into_actor(self)
-                .map(move |results, desk, ctx| {
-                    desk.busy -= 1;
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result);
-                    }
-                    desk.flush(ctx);
+            let write = async move {
+                // A batch bounded like the rest of the engine's work: one that waits forever on a lost
+                // connection would keep its writer busy for good.
+                let n = requests.len();
+                let placed = crate::db::bounded(async {
+                    Ok::<_, DbErr>(check_and_place(&db, &catalog, requests).await)
                 });
+                match placed.await {
+                    Ok(results) => results,
+                    Err(e) => {
+                        let message = e.to_string();
+                        (0..n)
+                            .map(|_| Err(DbErr::Conn(RuntimeErr::Internal(message.clone())).into()))
+                            .collect()
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |results, desk, ctx| {
+                desk.busy -= 1;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+                desk.flush(ctx);
+            });
             ctx.spawn(write);
         }
     }

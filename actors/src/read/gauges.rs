@@ -17,7 +17,7 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 /// Reads the gauges every [`INTERVAL`] for as long as the actix system runs.
 pub async fn run(db: DatabaseConnection) {
     loop {
-        if let Err(e) = sample(&db).await {
+        if let Err(e) = crate::db::bounded(sample(&db)).await {
             tracing::debug!(error = %e, "gauges: the database did not answer");
         }
         tokio::time::sleep(INTERVAL).await;

@@ -147,7 +147,9 @@ impl Handler<Step> for OrderSaga {
     fn handle(&mut self, step: Step, _: &mut Self::Context) -> Self::Result {
         let order_id = self.order_id.clone();
         let payment_timeout = self.payment_timeout;
-        Box::pin(async move {
+        // Bounded like the middleware's transaction it runs in: a step that waits past it on a lost
+        // connection lets go of the transaction.
+        Box::pin(crate::db::bounded(async move {
             apply_input(
                 step.txn.as_ref(),
                 &order_id,
@@ -156,7 +158,7 @@ impl Handler<Step> for OrderSaga {
                 payment_timeout,
             )
             .await
-        })
+        }))
     }
 }
 

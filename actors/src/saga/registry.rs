@@ -222,13 +222,15 @@ impl Handler<Resume> for SagaRegistry {
             let mut after = String::new();
             let mut resumed = 0;
             loop {
-                let rows = saga_instances::Entity::find()
-                    .filter(saga_instances::Column::State.is_in(unfinished.clone()))
-                    .filter(saga_instances::Column::OrderId.gt(after.as_str()))
-                    .order_by_asc(saga_instances::Column::OrderId)
-                    .limit(RESUME_PAGE)
-                    .all(&db)
-                    .await?;
+                let rows = db::bounded(
+                    saga_instances::Entity::find()
+                        .filter(saga_instances::Column::State.is_in(unfinished.clone()))
+                        .filter(saga_instances::Column::OrderId.gt(after.as_str()))
+                        .order_by_asc(saga_instances::Column::OrderId)
+                        .limit(RESUME_PAGE)
+                        .all(&db),
+                )
+                .await?;
                 let Some(last) = rows.last() else { break };
                 after = last.order_id.clone();
                 for row in &rows {
@@ -281,20 +283,24 @@ impl Handler<Sweep> for SagaRegistry {
         self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
         let fut = async move {
             let horizon = db::now() + chrono::Duration::from_std(WAKE_AHEAD).unwrap_or_default();
-            let overdue = saga_instances::Entity::find()
-                .filter(saga_instances::Column::State.eq(SagaState::AwaitingPayment.as_str()))
-                .filter(saga_instances::Column::DeadlineAt.lt(horizon))
-                .order_by_asc(saga_instances::Column::DeadlineAt)
-                .limit(DUE_PAGE)
-                .all(&db)
-                .await;
+            let overdue = db::bounded(
+                saga_instances::Entity::find()
+                    .filter(saga_instances::Column::State.eq(SagaState::AwaitingPayment.as_str()))
+                    .filter(saga_instances::Column::DeadlineAt.lt(horizon))
+                    .order_by_asc(saga_instances::Column::DeadlineAt)
+                    .limit(DUE_PAGE)
+                    .all(&db),
+            )
+            .await;
             let refreshed = if slice.is_empty() {
                 Ok(vec![])
             } else {
-                saga_instances::Entity::find()
-                    .filter(saga_instances::Column::OrderId.is_in(slice.clone()))
-                    .all(&db)
-                    .await
+                db::bounded(
+                    saga_instances::Entity::find()
+                        .filter(saga_instances::Column::OrderId.is_in(slice.clone()))
+                        .all(&db),
+                )
+                .await
             };
             match (overdue, refreshed) {
                 (Ok(overdue), Ok(refreshed)) => Some((overdue, refreshed, slice)),

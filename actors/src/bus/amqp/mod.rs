@@ -33,6 +33,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use serde::Deserialize;
 
@@ -80,6 +81,10 @@ pub struct BrokerConfig {
     pub quorum_queues: bool,
     /// The delays a retry can wait ([`crate::config::RetrySettings::delays`]): one retry queue each.
     pub retry_delays: Vec<Duration>,
+    /// Heartbeat asked of the broker, in seconds, unless the URL asks its own.
+    pub heartbeat: u16,
+    /// Longest a connection attempt may take.
+    pub connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for BrokerConfig {
@@ -88,6 +93,8 @@ impl std::fmt::Debug for BrokerConfig {
             .field("name_prefix", &self.name_prefix)
             .field("prefetch", &self.prefetch)
             .field("quorum_queues", &self.quorum_queues)
+            .field("heartbeat", &self.heartbeat)
+            .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -244,17 +251,33 @@ async fn supervise(shared: Arc<Shared>, consumers: Vec<Consumer>, mailbox: Mailb
     }
 }
 
-/// Opens the connection and the confirming publisher channel, and declares the topology.
-async fn connect(config: &BrokerConfig) -> lapin::Result<Link> {
+/// Opens the connection and the confirming publisher channel, and declares the topology, within the
+/// connect timeout: a broker behind a cut network never answers, and the attempt is made again.
+async fn connect(config: &BrokerConfig) -> Result<Link, String> {
+    let mut uri: AMQPUri = config.url.parse()?;
+    // Without a heartbeat of our own the broker's (60 s by default) decides, and a connection cut off
+    // by the network is noticed after two of them.
+    uri.query.heartbeat.get_or_insert(config.heartbeat);
+    let timeout_ms = u64::try_from(config.connect_timeout.as_millis()).unwrap_or(u64::MAX);
+    uri.query.connection_timeout.get_or_insert(timeout_ms);
     let properties = ConnectionProperties::default().with_connection_name("ordersaga".into());
-    let connection = Connection::connect(&config.url, properties).await?;
-    let publisher = connection.create_channel().await?;
-    publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-    declare(&publisher, config).await?;
-    Ok(Link {
-        connection,
-        publisher,
-    })
+    let attempt = async {
+        let connection = Connection::connect_uri(uri, properties).await?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        declare(&publisher, config).await?;
+        Ok::<_, lapin::Error>(Link {
+            connection,
+            publisher,
+        })
+    };
+    match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Ok(link) => link.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}s",
+            config.connect_timeout.as_secs_f64()
+        )),
+    }
 }
 
 /// Publishes with `mandatory` and waits for the broker's confirm; a returned (unroutable) or nacked

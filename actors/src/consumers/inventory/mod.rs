@@ -423,7 +423,7 @@ impl Handler<Reserve> for InventoryActor {
 
     fn handle(&mut self, msg: Reserve, _: &mut Self::Context) -> Self::Result {
         let (db, cache) = (self.db.clone(), self.cache.clone());
-        Box::pin(async move {
+        Box::pin(db::bounded(async move {
             for _ in 0..MAX_CONFLICT_RETRIES {
                 let txn = db::begin_write(&db).await?;
                 match reserve(&txn, msg.order_id.as_str(), &msg.items, true).await {
@@ -441,6 +441,6 @@ impl Handler<Reserve> for InventoryActor {
                 }
             }
             Err(InventoryError::Contended)
-        })
+        }))
     }
 }
