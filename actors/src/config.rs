@@ -264,6 +264,12 @@ impl RetrySettings {
         delays
     }
 
+    /// The longest delay a retry waits (the last back-off step): how long a message waits between tries
+    /// while the database cannot be reached at all.
+    pub fn longest_delay(&self) -> Duration {
+        self.delay_after(self.max_attempts.saturating_sub(1).max(1))
+    }
+
     /// Delay before attempt `attempt + 1`, after `attempt` (≥ 1) attempts failed: bounded exponential.
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);

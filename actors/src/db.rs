@@ -107,6 +107,28 @@ pub fn is_transient(err: &DbErr) -> bool {
     }
 }
 
+/// Whether the database could not be reached at all: no connection (refused, reset, none free in time),
+/// the server shutting down or starting, or no answer within the work timeout. Unlike a deadlock or a
+/// lock wait, trying again later cannot fail for the message itself, so such work waits for the database
+/// instead of using up its attempts.
+pub fn is_unreachable(err: &DbErr) -> bool {
+    use sea_orm::sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL: admin shutdown, crash shutdown, cannot connect now (starting up).
+            sqlx::Error::Database(db) => matches!(
+                db.code().unwrap_or_default().as_ref(),
+                "57P01" | "57P02" | "57P03"
+            ),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Whether trying the same work again can never succeed: a constraint violation (unique, foreign key,
 /// check, not null), a value the database cannot store (out of range, invalid text), or a row that cannot
 /// be decoded. A transient error is never permanent.

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::config::{Server, start_server};
 use crate::helpers::{
-    TestApp, TestDb, TestRedis, assert_problem, eventually, line, mint_token, spawn_app, spawn_app_with,
-    test_client,
+    TestApp, TestDb, TestRedis, assert_problem, counter, eventually, line, metrics_of, mint_token, spawn_app,
+    spawn_app_with, test_client,
 };
 use crate::on_every_backend;
 
@@ -29,27 +29,6 @@ impl TestApp {
         assert_eq!(response.status(), 200, "product {sku_id} set");
         response.json().await.unwrap()
     }
-}
-
-/// The value of a counter in Prometheus text with these labels (0 when absent).
-fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metrics_of(client: &reqwest::Client, base: &str) -> String {
-    client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> Value {

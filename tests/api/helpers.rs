@@ -819,6 +819,28 @@ impl TestApp {
     }
 }
 
+/// The value of a counter in Prometheus text with these labels (0 when absent).
+pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The node's `/metrics` text.
+pub async fn metrics_of(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A token from a node's mock issuer (a node in a child process).
 pub async fn mint_token(client: &reqwest::Client, base: &str, user: &str, role: &str) -> String {
     let body: Value = client

@@ -324,3 +324,68 @@ async fn abandoned(app: &crate::helpers::TestApp) -> u64 {
         .map(|v| v as u64)
         .unwrap_or(0)
 }
+
+on_every_backend! {
+    async fn a_database_away_for_longer_than_the_retries_dead_letters_nothing(backend) {
+        if backend == Backend::Sqlite {
+            eprintln!("skipped on Sqlite: a local file is never away");
+            return;
+        }
+        let Some(db) = TestDb::create(backend).await else { return };
+        let proxy = DbProxy::start(&db.url, Mode::Up).await;
+        let url = proxy.url(&db.url);
+        // Two attempts, 50–200 ms apart: an outage of a few seconds outlasts them many times over.
+        let server = crate::config::start_server(&db, &[
+            ("ORDERSAGA_DATABASE_URL", url.as_str()),
+            ("ORDERSAGA_DATABASE__CONNECT_TIMEOUT_SECONDS", "1"),
+            ("ORDERSAGA_RETRY__MAX_ATTEMPTS", "2"),
+            ("ORDERSAGA_RETRY__INITIAL_DELAY_MS", "50"),
+            ("ORDERSAGA_RETRY__MAX_DELAY_MS", "200"),
+            ("ORDERSAGA_PAYMENT__LATENCY_MS", "1000"),
+        ])
+        .await;
+        let client = crate::helpers::test_client();
+        let base = server.address.clone();
+        let admin = crate::helpers::mint_token(&client, &base, "admin-1", "admin").await;
+        let buyer = crate::helpers::mint_token(&client, &base, "away-buyer", "buyer").await;
+        let stocked = client.post(format!("{base}/api/stocks")).bearer_auth(&admin)
+            .json(&json!({"skuId": "AWAY-1", "availableQty": 10})).send().await.unwrap();
+        assert_eq!(stocked.status(), 200);
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let placed = client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
+                .header("Idempotency-Key", format!("away-{i}"))
+                .json(&json!({"userId": "away-buyer", "items": [line("AWAY-1", 1, "3.00")]})).send().await.unwrap();
+            assert_eq!(placed.status(), 201);
+            ids.push(placed.json::<Value>().await.unwrap()["orderId"].as_str().unwrap().to_owned());
+        }
+        // The payments are at the gateway (1 s each) when the database goes away: recording them fails.
+        for id in &ids {
+            eventually(Duration::from_secs(30), &format!("order {id} to await its payment"), || async {
+                let saga: Value = client.get(format!("{base}/api/orders/{id}/saga")).bearer_auth(&admin)
+                    .send().await.ok()?.json().await.ok()?;
+                (saga["state"] == "AWAITING_PAYMENT").then_some(())
+            })
+            .await;
+        }
+        proxy.set(Mode::Down);
+        // Far more tries than two attempts per message allow: each one met a database that is away.
+        eventually(Duration::from_secs(60), "the deliveries to be tried again and again", || async {
+            let metrics = crate::helpers::metrics_of(&client, &base).await;
+            (crate::helpers::counter(&metrics, "message_retries_total", &[]) >= 12.0).then_some(())
+        })
+        .await;
+        proxy.set(Mode::Up);
+        let conn = Database::connect(&db.url).await.unwrap();
+        for id in &ids {
+            eventually(Duration::from_secs(60), &format!("order {id} to be confirmed"), || async {
+                let order = orders::Entity::find_by_id(id.clone()).one(&conn).await.ok()??;
+                (order.status == "CONFIRMED").then_some(())
+            })
+            .await;
+        }
+        let dead = entities::dead_letters::Entity::find().count(&conn).await.unwrap();
+        assert_eq!(dead, 0, "an unreachable database is waited for, not a reason to give up; log in {}", server.log.display());
+        crate::crash::assert_ended_once(&db.url, &ids, &["AWAY-1"], 10).await;
+    }
+}

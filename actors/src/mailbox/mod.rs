@@ -122,14 +122,22 @@ pub enum ConsumeError {
     /// The message can never be applied.
     #[error("poison: {0}")]
     Poison(String),
+    /// The database cannot be reached (no connection, the server shutting down, no answer in time):
+    /// the message waits for it, trying again at the longest back-off, and the tries do not count
+    /// towards `retry.max_attempts`, since giving up would dead-letter a message for an outage.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<DbErr> for ConsumeError {
-    /// Database errors are classified once, here: a constraint violation or a value that cannot be
-    /// written or read can never apply, so the message is poison and dead-letters on its first attempt;
-    /// everything else (a lost connection, a deadlock, a busy SQLite, what is not recognised) may pass.
+    /// Database errors are classified once, here: a database that cannot be reached is waited for; a
+    /// constraint violation or a value that cannot be written or read can never apply, so the message is
+    /// poison and dead-letters on its first attempt; everything else (a deadlock, a lock wait, a busy
+    /// SQLite, what is not recognised) may pass, within the attempts.
     fn from(err: DbErr) -> Self {
-        if db::is_permanent(&err) {
+        if db::is_unreachable(&err) {
+            ConsumeError::Unavailable(format!("database: {err}"))
+        } else if db::is_permanent(&err) {
             ConsumeError::Poison(format!("the database refused it: {err}"))
         } else {
             ConsumeError::Transient(format!("database: {err}"))
@@ -312,6 +320,14 @@ impl Mailbox {
                         Disposition::Ack
                     }
                     Err(ConsumeError::Poison(reason)) => Disposition::DeadLettered { reason },
+                    Err(ConsumeError::Unavailable(reason)) => {
+                        metrics::counter!("message_retries_total", "queue" => consumer.queue).increment(1);
+                        Disposition::Retry {
+                            attempt: delivery.attempt,
+                            delay: self.retry.longest_delay(),
+                            reason,
+                        }
+                    }
                     Err(e) if delivery.attempt >= self.retry.max_attempts => Disposition::DeadLettered {
                         reason: format!("gave up after {} attempts: {e}", delivery.attempt),
                     },

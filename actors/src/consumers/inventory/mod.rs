@@ -436,7 +436,9 @@ impl Handler<Reserve> for InventoryActor {
                         return Ok(reservation);
                     }
                     Err(ConsumeError::Conflict(_)) => continue,
-                    Err(ConsumeError::Transient(e)) => return Err(InventoryError::Unavailable(e)),
+                    Err(ConsumeError::Transient(e) | ConsumeError::Unavailable(e)) => {
+                        return Err(InventoryError::Unavailable(e));
+                    }
                     Err(ConsumeError::Poison(e)) => return Err(InventoryError::InvalidRequest(e)),
                 }
             }
