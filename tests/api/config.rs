@@ -240,14 +240,19 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
 
 /// Starts `ordersaga serve` on `db` (its URL can be overridden in `extra_env`) without waiting.
 pub fn spawn_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
-    let port = free_port();
+    spawn_server_at(&db.url, free_port(), extra_env)
+}
+
+/// Starts `ordersaga serve` on the database `url`, listening on `port`, without waiting (a node
+/// restarted on its port keeps its address).
+pub fn spawn_server_at(url: &str, port: u16, extra_env: &[(&str, &str)]) -> Server {
     let dir = temp_dir();
     let log_path = dir.join("serve.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut cmd = ordersaga(&dir);
     cmd.arg("serve")
         .env("ORDERSAGA_BIND", format!("127.0.0.1:{port}"))
-        .env("ORDERSAGA_DATABASE_URL", &db.url)
+        .env("ORDERSAGA_DATABASE_URL", url)
         .env("ORDERSAGA_JWT_SECRET", TEST_SECRET)
         .env("ORDERSAGA_AUTH__MOCK_ISSUER", "true")
         .env("ORDERSAGA_REQUEST_TIMEOUT_SECONDS", "30")
