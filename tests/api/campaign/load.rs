@@ -45,7 +45,16 @@ pub const SKUS: [&str; 4] = ["CMP-A", "CMP-B", "CMP-C", "CMP-D"];
 impl Load {
     /// `clients` clients placing orders, with keys `tag-<client>-<n>`, as the buyer of `token`, on
     /// `bases` in turn.
-    pub fn start(bases: Vec<String>, token: String, user: &str, clients: usize, tag: &str) -> Load {
+    /// Each client waits `pace` after an answered order before the next, so that the load stays near
+    /// what the nodes finish rather than piling up a backlog.
+    pub fn start(
+        bases: Vec<String>,
+        token: String,
+        user: &str,
+        clients: usize,
+        pace: Duration,
+        tag: &str,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
         let http = reqwest::Client::builder()
@@ -124,6 +133,7 @@ impl Load {
                             let pause = (50 * attempt as u64).min(500);
                             tokio::time::sleep(Duration::from_millis(pause)).await;
                         }
+                        tokio::time::sleep(pace).await;
                     }
                     report
                 })
@@ -172,7 +182,7 @@ impl Load {
 fn order_lines(n: usize) -> Vec<Value> {
     let first = SKUS[n % SKUS.len()];
     let quantity = 1 + (n % 3) as i64;
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         let second = SKUS[(n / SKUS.len() + 1 + n) % SKUS.len()];
         if second != first {
             return vec![line(first, quantity, "2.50"), line(second, 1, "4.00")];

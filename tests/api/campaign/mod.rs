@@ -31,6 +31,7 @@
 //! | `ORDERSAGA_CAMPAIGN_ROUNDS` | 2 | fault rounds per run (each round: every kind of fault once) |
 //! | `ORDERSAGA_CAMPAIGN_ORDERS` | 150 | orders placed per run at least (the load runs until the rounds are over and this many were accepted) |
 //! | `ORDERSAGA_CAMPAIGN_CLIENTS` | 4 | concurrent clients |
+//! | `ORDERSAGA_CAMPAIGN_PACE_MS` | 100 | each client's pause after an order is answered (0: as fast as the nodes answer) |
 //! | `ORDERSAGA_CAMPAIGN_PG_BIN` | `/usr/lib/postgresql/15/bin` | PostgreSQL's binaries (`initdb`, `pg_ctl`) |
 //!
 //! Without PostgreSQL's binaries or RabbitMQ a scenario is skipped, saying why (it fails instead with
@@ -47,7 +48,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::config::{Server, spawn_server_at};
-use crate::helpers::{TEST_SECRET, mint_token, test_client};
+use crate::helpers::{Backend, TEST_SECRET, TestDb, mint_token, test_client};
 use checks::Poison;
 use load::{Load, LoadReport, SKUS};
 use services::{AmqpClient, PrivatePostgres, RabbitCluster, free_low_port};
@@ -67,6 +68,7 @@ struct Profile {
     rounds: usize,
     orders: usize,
     clients: usize,
+    pace: Duration,
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -83,6 +85,7 @@ impl Profile {
             rounds: env_number("ORDERSAGA_CAMPAIGN_ROUNDS", 2).max(1),
             orders: env_number("ORDERSAGA_CAMPAIGN_ORDERS", 150).max(10),
             clients: env_number("ORDERSAGA_CAMPAIGN_CLIENTS", 4).max(1),
+            pace: Duration::from_millis(env_number("ORDERSAGA_CAMPAIGN_PACE_MS", 100) as u64),
         }
     }
 
@@ -296,6 +299,11 @@ fn node_env(i: usize, extra: &[(&str, &str)]) -> Vec<(String, String)> {
             "ORDERSAGA_SAGA__PAYMENT_TIMEOUT_SECONDS".to_owned(),
             "10".to_owned(),
         ),
+        // A saga that waited on the inventory this long has its events sent again.
+        (
+            "ORDERSAGA_SAGA__REDELIVER_AFTER_SECONDS".to_owned(),
+            "15".to_owned(),
+        ),
     ];
     env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     env
@@ -331,7 +339,7 @@ async fn send_poison(amqp_url: &str, tag: &str, round: usize, poisons: &mut Vec<
     let broker = AmqpClient::connect(amqp_url).await;
     for (q, spec) in actors::topology::QUEUES.iter().enumerate() {
         let message_id = format!("poison-{tag}-{round}-{q}");
-        if (q + round) % 2 == 0 {
+        if (q + round).is_multiple_of(2) {
             let body = format!("{{not an envelope {message_id}");
             let signature = actors::envelope::sign(TEST_SECRET.as_bytes(), body.as_bytes());
             broker
@@ -391,6 +399,7 @@ async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
             buyer,
             "campaign-buyer",
             profile.clients,
+            profile.pace,
             &format!("r{run}"),
         );
         let step = profile.step();
@@ -440,4 +449,249 @@ async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
         drop(nodes);
     }
     summary.finish();
+}
+
+/// One node on embedded SQLite, killed (`kill -9`) and restarted on the same database file again and
+/// again under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_on_sqlite_killed_in_a_loop() {
+    let profile = Profile::from_env();
+    let mut summary = Summary::new("sqlite, one node killed in a loop");
+    for run in 0..profile.runs {
+        let db = TestDb::create(Backend::Sqlite).await.unwrap();
+        let mut nodes = Nodes::start(&db.url, vec![node_env(0, &[])]).await;
+        let (stocks, buyer) = prepare(&nodes.base(0), profile.stock()).await;
+        let load = Load::start(
+            nodes.bases(),
+            buyer,
+            "campaign-buyer",
+            profile.clients,
+            profile.pace,
+            &format!("s{run}"),
+        );
+        let step = profile.step();
+        for kill in 0..profile.rounds * 3 {
+            load.progress(step, PROGRESS_WITHIN, &format!("before kill {kill}"))
+                .await;
+            nodes.kill(0);
+            summary.fault("node kill -9");
+            nodes.restart(0).await;
+        }
+        load.progress(step, PROGRESS_WITHIN, "after the last kill").await;
+        let remaining = profile.orders.saturating_sub(load.accepted());
+        load.progress(remaining, PROGRESS_WITHIN * 5, "to complete the run")
+            .await;
+        let report = load.finish().await;
+        let drain = checks::drain(&db.url, 0, DRAIN_WITHIN).await;
+        let violations = checks::violations(&db.url, &report, &stocks, &[], None).await;
+        summary.add_run(&db.url, &report, drain, violations).await;
+        drop(nodes);
+    }
+    summary.finish();
+}
+
+/// Two nodes on quorum queues of a three-node RabbitMQ cluster of the campaign's own. A node takes one
+/// AMQP URL, so each ordersaga node connects to a broker node that stays up (the first and the
+/// second), and the third — which leads some of the queues (leaders placed `balanced`) and holds a
+/// replica of every one — is killed (`kill -9`) mid-run, every round, and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_lose_nothing_when_a_broker_node_is_killed() {
+    let profile = Profile::from_env();
+    let Some(pg) = PrivatePostgres::start().await else {
+        return;
+    };
+    let Some(mut rabbit) = RabbitCluster::start(3, "queue_leader_locator = balanced\n").await else {
+        return;
+    };
+    let mut summary = Summary::new("postgres+rabbitmq quorum queues, three broker nodes");
+    for run in 0..profile.runs {
+        let url = pg.create_database(&format!("quorum_{run}")).await;
+        let vhost = format!("quorum-{run}");
+        let urls = [rabbit.node(0).vhost(&vhost).await, rabbit.node(1).url_of(&vhost)];
+        let envs = (0..2)
+            .map(|i| {
+                node_env(
+                    i,
+                    &[
+                        ("ORDERSAGA_AMQP_URL", urls[i].as_str()),
+                        ("ORDERSAGA_BROKER__QUORUM_QUEUES", "true"),
+                        ("ORDERSAGA_DATABASE__MAX_CONNECTIONS", "8"),
+                    ],
+                )
+            })
+            .collect();
+        let nodes = Nodes::start(&url, envs).await;
+        let (stocks, buyer) = prepare(&nodes.base(0), profile.stock()).await;
+        let load = Load::start(
+            nodes.bases(),
+            buyer,
+            "campaign-buyer",
+            profile.clients,
+            profile.pace,
+            &format!("q{run}"),
+        );
+        let step = profile.step();
+        let mut poisons = Vec::new();
+        for round in 0..profile.rounds {
+            load.progress(step, PROGRESS_WITHIN, &format!("before round {round}"))
+                .await;
+            send_poison(&urls[0], &format!("q{run}"), round, &mut poisons).await;
+            summary.fault("poison message per queue");
+            let victim = rabbit.node(2).name.clone();
+            let led = rabbit.node(0).leaders(&vhost, &victim).await;
+            assert!(round > 0 || led > 0, "the third broker node leads some queues");
+            rabbit.node(2).kill().await;
+            summary.fault("broker node kill -9 (quorum)");
+            *summary
+                .faults
+                .entry("queue leaders on the killed broker node")
+                .or_default() += led;
+            load.progress(step, PROGRESS_WITHIN, "with a broker node dead")
+                .await;
+            load.progress(step, PROGRESS_WITHIN, "with a broker node dead, again")
+                .await;
+            rabbit.node(2).boot().await;
+        }
+        load.progress(step, PROGRESS_WITHIN, "after the last fault").await;
+        let remaining = profile.orders.saturating_sub(load.accepted());
+        load.progress(remaining, PROGRESS_WITHIN * 5, "to complete the run")
+            .await;
+        let report = load.finish().await;
+        let drain = checks::drain(&url, poisons.len(), DRAIN_WITHIN).await;
+        let amqp = AmqpClient::connect(&urls[0]).await;
+        let violations = checks::violations(&url, &report, &stocks, &poisons, Some(&amqp)).await;
+        amqp.close().await;
+        summary.add_run(&url, &report, drain, violations).await;
+        drop(nodes);
+    }
+    summary.finish();
+}
+
+/// Every event fails its first attempt, so messages wait in the retry queues all the time; the broker
+/// stops and starts again while they do. None may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_waiting_when_the_broker_stops_are_not_lost() {
+    let Some(mut rabbit) = RabbitCluster::start(1, "").await else {
+        return;
+    };
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let amqp_url = rabbit.node(0).vhost("retries").await;
+    let env = node_env(
+        0,
+        &[
+            ("ORDERSAGA_AMQP_URL", amqp_url.as_str()),
+            ("FAILPOINTS", "consume-fails=return(@2)"),
+            ("ORDERSAGA_RETRY__INITIAL_DELAY_MS", "300"),
+        ],
+    );
+    let nodes = Nodes::start(&db.url, vec![env]).await;
+    let (stocks, buyer) = prepare(&nodes.base(0), 1_000).await;
+    let load = Load::start(
+        nodes.bases(),
+        buyer,
+        "campaign-buyer",
+        4,
+        Duration::from_millis(50),
+        "retry",
+    );
+    let mut summary = Summary::new("retries waiting when the broker stops");
+    for round in 0..3 {
+        load.progress(20, PROGRESS_WITHIN, &format!("before stop {round}"))
+            .await;
+        rabbit.node(0).stop_app().await;
+        summary.fault("broker stop/start");
+        load.progress(5, PROGRESS_WITHIN, "while the broker is down")
+            .await;
+        rabbit.node(0).start_app().await;
+    }
+    load.progress(20, PROGRESS_WITHIN, "after the last stop").await;
+    let report = load.finish().await;
+    let drain = checks::drain(&db.url, 0, Duration::from_secs(60)).await;
+    let amqp = AmqpClient::connect(&amqp_url).await;
+    let violations = checks::violations(&db.url, &report, &stocks, &[], Some(&amqp)).await;
+    amqp.close().await;
+    summary.add_run(&db.url, &report, drain, violations).await;
+    drop(nodes);
+    summary.finish();
+}
+
+/// The broker loses an order's event (its queues are purged while the event waits for a retry): the
+/// saga, which waits on the inventory, has its events published again and ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_broker_lost_is_published_again() {
+    let Some(mut rabbit) = RabbitCluster::start(1, "").await else {
+        return;
+    };
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let vhost = "lost";
+    let amqp_url = rabbit.node(0).vhost(vhost).await;
+    let common = [
+        ("ORDERSAGA_AMQP_URL", amqp_url.as_str()),
+        ("ORDERSAGA_SAGA__REDELIVER_AFTER_SECONDS", "2"),
+    ];
+    // Every delivery fails for now and waits 5 s for its retry.
+    let mut failing = node_env(0, &common);
+    failing.retain(|(k, _)| k != "FAILPOINTS");
+    failing.extend([
+        ("FAILPOINTS".to_owned(), "consume-fails=return(@99)".to_owned()),
+        ("ORDERSAGA_RETRY__INITIAL_DELAY_MS".to_owned(), "5000".to_owned()),
+        ("ORDERSAGA_RETRY__MAX_ATTEMPTS".to_owned(), "50".to_owned()),
+    ]);
+    let mut nodes = Nodes::start(&db.url, vec![failing]).await;
+    let (_, buyer) = prepare(&nodes.base(0), 10).await;
+    let client = test_client();
+    let placed: Value = client
+        .post(format!("{}/api/orders", nodes.base(0)))
+        .bearer_auth(&buyer)
+        .header("Idempotency-Key", "lost-1")
+        .json(&json!({"userId": "campaign-buyer", "items": [crate::helpers::line(SKUS[0], 1, "2.50")]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = placed["orderId"].as_str().unwrap().to_owned();
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    crate::helpers::eventually(
+        Duration::from_secs(30),
+        "order.created to reach the broker",
+        || async {
+            let row = entities::outbox_events::Entity::find()
+                .filter(entities::outbox_events::Column::AggregateId.eq(id.as_str()))
+                .one(&conn)
+                .await
+                .ok()??;
+            row.published_at.map(|_| ())
+        },
+    )
+    .await;
+    nodes.kill(0);
+    // The broker loses everything it held.
+    let queues = rabbit
+        .node(0)
+        .ctl(&[
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "--no-table-headers",
+            "--quiet",
+        ])
+        .await;
+    for queue in queues.lines().map(str::trim).filter(|q| !q.is_empty()) {
+        rabbit.node(0).ctl(&["purge_queue", "-p", vhost, queue]).await;
+    }
+    // The node comes back, its consumers well.
+    nodes.envs[0].retain(|(k, _)| k != "FAILPOINTS");
+    nodes.restart(0).await;
+    let ended = crate::helpers::eventually(Duration::from_secs(60), "the order to end", || async {
+        let order = entities::orders::Entity::find_by_id(id.clone())
+            .one(&conn)
+            .await
+            .ok()??;
+        (order.status != "PENDING").then_some(order.status)
+    })
+    .await;
+    assert!(ended == "CONFIRMED" || ended == "FAILED", "{ended}");
 }

@@ -291,11 +291,6 @@ impl RabbitNode {
         cmd
     }
 
-    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
-    pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
-    }
-
     /// Starts the node's server (on its data directory: a node killed comes back with its data) and
     /// waits until it runs.
     pub async fn boot(&mut self) {
@@ -352,7 +347,31 @@ impl RabbitNode {
         self.ctl(&["add_vhost", name]).await;
         self.ctl(&["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
             .await;
-        format!("amqp://guest:guest@127.0.0.1:{}/{name}", self.amqp_port)
+        self.url_of(name)
+    }
+
+    /// The AMQP URL of vhost `name` on this node.
+    pub fn url_of(&self, vhost: &str) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/{vhost}", self.amqp_port)
+    }
+
+    /// How many queues of `vhost` node `leader` leads (asked of this node).
+    pub async fn leaders(&self, vhost: &str, leader: &str) -> usize {
+        let listed = self
+            .ctl(&[
+                "list_queues",
+                "-p",
+                vhost,
+                "name",
+                "leader",
+                "--no-table-headers",
+                "--quiet",
+            ])
+            .await;
+        listed
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(leader))
+            .count()
     }
 
     /// The broker stops (`stop_app`: connections are cut, the node stays).
