@@ -202,7 +202,9 @@ pub async fn violations(
             }
             let dlq = broker.depth(&format!("{}.dlq", spec.name)).await;
             let sent = per_queue.get(spec.name).copied().unwrap_or(0);
-            if dlq != sent {
+            // The copy for operators' tools is made at least once (a node that dies after the copy and
+            // before its acknowledgement copies the redelivery again).
+            if dlq < sent {
                 found.push(format!(
                     "{}.dlq holds {dlq} messages, {sent} poison sent",
                     spec.name

@@ -695,3 +695,45 @@ async fn an_event_the_broker_lost_is_published_again() {
     .await;
     assert!(ended == "CONFIRMED" || ended == "FAILED", "{ended}");
 }
+
+/// A poison message delivered twice — as the broker redelivers it to a node that stored it and died
+/// before acknowledging it — is one dead letter.
+#[actix_web::test]
+async fn a_poison_message_delivered_twice_is_one_dead_letter() {
+    let _shared = crate::helpers::BROKER.read().await;
+    let Some(broker) = crate::helpers::TestBroker::create().await else {
+        return;
+    };
+    let url = broker.amqp_url.clone();
+    let Some(app) = crate::helpers::spawn_app_with(Backend::Sqlite, move |s| s.amqp_url = Some(url)).await
+    else {
+        return;
+    };
+    app.ready().await;
+    let queue = actors::topology::Q_INVENTORY_RELEASE_REQUESTED;
+    for _ in 0..2 {
+        let headers = json!({"x-signature": actors::envelope::sign(TEST_SECRET.as_bytes(), b"{poison")});
+        let body = json!({
+            "properties": {"headers": headers, "delivery_mode": 2, "message_id": "poison-twice"},
+            "routing_key": queue, "payload": "{poison", "payload_encoding": "string",
+        });
+        broker
+            .api_send(
+                reqwest::Method::POST,
+                &format!("exchanges/{}/amq.default/publish", broker.vhost),
+                &body,
+            )
+            .await;
+    }
+    crate::helpers::eventually(Duration::from_secs(30), "both deliveries consumed", || async {
+        let stats = broker.api_get(&format!("queues/{}/{queue}", broker.vhost)).await;
+        (stats["messages"] == 0 && stats["message_stats"]["ack"].as_u64().unwrap_or(0) >= 2).then_some(())
+    })
+    .await;
+    let stored = entities::dead_letters::Entity::find()
+        .filter(entities::dead_letters::Column::MessageId.eq("poison-twice"))
+        .count(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "one dead letter for the message");
+}
