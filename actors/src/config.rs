@@ -178,12 +178,17 @@ impl AuthSettings {
 pub struct SagaSettings {
     /// How long a saga waits in `AWAITING_PAYMENT` before it compensates with `PAYMENT_TIMEOUT`.
     pub payment_timeout_seconds: u64,
+    /// A saga waiting for the inventory (`AWAITING_INVENTORY`, `COMPENSATING`) that has not moved for
+    /// this long has its events published again: a message the broker lost on the way is sent again,
+    /// and the consumers drop what they had applied already (the inbox).
+    pub redeliver_after_seconds: u64,
 }
 
 impl Default for SagaSettings {
     fn default() -> Self {
         Self {
             payment_timeout_seconds: 30,
+            redeliver_after_seconds: 60,
         }
     }
 }
@@ -193,10 +198,16 @@ impl SagaSettings {
         if self.payment_timeout_seconds == 0 {
             return Err("payment_timeout_seconds: must be at least 1".into());
         }
+        if self.redeliver_after_seconds == 0 {
+            return Err("redeliver_after_seconds: must be at least 1".into());
+        }
         Ok(())
     }
     pub fn payment_timeout(&self) -> Duration {
         Duration::from_secs(self.payment_timeout_seconds)
+    }
+    pub fn redeliver_after(&self) -> Duration {
+        Duration::from_secs(self.redeliver_after_seconds)
     }
 }
 

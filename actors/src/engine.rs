@@ -141,7 +141,10 @@ impl Engine {
         let owed = Arc::new(AtomicUsize::new(0));
         let sagas = {
             let (mailbox, timeout, owed) = (mailbox.clone(), config.saga.payment_timeout(), owed.clone());
-            SagaRegistry::start_in_arbiter(&saga_home, move |_| SagaRegistry::new(mailbox, timeout, owed))
+            let redeliver_after = config.saga.redeliver_after();
+            SagaRegistry::start_in_arbiter(&saga_home, move |_| {
+                SagaRegistry::new(mailbox, timeout, owed).redelivering_after(redeliver_after)
+            })
         };
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();

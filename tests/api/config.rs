@@ -254,8 +254,14 @@ pub async fn start_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
 
 /// Starts `ordersaga serve` on `db` (its URL can be overridden in `extra_env`) without waiting.
 pub fn spawn_server(db: &TestDb, extra_env: &[(&str, &str)]) -> Server {
+    spawn_server_at(&db.url, free_port(), extra_env)
+}
+
+/// Starts `ordersaga serve` on the database `url`, listening on `port`, without waiting (a node
+/// restarted on its port keeps its address).
+pub fn spawn_server_at(url: &str, port: u16, extra_env: &[(&str, &str)]) -> Server {
     let dir = temp_dir();
-    spawn_with(ordersaga(&dir), dir, "127.0.0.1", free_port(), db, extra_env)
+    spawn_with(ordersaga(&dir), dir, "127.0.0.1", port, url, extra_env)
 }
 
 /// Starts `ordersaga serve` inside `netns` (`ip netns exec`), listening on the namespace's address,
@@ -264,7 +270,7 @@ pub fn spawn_server_in(netns: &crate::netns::Netns, db: &TestDb, extra_env: &[(&
     let dir = temp_dir();
     let cmd = without_settings(netns.command(BIN), &dir);
     // Every port of a fresh namespace is free.
-    spawn_with(cmd, dir, &netns.ns_addr.to_string(), 8080, db, extra_env)
+    spawn_with(cmd, dir, &netns.ns_addr.to_string(), 8080, &db.url, extra_env)
 }
 
 fn spawn_with(
@@ -272,14 +278,14 @@ fn spawn_with(
     dir: std::path::PathBuf,
     host: &str,
     port: u16,
-    db: &TestDb,
+    url: &str,
     extra_env: &[(&str, &str)],
 ) -> Server {
     let log_path = dir.join("serve.log");
     let log = std::fs::File::create(&log_path).unwrap();
     cmd.arg("serve")
         .env("ORDERSAGA_BIND", format!("{host}:{port}"))
-        .env("ORDERSAGA_DATABASE_URL", &db.url)
+        .env("ORDERSAGA_DATABASE_URL", url)
         .env("ORDERSAGA_JWT_SECRET", TEST_SECRET)
         .env("ORDERSAGA_AUTH__MOCK_ISSUER", "true")
         .env("ORDERSAGA_REQUEST_TIMEOUT_SECONDS", "30")

@@ -94,19 +94,32 @@ on_every_backend! {
 /// release, or failed with nothing reserved — nothing was reserved or charged twice, and each SKU of
 /// `skus` (each set to `stock`) is conserved.
 pub async fn assert_ended_once(url: &str, ids: &[String], skus: &[&str], stock: i64) {
+    let stocks: Vec<(&str, i64)> = skus.iter().map(|sku| (*sku, stock)).collect();
+    let violations = ended_once_violations(url, ids, &stocks).await;
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// What breaks the guarantees of [`assert_ended_once`] for the orders `ids` and the SKUs of `skus`
+/// (each set to its quantity once, before any order), and, money-wise: a confirmed order holds one
+/// succeeded payment, and no order that did not confirm keeps one (a payment it had is failed or
+/// refunded). Empty when every guarantee holds.
+pub async fn ended_once_violations(url: &str, ids: &[String], skus: &[(&str, i64)]) -> Vec<String> {
     let conn = Database::connect(url).await.unwrap();
+    let mut violations = Vec::new();
     let mut confirmed_qty: HashMap<String, i64> = HashMap::new();
     for id in ids {
-        let order = orders::Entity::find_by_id(id.clone())
+        let Some(order) = orders::Entity::find_by_id(id.clone()).one(&conn).await.unwrap() else {
+            violations.push(format!("order {id} was accepted and does not exist"));
+            continue;
+        };
+        let Some(saga) = saga_instances::Entity::find_by_id(id.clone())
             .one(&conn)
             .await
             .unwrap()
-            .unwrap();
-        let saga = saga_instances::Entity::find_by_id(id.clone())
-            .one(&conn)
-            .await
-            .unwrap()
-            .unwrap();
+        else {
+            violations.push(format!("order {id} has no saga"));
+            continue;
+        };
         let reservations = inventory_reservations::Entity::find()
             .filter(inventory_reservations::Column::OrderId.eq(id.as_str()))
             .all(&conn)
@@ -122,50 +135,67 @@ pub async fn assert_ended_once(url: &str, ids: &[String], skus: &[&str], stock: 
             .all(&conn)
             .await
             .unwrap();
-        assert!(
-            reservations.len() <= 1 && payments.len() <= 1,
-            "order {id} reserved or charged twice"
-        );
-        match saga.state.as_str() {
-            "COMPLETED" => {
-                assert_eq!(order.status, "CONFIRMED");
-                assert_eq!(reservations[0].status, "RESERVED");
-                assert!(releases.is_empty());
-                for item in order_items::Entity::find()
-                    .filter(order_items::Column::OrderId.eq(id.as_str()))
-                    .all(&conn)
-                    .await
-                    .unwrap()
-                {
-                    *confirmed_qty.entry(item.sku_id).or_default() += i64::from(item.quantity);
-                }
+        if reservations.len() > 1 || payments.len() > 1 {
+            violations.push(format!(
+                "order {id} reserved {} times, charged {} times",
+                reservations.len(),
+                payments.len()
+            ));
+            continue;
+        }
+        let reservation = reservations.first().map(|r| r.status.as_str());
+        let payment = payments.first().map(|p| p.status.as_str());
+        let state = saga.state.as_str();
+        let shape = (order.status.as_str(), reservation, releases.len());
+        let fits = match state {
+            "COMPLETED" => shape == ("CONFIRMED", Some("RESERVED"), 0) && payment == Some("SUCCEEDED"),
+            "COMPENSATED" => shape == ("FAILED", Some("RELEASED"), 1) && payment != Some("SUCCEEDED"),
+            "FAILED" => shape == ("FAILED", None, 0) && payment != Some("SUCCEEDED"),
+            _ => false,
+        };
+        if !fits {
+            violations.push(format!(
+                "order {id}: saga {state}, order {}, reservation {reservation:?}, {} releases, payment {payment:?}",
+                order.status,
+                releases.len()
+            ));
+        }
+        if state == "COMPLETED" {
+            for item in order_items::Entity::find()
+                .filter(order_items::Column::OrderId.eq(id.as_str()))
+                .all(&conn)
+                .await
+                .unwrap()
+            {
+                *confirmed_qty.entry(item.sku_id).or_default() += i64::from(item.quantity);
             }
-            "COMPENSATED" => {
-                assert_eq!(order.status, "FAILED");
-                assert_eq!(reservations[0].status, "RELEASED");
-                assert_eq!(releases.len(), 1, "order {id} released exactly once");
-            }
-            "FAILED" => {
-                assert_eq!(order.status, "FAILED");
-                assert!(reservations.is_empty() && releases.is_empty());
-            }
-            other => panic!("order {id} ended in {other}"),
         }
     }
-    for sku in skus {
-        let row = stocks::Entity::find_by_id((*sku).to_owned())
+    for (sku, stock) in skus {
+        let Some(row) = stocks::Entity::find_by_id((*sku).to_owned())
             .one(&conn)
             .await
             .unwrap()
-            .unwrap();
+        else {
+            violations.push(format!("{sku} has no stock row"));
+            continue;
+        };
         let held = confirmed_qty.get(*sku).copied().unwrap_or(0);
-        assert!(row.available_qty >= 0);
-        assert_eq!(row.available_qty + row.reserved_qty, stock, "{sku} conserved");
-        assert_eq!(
-            row.reserved_qty, held,
-            "{sku}: confirmed orders hold exactly their reservations"
-        );
+        if row.available_qty < 0 || row.available_qty + row.reserved_qty != *stock {
+            violations.push(format!(
+                "{sku} not conserved: {} available + {} reserved, set to {stock}",
+                row.available_qty, row.reserved_qty
+            ));
+        }
+        if row.reserved_qty != held {
+            violations.push(format!(
+                "{sku}: {} reserved, confirmed orders hold {held}",
+                row.reserved_qty
+            ));
+        }
     }
+    let _ = conn.close().await;
+    violations
 }
 
 /// The body of `GET path` as admin.

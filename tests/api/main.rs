@@ -11,6 +11,7 @@ mod archive;
 mod audit;
 mod auth;
 mod broker;
+mod campaign;
 mod catalog;
 mod config;
 mod crash;

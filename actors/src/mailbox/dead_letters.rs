@@ -23,7 +23,9 @@ crate::text_codes! {
     }
 }
 
-/// Records a dead letter. `envelope` is the decoded delivery, when it could be decoded.
+/// Records a dead letter. `envelope` is the decoded delivery, when it could be decoded. A message
+/// already waiting in the store for this consumer (the same message id, still `DEAD`) is not stored
+/// twice: a node that died after storing it and before acknowledging it gets it again from the broker.
 pub async fn store(
     db: &impl ConnectionTrait,
     queue: &str,
@@ -36,9 +38,19 @@ pub async fn store(
         .map(|e| e.event_id.clone())
         .or_else(|| delivery.message_id.clone())
         .unwrap_or_else(|| format!("unknown-{}", db::new_id()));
+    let message_id = truncate(&message_id, 255);
+    if let Some(stored) = dead_letters::Entity::find()
+        .filter(dead_letters::Column::MessageId.eq(message_id.as_str()))
+        .filter(dead_letters::Column::Consumer.eq(queue))
+        .filter(dead_letters::Column::Status.eq(DeadLetterStatus::Dead.as_str()))
+        .one(db)
+        .await?
+    {
+        return Ok(stored);
+    }
     let row = dead_letters::ActiveModel {
         id: Set(db::new_id()),
-        message_id: Set(truncate(&message_id, 255)),
+        message_id: Set(message_id),
         consumer: Set(queue.to_owned()),
         routing_key: Set(truncate(&delivery.routing_key, 255)),
         event_type: Set(envelope.map(|e| e.event_type()).unwrap_or("unknown").to_owned()),

@@ -74,3 +74,57 @@ impl OutboxSignal {
         let _ = tokio::time::timeout(timeout, self.0.notified()).await;
     }
 }
+
+/// Publishes again the events of sagas that wait on the inventory (`AWAITING_INVENTORY`,
+/// `COMPENSATING`) and have not moved for `after`: their published rows older than `after` go back to
+/// the relay. An event the broker lost on the way (RabbitMQ dead-letters a retry back to its queue
+/// without confirms, so a retry expiring while its queue stops or recovers can vanish) is sent again;
+/// the consumers that had applied it drop the copy (the inbox). The payment's wait has its own deadline,
+/// which asks the payment ledger. At most `limit` sagas per call; answers the rows sent back.
+pub async fn redeliver_stalled(
+    db: &impl ConnectionTrait,
+    after: std::time::Duration,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    use crate::saga::machine::SagaState;
+    use entities::saga_instances;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let before = db::now() - chrono::Duration::from_std(after).unwrap_or_default();
+    let stalled: Vec<String> = saga_instances::Entity::find()
+        .select_only()
+        .column(saga_instances::Column::OrderId)
+        .filter(saga_instances::Column::State.is_in([
+            SagaState::AwaitingInventory.as_str(),
+            SagaState::Compensating.as_str(),
+        ]))
+        .filter(saga_instances::Column::UpdatedAt.lt(before))
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if stalled.is_empty() {
+        return Ok(0);
+    }
+    let sent_back = outbox_events::Entity::update_many()
+        .col_expr(
+            outbox_events::Column::PublishedAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(
+            outbox_events::Column::ClaimedBy,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            outbox_events::Column::ClaimedAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .filter(outbox_events::Column::AggregateId.is_in(stalled))
+        .filter(outbox_events::Column::PublishedAt.lt(before))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if sent_back > 0 {
+        metrics::counter!("outbox_redelivered_total").increment(sent_back);
+    }
+    Ok(sent_back)
+}

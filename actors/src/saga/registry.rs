@@ -27,6 +27,8 @@ const REFRESH_SLICE: usize = 500;
 /// A saga waiting for its payment keeps an actor (and a timer) only when its deadline is this close; the
 /// others are woken by the sweep from the database's deadline index, or by their next event.
 pub const WAKE_AHEAD: Duration = Duration::from_secs(15);
+/// Stalled sagas whose events one sweep publishes again, at most.
+const REDELIVER_PAGE: u64 = 500;
 
 /// Whether a saga in `state` waits on the engine itself (not on a payment gateway): the engine's backlog.
 fn owed(state: Option<SagaState>) -> bool {
@@ -48,6 +50,8 @@ pub struct SagaRegistry {
     /// Where the next refresh of in-memory sagas starts (they are refreshed a slice at a time).
     refresh_from: String,
     payment_timeout: Duration,
+    /// Sagas waiting on the inventory this long have their events published again.
+    redeliver_after: Duration,
 }
 
 impl SagaRegistry {
@@ -58,7 +62,14 @@ impl SagaRegistry {
             backlog,
             refresh_from: String::new(),
             payment_timeout,
+            redeliver_after: Duration::from_secs(60),
         }
+    }
+
+    /// Sagas waiting on the inventory that long have their events published again (default 60 s).
+    pub fn redelivering_after(mut self, after: Duration) -> Self {
+        self.redeliver_after = after;
+        self
     }
 
     /// The actor of `order_id`, started if none is in memory (`known`: its state, when known).
@@ -281,7 +292,17 @@ impl Handler<Sweep> for SagaRegistry {
             );
         }
         self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
+        let redeliver_after = self.redeliver_after;
         let fut = async move {
+            match crate::outbox::redeliver_stalled(&db, redeliver_after, REDELIVER_PAGE).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::warn!(
+                    rows,
+                    after = ?redeliver_after,
+                    "outbox: publishing again the events of sagas that waited on the inventory too long"
+                ),
+                Err(e) => tracing::warn!(error = %e, "outbox: redelivery of stalled sagas failed"),
+            }
             let horizon = db::now() + chrono::Duration::from_std(WAKE_AHEAD).unwrap_or_default();
             let overdue = db::bounded(
                 saga_instances::Entity::find()
