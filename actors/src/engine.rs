@@ -141,7 +141,9 @@ impl Engine {
         let owed = Arc::new(AtomicUsize::new(0));
         let sagas = {
             let (mailbox, timeout, owed) = (mailbox.clone(), config.saga.payment_timeout(), owed.clone());
-            let redeliver_after = config.saga.redeliver_after();
+            // Only a broker can lose a message on the way (RabbitMQ's dead-lettering of a retry back to
+            // its queue is not confirmed); the in-process bus settles a publication once it is applied.
+            let redeliver_after = config.amqp_url.is_some().then(|| config.saga.redeliver_after());
             SagaRegistry::start_in_arbiter(&saga_home, move |_| {
                 SagaRegistry::new(mailbox, timeout, owed).redelivering_after(redeliver_after)
             })

@@ -87,7 +87,7 @@ pub async fn redeliver_stalled(
     limit: u64,
 ) -> Result<u64, DbErr> {
     use crate::saga::machine::SagaState;
-    use entities::saga_instances;
+    use entities::{dead_letters, saga_instances};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
     let before = db::now() - chrono::Duration::from_std(after).unwrap_or_default();
     let stalled: Vec<String> = saga_instances::Entity::find()
@@ -120,6 +120,16 @@ pub async fn redeliver_stalled(
         )
         .filter(outbox_events::Column::AggregateId.is_in(stalled))
         .filter(outbox_events::Column::PublishedAt.lt(before))
+        // A message a consumer gave up on waits for an admin's replay or discard, not for this sweep.
+        .filter(
+            outbox_events::Column::EventId.not_in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(dead_letters::Column::MessageId)
+                    .from(dead_letters::Entity)
+                    .and_where(dead_letters::Column::Status.eq("DEAD"))
+                    .to_owned(),
+            ),
+        )
         .exec(db)
         .await?
         .rows_affected;

@@ -50,8 +50,8 @@ pub struct SagaRegistry {
     /// Where the next refresh of in-memory sagas starts (they are refreshed a slice at a time).
     refresh_from: String,
     payment_timeout: Duration,
-    /// Sagas waiting on the inventory this long have their events published again.
-    redeliver_after: Duration,
+    /// Sagas waiting on the inventory this long have their events published again (`None`: never).
+    redeliver_after: Option<Duration>,
 }
 
 impl SagaRegistry {
@@ -62,12 +62,13 @@ impl SagaRegistry {
             backlog,
             refresh_from: String::new(),
             payment_timeout,
-            redeliver_after: Duration::from_secs(60),
+            redeliver_after: None,
         }
     }
 
-    /// Sagas waiting on the inventory that long have their events published again (default 60 s).
-    pub fn redelivering_after(mut self, after: Duration) -> Self {
+    /// Sagas waiting on the inventory that long have their events published again (default: never;
+    /// the engine sets it when a broker carries the events).
+    pub fn redelivering_after(mut self, after: Option<Duration>) -> Self {
         self.redeliver_after = after;
         self
     }
@@ -294,7 +295,13 @@ impl Handler<Sweep> for SagaRegistry {
         self.refresh_from = slice.last().map(|id| format!("{id}\u{0}")).unwrap_or_default();
         let redeliver_after = self.redeliver_after;
         let fut = async move {
-            match crate::outbox::redeliver_stalled(&db, redeliver_after, REDELIVER_PAGE).await {
+            let redelivered = match redeliver_after {
+                Some(after) => {
+                    db::bounded(crate::outbox::redeliver_stalled(&db, after, REDELIVER_PAGE)).await
+                }
+                None => Ok(0),
+            };
+            match redelivered {
                 Ok(0) => {}
                 Ok(rows) => tracing::warn!(
                     rows,
