@@ -84,9 +84,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .add((header::REFERRER_POLICY, "same-origin"))
                     .add((header::X_FRAME_OPTIONS, "DENY")),
             )
+            // A query string the pages' reader refuses (a repeated parameter) is an error page too,
+            // like the pages' own checks, not the API's problem document.
+            .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(pages)
             .default_service(web::to(not_found)),
     );
+}
+
+/// `400` as a page for a query string that does not read into the page's parameters.
+fn query_error(err: actix_web::error::QueryPayloadError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    let refusal = ApiError::BadRequest(format!("bad query parameter: {err}"));
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return refusal.into();
+    };
+    let path = req.path();
+    let nav = if path.starts_with("/dashboard/sagas") {
+        "sagas"
+    } else if path.starts_with("/dashboard/dead-letters") {
+        "dead-letters"
+    } else {
+        "audit"
+    };
+    actix_web::error::InternalError::from_response(err, error_page(state, nav, &refusal)).into()
 }
 
 crate::routes! {
@@ -138,7 +158,15 @@ async fn audit_page(
 
 /// The release audit page (as `/dashboard`).
 #[utoipa::path(get, path = "/dashboard/", tag = "dashboards",
-    responses((status = 200, description = "As `/dashboard`", content_type = "text/html", body = String)))]
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases"),
+        ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
+        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+    responses(
+        (status = 200, description = "As `/dashboard`", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
 async fn audit_page_slash(
     state: web::Data<AppState>,
     query: web::Query<release_audit::AuditQuery>,
@@ -148,7 +176,15 @@ async fn audit_page_slash(
 
 /// The release audit page at the seed system's path (as `/dashboard`).
 #[utoipa::path(get, path = "/dashboard/release-audit", tag = "dashboards",
-    responses((status = 200, description = "As `/dashboard`", content_type = "text/html", body = String)))]
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases"),
+        ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
+        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+    responses(
+        (status = 200, description = "As `/dashboard`", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
 async fn audit_page_seed(
     state: web::Data<AppState>,
     query: web::Query<release_audit::AuditQuery>,
