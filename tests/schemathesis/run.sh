@@ -32,6 +32,7 @@ workers=${ST_WORKERS:-1}
 request_timeout=${ST_REQUEST_TIMEOUT:-15}
 time_limit=${ST_TIME_LIMIT:-900}
 venv=${ST_VENV:-.ci/.venv-schemathesis}
+checks=${ST_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance}
 
 log() { printf 'schemathesis: %s\n' "$*"; }
 
@@ -120,10 +121,9 @@ started=$(date +%s)
 st_status=0
 # One worker by default: the coverage phase's Hypothesis source inspection is not thread-safe on some
 # Python builds (a runtime error of schemathesis itself, not of the node).
-ST_TOKENS_FILE=$work/tokens.json ST_SEED=$seed PYTHONPATH=$here SCHEMATHESIS_HOOKS=hooks \
-  timeout --signal=INT --kill-after=30 "$time_limit" \
+timeout --signal=INT --kill-after=30 "$time_limit" \
   "$venv/bin/st" --config-file "$work/schemathesis.toml" --no-color run "$base/api/openapi.json" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+  --checks "$checks" \
   --phases "$phases" \
   --max-examples "$examples" \
   --seed "$seed" \

@@ -2,7 +2,7 @@
 own token route, writes a few stocks and catalog products, places two orders, and writes the
 schemathesis configuration that sends these identifiers (beside generated ones) and the tokens.
 
-Usage: seed.py BASE_URL OUT_DIR  (writes OUT_DIR/schemathesis.toml and OUT_DIR/tokens.json)
+Usage: seed.py BASE_URL OUT_DIR  (writes OUT_DIR/schemathesis.toml)
 """
 
 import json
@@ -71,8 +71,6 @@ def main():
         assert status == 201, status
         orders.append(body["orderId"])
 
-    with open(f"{out}/tokens.json", "w") as f:
-        json.dump({"admin": admin, "buyer": buyer}, f)
     # Half of the generated values of these parameters are replaced by identifiers that exist, so that
     # the happy paths (a known order, stock row, product, the caller's own user id) are reached too.
     with open(f"{out}/schemathesis.toml", "w") as f:
@@ -95,6 +93,15 @@ values = {toml_list([ADMIN, BUYER])}
 "body.orderId" = {{ dictionary = "orders", probability = 0.3 }}
 "body.items[*].skuId" = {{ dictionary = "skus", probability = 0.5 }}
 "body.userId" = {{ dictionary = "users", probability = 0.5 }}
+
+# The admin's token on every request, the buyer's where a buyer is who calls: placing and reading
+# orders, notifications. schemathesis also sends requests without it or with a bad one (ignored_auth).
+[headers]
+Authorization = "Bearer {admin}"
+
+[[operations]]
+include-path-regex = "^/api/(orders|notifications)"
+headers = {{ Authorization = "Bearer {buyer}" }}
 """
         )
     print(f"seed: tokens for {ADMIN} and {BUYER}, {len(SKUS)} stocks and products, orders {', '.join(orders)}")
