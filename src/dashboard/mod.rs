@@ -144,8 +144,8 @@ pub struct Doc;
         ("orderId" = Option<String>, Query, description = "Only this order's releases"),
         ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
         ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -162,8 +162,8 @@ async fn audit_page(
         ("orderId" = Option<String>, Query, description = "Only this order's releases"),
         ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
         ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
     responses(
         (status = 200, description = "As `/dashboard`", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -180,8 +180,8 @@ async fn audit_page_slash(
         ("orderId" = Option<String>, Query, description = "Only this order's releases"),
         ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
         ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
     responses(
         (status = 200, description = "As `/dashboard`", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -197,8 +197,8 @@ async fn audit_page_seed(
     params(
         ("q" = Option<String>, Query, description = "A part of an order id or trace id, or a failure reason"),
         ("state" = Option<String>, Query), ("stuck" = Option<String>, Query, description = "`1`: only stuck sagas"),
-        ("stuckSeconds" = Option<u64>, Query), ("minutes" = Option<u64>, Query, description = "Chart window, 5–1440"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query), ("refresh" = Option<u64>, Query)),
+        ("stuckSeconds" = Option<u64>, Query, minimum = 1, maximum = 604800), ("minutes" = Option<u64>, Query, minimum = 5, maximum = 1440, description = "Chart window, 5–1440"),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100), ("refresh" = Option<u64>, Query, maximum = 300)),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -208,7 +208,7 @@ async fn sagas_page(state: web::Data<AppState>, query: web::Query<sagas::SagasQu
 
 /// One saga's story.
 #[utoipa::path(get, path = "/dashboard/sagas/{orderId}", tag = "dashboards",
-    params(("orderId" = String, Path, description = "The order id (a UUID)"), ("refresh" = Option<u64>, Query)),
+    params(("orderId" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The order id (a UUID)"), ("refresh" = Option<u64>, Query, maximum = 300)),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "Not a UUID, as a page", content_type = "text/html", body = String),
@@ -225,8 +225,8 @@ async fn saga_page(
 #[utoipa::path(get, path = "/dashboard/dead-letters", tag = "dashboards",
     params(
         ("status" = Option<String>, Query, description = "`DEAD`, `REPLAYED` or `DISCARDED`"),
-        ("consumer" = Option<String>, Query), ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("refresh" = Option<u64>, Query)),
+        ("consumer" = Option<String>, Query), ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300)),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -244,10 +244,26 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-/// `404` as a page for any other path under `/dashboard`.
+/// `405` as a page (with `Allow`) for a page asked with another method than `GET`, `404` as a page for
+/// any other path under `/dashboard`.
 async fn not_found(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
-    let err = ApiError::NotFound(format!("there is no dashboard at {}", req.path()));
-    error_page(&state, "audit", &err)
+    match crate::routes::no_route(&req) {
+        ApiError::MethodNotAllowed(detail, allow) => {
+            let mut page = error_page(
+                &state,
+                "audit",
+                &ApiError::MethodNotAllowed(detail, allow.clone()),
+            );
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                page.headers_mut().insert(header::ALLOW, value);
+            }
+            page
+        }
+        _ => {
+            let err = ApiError::NotFound(format!("there is no dashboard at {}", req.path()));
+            error_page(&state, "audit", &err)
+        }
+    }
 }
 
 /// The pages' stylesheet.

@@ -11,6 +11,34 @@ async fn kind(response: reqwest::Response, status: u16) -> String {
 }
 
 on_every_backend! {
+    async fn a_path_asked_with_a_method_it_does_not_take_answers_405_with_allow(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        for (method, path, allow) in [
+            ("DELETE", "/api/stocks", "POST, GET"),
+            ("DELETE", "/api/v1/stocks", "POST, GET"),
+            ("POST", "/api/stocks/SKU-1", "PUT, GET"),
+            ("TRACE", "/health/ready", "GET"),
+            ("PATCH", "/swagger-ui/index.html", "GET"),
+        ] {
+            let response = app
+                .client
+                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+            assert_eq!(kind(response, 405).await, "/problems/method-not-allowed", "{method} {path}");
+        }
+        // A dashboard answers it as a page.
+        let page = app.client.post(app.url("/dashboard/sagas")).send().await.unwrap();
+        assert_eq!(page.status(), 405);
+        assert_eq!(page.headers()["allow"], "GET");
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        // A path that no route has is still 404.
+        assert_eq!(kind(app.get("/api/no-such-thing", None).await, 404).await, "/problems/not-found");
+        assert_eq!(kind(app.client.delete(app.url("/api/no-such-thing")).send().await.unwrap(), 404).await, "/problems/not-found");
+    }
+
     async fn problems_name_what_went_wrong(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         let buyer = app.buyer_token("u-1").await;
