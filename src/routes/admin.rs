@@ -76,8 +76,8 @@ impl From<rows::Model> for DeadLetterView {
     params(
         ("consumer" = Option<String>, Query, description = "A consumer's queue, e.g. `q.payment.inventory-reserved`"),
         ("status" = Option<String>, Query, description = "`DEAD`, `REPLAYED` or `DISCARDED`"),
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)")),
     responses(
         (status = 200, description = "A page of dead letters", body = Page<DeadLetterView>),
         (status = 400, description = "A bad status or paging"),

@@ -76,6 +76,10 @@ def main():
     with open(f"{out}/schemathesis.toml", "w") as f:
         f.write(
             f"""\
+# What `st replay` reads, kept with the run's files instead of in the working directory.
+[cache]
+directory = {json.dumps(out + "/cache")}
+
 [dictionaries.orders]
 values = {toml_list(orders)}
 
