@@ -89,6 +89,11 @@ node_env=(
   # requests would answer 429 (documented, but it would hide the handlers).
   ORDERSAGA_AUTH__LIMIT_PER_ADDRESS=0
   ORDERSAGA_AUTH__LIMIT_PER_USERNAME=0
+  # Half of the payments fail, once, for good: dead letters exist to be listed, replayed and discarded,
+  # and their orders end by the payment timeout and its compensation.
+  ORDERSAGA_PAYMENT__TRANSIENT_FAILURE_RATE=0.5
+  ORDERSAGA_RETRY__MAX_ATTEMPTS=1
+  ORDERSAGA_SAGA__PAYMENT_TIMEOUT_SECONDS=10
 )
 case $backend in
   sqlite)

@@ -1,12 +1,14 @@
 """Prepares a running node for schemathesis: mints an `admin` and a `buyer` token through the node's
-own token route, writes a few stocks and catalog products, places two orders, and writes the
-schemathesis configuration that sends these identifiers (beside generated ones) and the tokens.
+own token route, writes a few stocks and catalog products, places orders until a payment is
+dead-lettered, and writes the schemathesis configuration that sends these identifiers (beside
+generated ones) and the tokens.
 
 Usage: seed.py BASE_URL OUT_DIR  (writes OUT_DIR/schemathesis.toml)
 """
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -58,8 +60,13 @@ def main():
             {"name": f"Product {sku}", "description": "seeded", "price": PRICE},
             admin,
         )
-    orders = []
-    for sku in SKUS[:2]:
+    # Orders until a payment is dead-lettered (the node fails half of them, once, for good).
+    orders, letters = [], []
+    deadline = time.monotonic() + 30
+    while not letters or len(orders) < 2:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"seed: no dead letter after {len(orders)} orders")
+        sku = SKUS[len(orders) % 2]
         status, body = call(
             base,
             "POST",
@@ -70,6 +77,9 @@ def main():
         )
         assert status == 201, status
         orders.append(body["orderId"])
+        time.sleep(0.2)
+        _, page = call(base, "GET", "/api/admin/dead-letters?status=DEAD", token=admin)
+        letters = [letter["id"] for letter in page["items"]]
 
     # Half of the generated values of these parameters are replaced by identifiers that exist, so that
     # the happy paths (a known order, stock row, product, the caller's own user id) are reached too.
@@ -86,6 +96,9 @@ values = {toml_list(orders)}
 [dictionaries.skus]
 values = {toml_list(SKUS)}
 
+[dictionaries.letters]
+values = {toml_list(letters)}
+
 [dictionaries.users]
 values = {toml_list([ADMIN, BUYER])}
 
@@ -97,6 +110,7 @@ values = {toml_list([ADMIN, BUYER])}
 "body.orderId" = {{ dictionary = "orders", probability = 0.3 }}
 "body.items[*].skuId" = {{ dictionary = "skus", probability = 0.5 }}
 "body.userId" = {{ dictionary = "users", probability = 0.5 }}
+"path.id" = {{ dictionary = "letters", probability = 0.5 }}
 
 # The admin's token on every request, the buyer's where a buyer is who calls: placing and reading
 # orders, notifications. schemathesis also sends requests without it or with a bad one (ignored_auth).
@@ -108,7 +122,10 @@ include-path-regex = "^/api/(orders|notifications)"
 headers = {{ Authorization = "Bearer {buyer}" }}
 """
         )
-    print(f"seed: tokens for {ADMIN} and {BUYER}, {len(SKUS)} stocks and products, orders {', '.join(orders)}")
+    print(
+        f"seed: tokens for {ADMIN} and {BUYER}, {len(SKUS)} stocks and products, "
+        f"{len(orders)} orders, dead letters {', '.join(letters)}"
+    )
 
 
 if __name__ == "__main__":
