@@ -98,6 +98,9 @@ async fn list(
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
     let consumer = query.consumer.as_deref().filter(|s| !s.is_empty());
+    if let Some(consumer) = consumer {
+        crate::routes::paging::without_nul("consumer", consumer)?;
+    }
     let (rows, total) =
         read::dead_letters::page(&state.db, consumer, status, request.page, request.size).await?;
     let items = rows.into_iter().map(DeadLetterView::from).collect();

@@ -94,6 +94,7 @@ fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError
             "name must be 1 to {MAX_NAME_CHARS} characters, not blank"
         )));
     }
+    crate::routes::paging::without_nul("name", &name)?;
     let description = body.description.filter(|d| !d.is_empty());
     if description
         .as_ref()
@@ -102,6 +103,9 @@ fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError
         return Err(ApiError::BadRequest(format!(
             "description must be at most {MAX_DESCRIPTION_CHARS} characters"
         )));
+    }
+    if let Some(description) = &description {
+        crate::routes::paging::without_nul("description", description)?;
     }
     let price =
         Money::parse_amount(&body.price.0).map_err(|why| ApiError::BadRequest(format!("price {why}")))?;

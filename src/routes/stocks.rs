@@ -148,6 +148,14 @@ async fn put(
         (status = 404, description = "Unknown SKU")))]
 async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sku_id = sku_id.into_inner();
+    // A SKU that could not be written has no stock; asking the database would only risk what it
+    // cannot compare (PostgreSQL refuses a NUL character: a `500`).
+    if SkuId::parse(&sku_id).is_err() {
+        return Err(ApiError::NotFound(format!(
+            "no stock for SKU `{}`",
+            crate::routes::paging::quoted(&sku_id)
+        )));
+    }
     let engine = state.engine()?;
     match read::stock::get_cached(&engine.cache, &state.db, &sku_id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(StockView::from(row))),
