@@ -121,8 +121,20 @@ async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
+    known_id(&id)?;
     let row = state.engine()?.replay_dead_letter(&id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
+}
+
+/// `404` for an id no letter can have (a NUL character, which PostgreSQL cannot compare: a `500`).
+fn known_id(id: &str) -> Result<(), ApiError> {
+    if id.contains('\0') {
+        return Err(ApiError::NotFound(format!(
+            "no dead letter `{}`",
+            crate::routes::paging::quoted(id)
+        )));
+    }
+    Ok(())
 }
 
 /// Drops a dead letter for good.
@@ -139,6 +151,7 @@ async fn discard(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
+    known_id(&id)?;
     let row = state.engine()?.discard_dead_letter(&id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
 }

@@ -52,6 +52,10 @@ on_every_backend! {
             assert!(response.text().await.unwrap().contains("must not contain a NUL character"), "{path}");
         }
         assert_eq!(kind(app.get("/api/stocks/SKU%00-1", None).await, 404).await, "/problems/not-found");
+        for verb in ["replay", "discard"] {
+            let path = format!("/api/admin/dead-letters/a%00b/{verb}");
+            assert_eq!(kind(app.post(&path, Some(&admin), &Value::Null).await, 404).await, "/problems/not-found", "{path}");
+        }
         for product in [
             json!({"name": "Kettle\u{0}", "price": "1.00"}),
             json!({"name": "Kettle", "description": "1.7\u{0}l", "price": "1.00"}),
