@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # schemathesis against one node's OpenAPI document (/api/openapi.json): every operation, generated
 # valid and invalid requests, and checks that no answer is a 5xx and that each status, content type,
-# header and body is one the document describes. Then the node must still answer and its log must hold
-# no panic. A request that takes longer than ST_REQUEST_TIMEOUT seconds (the node answers every
+# header and body is one the document describes. Then the node must still answer, its log must hold
+# no panic and no error of its own, and it must stop cleanly on SIGTERM. A request that takes longer than ST_REQUEST_TIMEOUT seconds (the node answers every
 # request within its own 5 s deadline) fails the run as a hang.
 #
 # The node runs with the embedded defaults (SQLite in a temporary directory, in-process bus, the mock
@@ -18,7 +18,8 @@
 # postgres://postgres@127.0.0.1:5432/postgres), ST_PHASES (default examples,coverage,fuzzing,stateful),
 # ST_WORKERS (default 1), ST_REQUEST_TIMEOUT (seconds, default 15), ST_TIME_LIMIT (seconds of the whole
 # schemathesis run before it counts as hung, default 900), ST_BINARY (a built ordersaga; default: cargo
-# build), ST_REPORT_DIR (keep the JUnit report and the node's log there).
+# build), ST_REPORT_DIR (keep the JUnit report, the `st replay` cache and the node's log there),
+# ST_CHECKS (schemathesis's checks, default below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/schemathesis
