@@ -13,7 +13,7 @@
 #   ST_EXAMPLES=2000 bash tests/schemathesis/run.sh
 #   ST_EXAMPLES=2000 ST_BACKEND=postgres bash tests/schemathesis/run.sh
 #
-# Variables: ST_EXAMPLES (examples per operation and phase, default 25), ST_SEED (default: random,
+# Variables: ST_EXAMPLES (examples per operation and phase, default 100), ST_SEED (default: random,
 # printed), ST_BACKEND (sqlite | postgres), ST_POSTGRES (admin URL, default
 # postgres://postgres@127.0.0.1:5432/postgres), ST_PHASES (default examples,coverage,fuzzing,stateful),
 # ST_WORKERS (default 1), ST_REQUEST_TIMEOUT (seconds, default 15), ST_TIME_LIMIT (seconds of the whole
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/../.."
 here=tests/schemathesis
 
 SCHEMATHESIS_VERSION=4.32.5
-examples=${ST_EXAMPLES:-25}
+examples=${ST_EXAMPLES:-100}
 seed=${ST_SEED:-$(python3 -c 'import random; print(random.getrandbits(64))')}
 backend=${ST_BACKEND:-sqlite}
 phases=${ST_PHASES:-examples,coverage,fuzzing,stateful}
