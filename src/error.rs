@@ -28,6 +28,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists but not with this method; the second field is the `Allow` header's value.
+    #[error("{0}")]
+    MethodNotAllowed(String, String),
     #[error("{0}")]
     Conflict(String),
     /// Well-formed but cannot be processed.
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed(..) => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Problem(_, kind, _) => kind,
@@ -235,6 +239,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Problem(status, _, _) => *status,
@@ -264,6 +269,11 @@ impl ResponseError for ApiError {
             | ApiError::DeadlinePassed(_)
             | ApiError::Problem(StatusCode::SERVICE_UNAVAILABLE, ..) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::MethodNotAllowed(_, allow) => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, value));
+                }
             }
             ApiError::TooManyRequests(_, after) => {
                 // Whole seconds, rounded up: a client that waits as told is not refused again.

@@ -188,17 +188,22 @@ fn common_meaning(status: &str) -> &'static str {
 }
 
 /// Gives every error status without content a problem document, adds `503` (any route can answer it:
-/// a node starting, shutting down or past a request's deadline) and, on an operation that takes the
-/// bearer token, `401`.
+/// a node starting, shutting down or past a request's deadline), on an operation that takes the
+/// bearer token `401`, and on one that takes a JSON body what its extractor answers: `400` (malformed),
+/// `413` (over `body_limit_bytes`) and `415` (not `application/json`, or no body).
 fn with_problems(operation: &mut Operation) {
     let secured = operation
         .security
         .as_ref()
         .is_some_and(|requirements| !requirements.is_empty());
+    let has_body = operation.request_body.is_some();
     let responses = &mut operation.responses.responses;
     let mut wanted = vec!["503"];
     if secured {
         wanted.push("401");
+    }
+    if has_body {
+        wanted.extend(["400", "413", "415"]);
     }
     for status in wanted {
         if !responses.contains_key(status) {

@@ -123,6 +123,7 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
             "consumer must be at most 255 characters".to_owned(),
         ));
     }
+    crate::routes::paging::without_nul("consumer", &consumer)?;
 
     let counts = read::dead_letters::counts(&state.db).await?;
     let mut per_status: BTreeMap<&str, u64> = BTreeMap::new();

@@ -84,9 +84,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .add((header::REFERRER_POLICY, "same-origin"))
                     .add((header::X_FRAME_OPTIONS, "DENY")),
             )
+            // A query string the pages' reader refuses (a repeated parameter) is an error page too,
+            // like the pages' own checks, not the API's problem document.
+            .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(pages)
             .default_service(web::to(not_found)),
     );
+}
+
+/// `400` as a page for a query string that does not read into the page's parameters.
+fn query_error(err: actix_web::error::QueryPayloadError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    let refusal = ApiError::BadRequest(format!("bad query parameter: {err}"));
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return refusal.into();
+    };
+    let path = req.path();
+    let nav = if path.starts_with("/dashboard/sagas") {
+        "sagas"
+    } else if path.starts_with("/dashboard/dead-letters") {
+        "dead-letters"
+    } else {
+        "audit"
+    };
+    actix_web::error::InternalError::from_response(err, error_page(state, nav, &refusal)).into()
 }
 
 crate::routes! {
@@ -124,8 +144,8 @@ pub struct Doc;
         ("orderId" = Option<String>, Query, description = "Only this order's releases"),
         ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
         ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("refresh" = Option<u64>, Query, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -138,7 +158,15 @@ async fn audit_page(
 
 /// The release audit page (as `/dashboard`).
 #[utoipa::path(get, path = "/dashboard/", tag = "dashboards",
-    responses((status = 200, description = "As `/dashboard`", content_type = "text/html", body = String)))]
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases"),
+        ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+    responses(
+        (status = 200, description = "As `/dashboard`", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
 async fn audit_page_slash(
     state: web::Data<AppState>,
     query: web::Query<release_audit::AuditQuery>,
@@ -148,7 +176,15 @@ async fn audit_page_slash(
 
 /// The release audit page at the seed system's path (as `/dashboard`).
 #[utoipa::path(get, path = "/dashboard/release-audit", tag = "dashboards",
-    responses((status = 200, description = "As `/dashboard`", content_type = "text/html", body = String)))]
+    params(
+        ("orderId" = Option<String>, Query, description = "Only this order's releases"),
+        ("from" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("to" = Option<String>, Query, description = "ISO-8601, inclusive"),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300, description = "Seconds between live refreshes, 0 = off (default 5, at most 300)")),
+    responses(
+        (status = 200, description = "As `/dashboard`", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
 async fn audit_page_seed(
     state: web::Data<AppState>,
     query: web::Query<release_audit::AuditQuery>,
@@ -161,8 +197,8 @@ async fn audit_page_seed(
     params(
         ("q" = Option<String>, Query, description = "A part of an order id or trace id, or a failure reason"),
         ("state" = Option<String>, Query), ("stuck" = Option<String>, Query, description = "`1`: only stuck sagas"),
-        ("stuckSeconds" = Option<u64>, Query), ("minutes" = Option<u64>, Query, description = "Chart window, 5–1440"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query), ("refresh" = Option<u64>, Query)),
+        ("stuckSeconds" = Option<u64>, Query, minimum = 1, maximum = 604800), ("minutes" = Option<u64>, Query, minimum = 5, maximum = 1440, description = "Chart window, 5–1440"),
+        ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100), ("refresh" = Option<u64>, Query, maximum = 300)),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -172,7 +208,7 @@ async fn sagas_page(state: web::Data<AppState>, query: web::Query<sagas::SagasQu
 
 /// One saga's story.
 #[utoipa::path(get, path = "/dashboard/sagas/{orderId}", tag = "dashboards",
-    params(("orderId" = String, Path, description = "The order id (a UUID)"), ("refresh" = Option<u64>, Query)),
+    params(("orderId" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The order id (a UUID)"), ("refresh" = Option<u64>, Query, maximum = 300)),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "Not a UUID, as a page", content_type = "text/html", body = String),
@@ -189,8 +225,8 @@ async fn saga_page(
 #[utoipa::path(get, path = "/dashboard/dead-letters", tag = "dashboards",
     params(
         ("status" = Option<String>, Query, description = "`DEAD`, `REPLAYED` or `DISCARDED`"),
-        ("consumer" = Option<String>, Query), ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("refresh" = Option<u64>, Query)),
+        ("consumer" = Option<String>, Query), ("page" = Option<u64>, Query, maximum = 10000000), ("size" = Option<u64>, Query, minimum = 1, maximum = 100),
+        ("refresh" = Option<u64>, Query, maximum = 300)),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter, as a page", content_type = "text/html", body = String)))]
@@ -208,10 +244,26 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-/// `404` as a page for any other path under `/dashboard`.
+/// `405` as a page (with `Allow`) for a page asked with another method than `GET`, `404` as a page for
+/// any other path under `/dashboard`.
 async fn not_found(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
-    let err = ApiError::NotFound(format!("there is no dashboard at {}", req.path()));
-    error_page(&state, "audit", &err)
+    match crate::routes::no_route(&req) {
+        ApiError::MethodNotAllowed(detail, allow) => {
+            let mut page = error_page(
+                &state,
+                "audit",
+                &ApiError::MethodNotAllowed(detail, allow.clone()),
+            );
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                page.headers_mut().insert(header::ALLOW, value);
+            }
+            page
+        }
+        _ => {
+            let err = ApiError::NotFound(format!("there is no dashboard at {}", req.path()));
+            error_page(&state, "audit", &err)
+        }
+    }
 }
 
 /// The pages' stylesheet.

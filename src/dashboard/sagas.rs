@@ -157,6 +157,7 @@ async fn list(state: &AppState, query: SagasQuery) -> Result<HttpResponse, ApiEr
             "q must be at most {MAX_SEARCH} characters"
         )));
     }
+    crate::routes::paging::without_nul("q", &text)?;
     let wanted = match query.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<SagaState>().map_err(|_| {
             let known: Vec<&str> = SagaState::ALL.iter().map(|s| s.as_str()).collect();

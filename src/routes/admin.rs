@@ -76,8 +76,8 @@ impl From<rows::Model> for DeadLetterView {
     params(
         ("consumer" = Option<String>, Query, description = "A consumer's queue, e.g. `q.payment.inventory-reserved`"),
         ("status" = Option<String>, Query, description = "`DEAD`, `REPLAYED` or `DISCARDED`"),
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)")),
     responses(
         (status = 200, description = "A page of dead letters", body = Page<DeadLetterView>),
         (status = 400, description = "A bad status or paging"),
@@ -98,6 +98,9 @@ async fn list(
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
     let consumer = query.consumer.as_deref().filter(|s| !s.is_empty());
+    if let Some(consumer) = consumer {
+        crate::routes::paging::without_nul("consumer", consumer)?;
+    }
     let (rows, total) =
         read::dead_letters::page(&state.db, consumer, status, request.page, request.size).await?;
     let items = rows.into_iter().map(DeadLetterView::from).collect();
@@ -118,8 +121,20 @@ async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
+    known_id(&id)?;
     let row = state.engine()?.replay_dead_letter(&id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
+}
+
+/// `404` for an id no letter can have (a NUL character, which PostgreSQL cannot compare: a `500`).
+fn known_id(id: &str) -> Result<(), ApiError> {
+    if id.contains('\0') {
+        return Err(ApiError::NotFound(format!(
+            "no dead letter `{}`",
+            crate::routes::paging::quoted(id)
+        )));
+    }
+    Ok(())
 }
 
 /// Drops a dead letter for good.
@@ -136,6 +151,7 @@ async fn discard(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ROLE_ADMIN)?;
+    known_id(&id)?;
     let row = state.engine()?.discard_dead_letter(&id).await?;
     Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
 }

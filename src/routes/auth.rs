@@ -93,11 +93,14 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 #[serde(rename_all = "camelCase")]
 pub struct TokenRequest {
     /// 1–64 of `A-Za-z0-9-_.@:`.
+    #[schema(pattern = "^[A-Za-z0-9._@:-]{1,64}$")]
     pub user_id: String,
     /// 1–16 roles, each 1–64 of `A-Za-z0-9-_.:`; `["buyer"]` when absent.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 16)]
     pub roles: Option<Vec<String>>,
     /// 1…`auth.max_ttl_seconds` (default `auth.default_ttl_seconds`).
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
 }
 

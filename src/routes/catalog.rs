@@ -69,8 +69,10 @@ impl From<products::Model> for ProductView {
 #[schema(as = ProductRequest)]
 pub struct UpsertRequest {
     /// 1–255 characters, not blank.
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     /// At most 4000 characters.
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
     /// Above 0 and at most 10⁹.
     #[schema(value_type = crate::openapi::AmountInput)]
@@ -92,6 +94,7 @@ fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError
             "name must be 1 to {MAX_NAME_CHARS} characters, not blank"
         )));
     }
+    crate::routes::paging::without_nul("name", &name)?;
     let description = body.description.filter(|d| !d.is_empty());
     if description
         .as_ref()
@@ -100,6 +103,9 @@ fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError
         return Err(ApiError::BadRequest(format!(
             "description must be at most {MAX_DESCRIPTION_CHARS} characters"
         )));
+    }
+    if let Some(description) = &description {
+        crate::routes::paging::without_nul("description", description)?;
     }
     let price =
         Money::parse_amount(&body.price.0).map_err(|why| ApiError::BadRequest(format!("price {why}")))?;
@@ -119,7 +125,7 @@ fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError
 
 /// Creates or replaces a product (`admin`); `200` with the product as written.
 #[utoipa::path(put, path = "/api/catalog/products/{skuId}", tag = "catalog", request_body = UpsertRequest, security(("bearer" = [])),
-    params(("skuId" = String, Path, description = "The SKU")),
+    params(("skuId" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description = "The SKU")),
     responses(
         (status = 200, description = "The product as written", body = ProductView),
         (status = 400, description = "A bad SKU, name, description or price"),
@@ -138,7 +144,7 @@ async fn put(
 
 /// One product; `404` if the SKU has none.
 #[utoipa::path(get, path = "/api/catalog/products/{skuId}", tag = "catalog",
-    params(("skuId" = String, Path, description = "The SKU")),
+    params(("skuId" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description = "The SKU")),
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "A bad SKU"),
@@ -163,8 +169,8 @@ pub struct ListQuery {
 /// read from the database (only single products are cached).
 #[utoipa::path(get, path = "/api/catalog/products", tag = "catalog",
     params(
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)"),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)"),
         ("active" = Option<bool>, Query, description = "Only active (`true`) or inactive (`false`) products")),
     responses(
         (status = 200, description = "A page of products ordered by SKU", body = Page<ProductView>),

@@ -5,7 +5,9 @@
 //! against ([`table`]) is the list the router registers.
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::sync::OnceLock;
+
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
@@ -204,11 +206,48 @@ pub async fn starting_gate(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// `404` as a problem document for any path no route matches.
+/// `405` with `Allow` for a path that a route has with other methods, else `404` as a problem document
+/// for any path no route matches.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(no_route(&req))
+}
+
+/// What a request that no route takes is answered: `405` with the methods the path has, or `404`.
+pub fn no_route(req: &HttpRequest) -> ApiError {
+    let allowed = allowed_methods(req.path());
+    if allowed.is_empty() {
+        ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
+    } else {
+        let allow = allowed.join(", ");
+        ApiError::MethodNotAllowed(
+            format!(
+                "{} {} is not a route; this path takes {allow}",
+                req.method(),
+                req.path()
+            ),
+            allow,
+        )
+    }
+}
+
+/// The methods the routes have for `path` (under `/api/v1` as under `/api`), in registration order.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    static PATTERNS: OnceLock<Vec<(&'static str, ResourceDef)>> = OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        table()
+            .into_iter()
+            .map(|(method, pattern)| (method, ResourceDef::new(pattern)))
+            .collect()
+    });
+    let canonical = match path.strip_prefix(API_ALIAS_PREFIX) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{API_PREFIX}{rest}"),
+        _ => path.to_owned(),
+    };
+    let mut methods = Vec::new();
+    for (method, pattern) in patterns {
+        if pattern.is_match(&canonical) && !methods.contains(method) {
+            methods.push(*method);
+        }
+    }
+    methods
 }

@@ -67,9 +67,9 @@ impl From<notifications::Model> for NotificationView {
 /// an admin).
 #[utoipa::path(get, path = "/api/notifications", tag = "notifications", security(("bearer" = [])),
     params(
-        ("orderId" = Option<String>, Query, description = "Only this order's (a UUID); its owner or `admin`"),
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+        ("orderId" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "Only this order's (a UUID; empty: all); its owner or `admin`"),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)")),
     responses(
         (status = 200, description = "A page of notifications, newest first", body = Page<NotificationView>),
         (status = 400, description = "A bad `orderId`, `page` or `size`"),

@@ -57,6 +57,7 @@ pub struct OrderRequest {
     /// The token's subject.
     pub user_id: String,
     /// 1–100 lines, no SKU twice.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<LineRequest>,
 }
 
@@ -64,8 +65,10 @@ pub struct OrderRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineRequest {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub sku_id: String,
     /// 1…1 000 000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
     /// 0…10⁹.
     #[schema(value_type = crate::openapi::AmountInput)]
@@ -227,7 +230,7 @@ fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
 /// original of a repeated key, `422` when the key came with another body.
 #[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = OrderRequest, security(("bearer" = [])),
     params(
-        ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters; a repeated key (same user, same body) answers the original order"),
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = "1–255 visible ASCII characters; a repeated key (same user, same body) answers the original order"),
         ("X-Trace-Id" = Option<String>, Header, description = "The client's trace id (1–64 of `A-Za-z0-9-_.:`), else the request id")),
     responses(
         (status = 201, description = "The order, `PENDING`", body = PlacedView,
@@ -298,7 +301,7 @@ async fn owned_order(state: &AppState, caller: &Authenticated, id: &str) -> Resu
 
 /// One order (its owner or an admin).
 #[utoipa::path(get, path = "/api/orders/{orderId}", tag = "orders", security(("bearer" = [])),
-    params(("orderId" = String, Path, description = "The order id (a UUID)")),
+    params(("orderId" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The order id (a UUID)")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 400, description = "Not a UUID"),
@@ -391,7 +394,7 @@ pub fn identity_view(raw: &str) -> serde_json::Value {
 
 /// The saga of an order with its history (its owner or an admin).
 #[utoipa::path(get, path = "/api/orders/{orderId}/saga", tag = "orders", security(("bearer" = [])),
-    params(("orderId" = String, Path, description = "The order id (a UUID)")),
+    params(("orderId" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "The order id (a UUID)")),
     responses(
         (status = 200, description = "The saga, its payment and its history", body = SagaView),
         (status = 400, description = "Not a UUID"),

@@ -59,6 +59,17 @@ pub fn parse_number(
     }
 }
 
+/// `400` for a text with a NUL character: PostgreSQL cannot store or compare one (it would be a `500`),
+/// and no name, queue or search of this API holds one.
+pub fn without_nul(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must not contain a NUL character"
+        )));
+    }
+    Ok(())
+}
+
 /// A parameter's value, unless it is absent or blank.
 pub fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())

@@ -269,11 +269,11 @@ pub mod cursor {
 /// `GET /api/stocks/release-events`: a page of release events, newest first.
 #[utoipa::path(get, path = "/api/stocks/release-events", tag = "release-audit",
     params(
-        ("orderId" = Option<String>, Query, description = "Only this order's releases (a UUID)"),
+        ("orderId" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "Only this order's releases (a UUID; empty: all)"),
         ("from" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive (no offset: UTC)"),
         ("to" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive"),
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)")),
     responses(
         (status = 200, description = "A page of release events, newest first", body = Page<ReleaseEventView>),
         (status = 400, description = "A bad parameter (the detail names it)")))]
@@ -304,11 +304,11 @@ pub struct CursorPage {
 /// a next page exists.
 #[utoipa::path(get, path = "/api/stocks/release-events/cursor", tag = "release-audit",
     params(
-        ("orderId" = Option<String>, Query, description = "Only this order's releases (a UUID)"),
+        ("orderId" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "Only this order's releases (a UUID; empty: all)"),
         ("from" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive (no offset: UTC)"),
         ("to" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive"),
-        ("limit" = Option<u64>, Query, description = "Rows per page, 1–100 (default 20)"),
-        ("size" = Option<u64>, Query, description = "The seed system's name of `limit`"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100, description = "Rows per page, 1–100 (default 20)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "The seed system's name of `limit`"),
         ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page, unchanged"),
         ("after" = Option<String>, Query, description = "The seed system's name of `cursor`")),
     responses(
@@ -450,10 +450,10 @@ fn export_stream(start: ExportCursor) -> impl Stream<Item = Result<Bytes, ApiErr
 /// is a `503` rather than a broken download.
 #[utoipa::path(get, path = "/api/stocks/release-events/export", tag = "release-audit",
     params(
-        ("orderId" = Option<String>, Query, description = "Only this order's releases (a UUID)"),
+        ("orderId" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$", description = "Only this order's releases (a UUID; empty: all)"),
         ("from" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive (no offset: UTC)"),
         ("to" = Option<String>, Query, description = "ISO-8601 date-time or date, inclusive"),
-        ("limit" = Option<u64>, Query, description = "Rows, 1–10000 (default 1000)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 10000, description = "Rows, 1–10000 (default 1000)"),
         ("columns" = Option<String>, Query, description = "`all`: every column; absent or `seed`: the seed system's five")),
     responses(
         (status = 200, description = "`inventory-release-events.csv` (attachment), streamed", content_type = "text/csv", body = String,

@@ -66,9 +66,9 @@ struct SagaPage {
 #[utoipa::path(get, path = "/api/sagas", tag = "sagas", security(("bearer" = [])),
     params(
         ("state" = Option<String>, Query, description = "`AWAITING_INVENTORY`, `AWAITING_PAYMENT`, `COMPENSATING`, `COMPLETED`, `FAILED` or `COMPENSATED`"),
-        ("olderThanSeconds" = Option<u64>, Query, description = "Only sagas not updated for that long (at most ten years)"),
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+        ("olderThanSeconds" = Option<u64>, Query, maximum = 315360000, description = "Only sagas not updated for that long (at most ten years)"),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)")),
     responses(
         (status = 200, description = "A page of sagas and the counts per state", body = SagaPage),
         (status = 400, description = "An unknown state, bad paging or `olderThanSeconds`"),

@@ -84,8 +84,10 @@ impl From<stocks::Model> for StockView {
 #[schema(as = StockRequest)]
 pub struct UpsertRequest {
     /// 1–64 of `A-Za-z0-9-_.`, starting with a letter or digit.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub sku_id: String,
     /// 0…10¹².
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub available_qty: i64,
 }
 
@@ -95,6 +97,7 @@ pub struct UpsertRequest {
 #[schema(as = StockQuantity)]
 pub struct PutRequest {
     /// 0…10¹².
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub available_qty: i64,
 }
 
@@ -122,7 +125,7 @@ async fn upsert(
 
 /// The same as `POST /api/stocks`, with the SKU in the path (`admin`).
 #[utoipa::path(put, path = "/api/stocks/{skuId}", tag = "stock", request_body = PutRequest, security(("bearer" = [])),
-    params(("skuId" = String, Path, description = "The SKU")),
+    params(("skuId" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description = "The SKU")),
     responses(
         (status = 200, description = "The stock row", body = StockView),
         (status = 400, description = "A bad SKU or quantity"),
@@ -139,12 +142,20 @@ async fn put(
 
 /// One SKU, through the read cache; `404` if unknown.
 #[utoipa::path(get, path = "/api/stocks/{skuId}", tag = "stock",
-    params(("skuId" = String, Path, description = "The SKU")),
+    params(("skuId" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description = "The SKU")),
     responses(
         (status = 200, description = "The stock row", body = StockView),
         (status = 404, description = "Unknown SKU")))]
 async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sku_id = sku_id.into_inner();
+    // A SKU that could not be written has no stock; asking the database would only risk what it
+    // cannot compare (PostgreSQL refuses a NUL character: a `500`).
+    if SkuId::parse(&sku_id).is_err() {
+        return Err(ApiError::NotFound(format!(
+            "no stock for SKU `{}`",
+            crate::routes::paging::quoted(&sku_id)
+        )));
+    }
     let engine = state.engine()?;
     match read::stock::get_cached(&engine.cache, &state.db, &sku_id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(StockView::from(row))),
@@ -155,8 +166,8 @@ async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<Ht
 /// A page of SKUs ordered by id.
 #[utoipa::path(get, path = "/api/stocks", tag = "stock",
     params(
-        ("page" = Option<u64>, Query, description = "From 0 (default 0)"),
-        ("size" = Option<u64>, Query, description = "1–100 (default 20)")),
+        ("page" = Option<u64>, Query, maximum = 10000000, description = "From 0 (default 0)"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1–100 (default 20)")),
     responses(
         (status = 200, description = "A page of stock rows", body = Page<StockView>),
         (status = 400, description = "Bad paging")))]
@@ -172,7 +183,9 @@ async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Resul
 #[serde(rename_all = "camelCase")]
 pub struct ReserveRequest {
     /// A UUID.
+    #[schema(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub order_id: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ReserveLine>,
 }
 
@@ -180,7 +193,9 @@ pub struct ReserveRequest {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReserveLine {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub sku_id: String,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 

@@ -239,7 +239,8 @@ on_every_backend! {
                 assert!(!is_no_route(status, &content_type, &body), "{method} {alias}: no route answered ({body})");
             }
         }
-        // And no other method of those paths is: the document has every method the router has.
+        // And no other method of those paths is: the document has every method the router has, and the
+        // router answers any other `405` with the documented ones in `Allow`.
         let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
         for path in paths {
             for method in METHODS {
@@ -249,8 +250,23 @@ on_every_backend! {
                 if another {
                     continue;
                 }
-                let (status, content_type, body) = call(&app, method, &concrete).await;
-                assert!(is_no_route(status, &content_type, &body), "{method} {path} answered {status} but is not documented: {body}");
+                let response = app
+                    .client
+                    .request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(&concrete))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+                let body = response.text().await.unwrap();
+                assert_eq!(status, 405, "{method} {path} answered {status} but is not documented: {body}");
+                let allowed: BTreeSet<String> = allow.unwrap_or_default().split(", ").map(str::to_owned).collect();
+                let expected: BTreeSet<String> = documented
+                    .iter()
+                    .filter(|(_, template)| matches(template, &concrete))
+                    .map(|(m, _)| m.clone())
+                    .collect();
+                assert_eq!(allowed, expected, "{method} {path}: Allow");
             }
         }
     }
@@ -359,6 +375,45 @@ on_every_backend! {
         }).await;
         assert_eq!(checked(&app, d, "GET", "/health/ready", "/health/ready", None, None, &[]).await.0, 503);
         assert_eq!(checked(&app, d, "GET", "/actuator/health", "/actuator/health", None, None, &[]).await.0, 503);
+    }
+
+    async fn every_operation_with_a_json_body_documents_what_its_extractor_refuses(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let doc = document(&app).await;
+        let admin = app.admin_token().await;
+        let oversized = json!({"padding": "x".repeat(ordersaga::config::Settings::default().body_limit_bytes)});
+        let mut operations = 0;
+        for (template, item) in doc["paths"].as_object().unwrap() {
+            for method in METHODS {
+                if item[method.to_lowercase()]["requestBody"].is_null() {
+                    continue;
+                }
+                operations += 1;
+                let path = sample(template);
+                let method = Method::from_bytes(method.as_bytes()).unwrap();
+                let request = || {
+                    app.client
+                        .request(method.clone(), app.url(&path))
+                        .bearer_auth(&admin)
+                        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                };
+                let refusals = [
+                    (request().header("content-type", "text/plain").body("{}"), 415),
+                    (request(), 415),
+                    (request().json(&oversized), 413),
+                    (request().header("content-type", "application/json").body("{\"items\": ["), 400),
+                ];
+                for (refused, expected) in refusals {
+                    let response = refused.send().await.unwrap();
+                    let status = response.status().as_u16();
+                    assert_eq!(status, expected, "{method} {path}");
+                    let content_type = content_type(&response);
+                    let body: Value = response.json().await.unwrap();
+                    assert_matches(&doc, method.as_str(), template, status, &content_type, &body);
+                }
+            }
+        }
+        assert!(operations >= 9, "{operations} operations with a body");
     }
 
     async fn swagger_ui_is_served_by_the_node_and_loads_nothing_from_elsewhere(backend) {

@@ -11,6 +11,63 @@ async fn kind(response: reqwest::Response, status: u16) -> String {
 }
 
 on_every_backend! {
+    async fn a_path_asked_with_a_method_it_does_not_take_answers_405_with_allow(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        for (method, path, allow) in [
+            ("DELETE", "/api/stocks", "POST, GET"),
+            ("DELETE", "/api/v1/stocks", "POST, GET"),
+            ("POST", "/api/stocks/SKU-1", "PUT, GET"),
+            ("TRACE", "/health/ready", "GET"),
+            ("PATCH", "/swagger-ui/index.html", "GET"),
+        ] {
+            let response = app
+                .client
+                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+            assert_eq!(kind(response, 405).await, "/problems/method-not-allowed", "{method} {path}");
+        }
+        // A dashboard answers it as a page.
+        let page = app.client.post(app.url("/dashboard/sagas")).send().await.unwrap();
+        assert_eq!(page.status(), 405);
+        assert_eq!(page.headers()["allow"], "GET");
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        // A path that no route has is still 404.
+        assert_eq!(kind(app.get("/api/no-such-thing", None).await, 404).await, "/problems/not-found");
+        assert_eq!(kind(app.client.delete(app.url("/api/no-such-thing")).send().await.unwrap(), 404).await, "/problems/not-found");
+    }
+
+    async fn a_nul_character_in_a_name_or_a_search_is_refused_or_unknown_never_a_500(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        let admin = app.admin_token().await;
+        for path in [
+            "/api/admin/dead-letters?consumer=q.a%00b",
+            "/dashboard/dead-letters?consumer=q.a%00b",
+            "/dashboard/sagas?q=a%00b",
+        ] {
+            let response = app.get(path, Some(&admin)).await;
+            assert_eq!(response.status(), 400, "{path}");
+            assert!(response.text().await.unwrap().contains("must not contain a NUL character"), "{path}");
+        }
+        assert_eq!(kind(app.get("/api/stocks/SKU%00-1", None).await, 404).await, "/problems/not-found");
+        for verb in ["replay", "discard"] {
+            let path = format!("/api/admin/dead-letters/a%00b/{verb}");
+            assert_eq!(kind(app.post(&path, Some(&admin), &Value::Null).await, 404).await, "/problems/not-found", "{path}");
+        }
+        for product in [
+            json!({"name": "Kettle\u{0}", "price": "1.00"}),
+            json!({"name": "Kettle", "description": "1.7\u{0}l", "price": "1.00"}),
+        ] {
+            let response = app.client.put(app.url("/api/catalog/products/SKU-NUL")).bearer_auth(&admin).json(&product).send().await.unwrap();
+            assert_eq!(kind(response, 400).await, "/problems/bad-request", "{product}");
+        }
+        // A username that register refuses cannot exist: the answer of an unknown user.
+        let login = json!({"username": "a\u{0}b", "password": "long-enough"});
+        assert_eq!(kind(app.post("/api/auth/login", None, &login).await, 401).await, "/problems/invalid-credentials");
+    }
+
     async fn problems_name_what_went_wrong(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         let buyer = app.buyer_token("u-1").await;

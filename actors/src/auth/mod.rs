@@ -243,10 +243,17 @@ impl Handler<Login> for AuthActor {
         Box::pin(async move {
             // The turn first: a login waiting for one holds no database connection.
             let turn = hashing.take().await?;
-            let user = users::Entity::find()
-                .filter(users::Column::Username.eq(msg.username))
-                .one(&db)
-                .await?;
+            // A name `register` refuses cannot exist: it is an unknown user (the same answer, the
+            // same hashing), without asking the database what it may not compare (PostgreSQL
+            // refuses a NUL character).
+            let user = if passwords::valid_username(&msg.username) {
+                users::Entity::find()
+                    .filter(users::Column::Username.eq(msg.username))
+                    .one(&db)
+                    .await?
+            } else {
+                None
+            };
             let hash = user
                 .as_ref()
                 .map(|u| u.password_hash.clone())

@@ -68,12 +68,16 @@ pub(super) async fn verify_password(password: String, hash: String) -> Result<bo
     .map_err(|e| AuthError::Internal(format!("verification task failed: {e}")))?
 }
 
-pub(super) fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
-    let username_ok = (3..=64).contains(&username.len())
+/// Whether `register` takes this username: 3–64 of `A-Za-z0-9-_.@`.
+pub(super) fn valid_username(username: &str) -> bool {
+    (3..=64).contains(&username.len())
         && username
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
-    if !username_ok {
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+pub(super) fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
+    if !valid_username(username) {
         return Err(AuthError::InvalidRequest(
             "username must be 3-64 characters of letters, digits and -_.@".into(),
         ));
