@@ -68,7 +68,9 @@ pub(super) async fn verify_password(password: String, hash: String) -> Result<bo
     .map_err(|e| AuthError::Internal(format!("verification task failed: {e}")))?
 }
 
-pub(super) fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
+/// A username of 3–64 of `A-Za-z0-9-_.@` and a password of 8–256 bytes (register and login). Public for
+/// the fuzzers (`tests/fuzz`).
+pub fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
     let username_ok = (3..=64).contains(&username.len())
         && username
             .chars()
