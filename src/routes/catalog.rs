@@ -86,8 +86,8 @@ fn sku(text: &str) -> Result<SkuId, ApiError> {
 }
 
 /// Checks an upsert: a name of 1–255 characters (not blank), a description of at most 4000, a price
-/// above 0 and at most 10⁹ in the amount format of orders.
-fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError> {
+/// above 0 and at most 10⁹ in the amount format of orders. Public for the fuzzers (`tests/fuzz`).
+pub fn product(sku_id: SkuId, body: UpsertRequest) -> Result<ProductUpsert, ApiError> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::BadRequest(format!(

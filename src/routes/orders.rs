@@ -180,8 +180,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// Checks the lines: known format, no SKU twice, quantity 1…10⁶, price 0…10⁹ in the amount format of
-/// [`Money::parse_amount`] (at most four decimals, nothing rounded), a total that is exact.
-fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
+/// [`Money::parse_amount`] (at most four decimals, nothing rounded), a total that is exact. Public for
+/// the fuzzers (`tests/fuzz`), which hold accepted lines to `docs/api.md`.
+pub fn lines(items: Vec<LineRequest>) -> Result<Vec<NewOrderLine>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::BadRequest("items must not be empty".to_owned()));
     }

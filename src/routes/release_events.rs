@@ -9,7 +9,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use futures::Stream;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -175,17 +175,24 @@ pub fn parse_order_id(value: &Option<String>) -> Result<Option<String>, ApiError
 
 fn parse_instant_text(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
+        return in_calendar(t.with_timezone(&Utc));
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(t.and_utc());
+            return in_calendar(t.and_utc());
         }
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+        .and_then(|t| in_calendar(t.and_utc()))
+}
+
+/// An instant of the years 1–9999 in UTC, the ones every database compares with its rows and RFC 3339
+/// writes; `None` for any other (`0000-01-01T00:00:00+01:00` is in the year -1, which cannot even be
+/// sent to MariaDB).
+fn in_calendar(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    (1..=9999).contains(&t.year()).then_some(t)
 }
 
 /// `from` / `to`: an ISO-8601 date-time. With an offset (`2026-11-21T05:44:02Z`, `…+02:00`) it is
@@ -252,9 +259,11 @@ pub mod cursor {
         if parts.next()? != VERSION {
             return None;
         }
-        let created_at = DateTime::parse_from_rfc3339(parts.next()?)
-            .ok()?
-            .with_timezone(&Utc);
+        let created_at = in_calendar(
+            DateTime::parse_from_rfc3339(parts.next()?)
+                .ok()?
+                .with_timezone(&Utc),
+        )?;
         let id = parts.next()?;
         if id.is_empty() || id.len() > 64 {
             return None;

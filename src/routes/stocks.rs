@@ -199,8 +199,8 @@ pub struct ReserveLine {
     pub quantity: i64,
 }
 
-/// A reserve request, checked: the order id and its lines.
-fn reserve_lines(body: ReserveRequest) -> Result<(OrderId, Vec<SkuQuantity>), ApiError> {
+/// A reserve request, checked: the order id and its lines. Public for the fuzzers (`tests/fuzz`).
+pub fn reserve_lines(body: ReserveRequest) -> Result<(OrderId, Vec<SkuQuantity>), ApiError> {
     let order_id =
         OrderId::parse(&body.order_id).map_err(|e| ApiError::BadRequest(format!("orderId {e}")))?;
     if body.items.is_empty() || body.items.len() > crate::routes::orders::MAX_LINES {

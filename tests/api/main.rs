@@ -10,6 +10,7 @@ mod helpers;
 mod archive;
 mod audit;
 mod auth;
+mod bad_input;
 mod broker;
 mod campaign;
 mod catalog;

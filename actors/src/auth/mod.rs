@@ -131,7 +131,8 @@ pub struct Login {
     pub password: String,
 }
 
-fn validate_user_id(user_id: &str) -> Result<(), AuthError> {
+/// The mock issuer's `userId`: 1–64 of `A-Za-z0-9-_.@:`. Public for the fuzzers (`tests/fuzz`).
+pub fn validate_user_id(user_id: &str) -> Result<(), AuthError> {
     let ok = !user_id.is_empty()
         && user_id.len() <= 64
         && user_id
@@ -147,8 +148,8 @@ fn validate_user_id(user_id: &str) -> Result<(), AuthError> {
 }
 
 /// Any well-formed role name is issued: 1–64 of `A-Za-z0-9-_.:`, at most [`MAX_ROLES`] of them. Which
-/// roles may do what is the routes' business (authorization), not the issuer's.
-fn validate_roles(roles: &[String]) -> Result<(), AuthError> {
+/// roles may do what is the routes' business (authorization), not the issuer's. Public for the fuzzers.
+pub fn validate_roles(roles: &[String]) -> Result<(), AuthError> {
     if roles.len() > MAX_ROLES {
         return Err(AuthError::InvalidRequest(format!(
             "a token carries at most {MAX_ROLES} roles"

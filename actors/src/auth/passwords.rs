@@ -76,7 +76,9 @@ pub(super) fn valid_username(username: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
-pub(super) fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
+/// A username register takes and a password of 8–256 bytes (register and login). Public for the
+/// fuzzers (`tests/fuzz`).
+pub fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError> {
     if !valid_username(username) {
         return Err(AuthError::InvalidRequest(
             "username must be 3-64 characters of letters, digits and -_.@".into(),
