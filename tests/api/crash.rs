@@ -20,7 +20,8 @@ const SKUS: [&str; 3] = ["CR-A", "CR-B", "CR-C"];
 const STOCK: i64 = 12;
 const ORDERS: usize = 40;
 
-async fn status(client: &reqwest::Client, base: &str, admin: &str, id: &str) -> Option<String> {
+/// An order's status, asked of a node (`None` while it does not answer).
+pub async fn status(client: &reqwest::Client, base: &str, admin: &str, id: &str) -> Option<String> {
     let order: Value = client
         .get(format!("{base}/api/orders/{id}"))
         .bearer_auth(admin)

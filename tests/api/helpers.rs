@@ -841,6 +841,20 @@ pub async fn metrics_of(client: &reqwest::Client, base: &str) -> String {
         .unwrap()
 }
 
+/// Sets each SKU's available stock to `qty` through a node (a child process), as an admin.
+pub async fn set_stocks(client: &reqwest::Client, base: &str, admin: &str, skus: &[&str], qty: i64) {
+    for sku in skus {
+        let r = client
+            .post(format!("{base}/api/stocks"))
+            .bearer_auth(admin)
+            .json(&json!({"skuId": sku, "availableQty": qty}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "stock of {sku}");
+    }
+}
+
 /// A token from a node's mock issuer (a node in a child process).
 pub async fn mint_token(client: &reqwest::Client, base: &str, user: &str, role: &str) -> String {
     let body: Value = client

@@ -95,17 +95,7 @@ impl Partitioned {
 
     async fn stock_up(&self) -> String {
         let admin = mint_token(&self.client, self.base(), "admin-1", "admin").await;
-        for sku in SKUS {
-            let r = self
-                .client
-                .post(format!("{}/api/stocks", self.base()))
-                .bearer_auth(&admin)
-                .json(&json!({"skuId": sku, "availableQty": STOCK}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
+        crate::helpers::set_stocks(&self.client, self.base(), &admin, &SKUS, STOCK).await;
         admin
     }
 }
@@ -217,19 +207,6 @@ async fn place_until_accepted(
     ids
 }
 
-async fn status(client: &reqwest::Client, base: &str, admin: &str, id: &str) -> Option<String> {
-    let order: Value = client
-        .get(format!("{base}/api/orders/{id}"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    order["status"].as_str().map(str::to_owned)
-}
-
 /// Waits until every order of `ids` has ended; answers how long that took.
 async fn all_end(
     client: &reqwest::Client,
@@ -241,7 +218,9 @@ async fn all_end(
     let started = Instant::now();
     for id in ids {
         eventually(within, &format!("order {id} to end"), || async {
-            status(client, base, admin, id).await.filter(|s| s != "PENDING")
+            crate::crash::status(client, base, admin, id)
+                .await
+                .filter(|s| s != "PENDING")
         })
         .await;
     }
@@ -400,7 +379,7 @@ async fn some_in_flight(node: &impl Node, admin: &str, ids: &[String]) {
         || async {
             let mut ended = 0;
             for id in ids {
-                if status(node.client(), node.base(), admin, id)
+                if crate::crash::status(node.client(), node.base(), admin, id)
                     .await
                     .is_some_and(|s| s != "PENDING")
                 {

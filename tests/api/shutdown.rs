@@ -79,16 +79,7 @@ async fn sigterm_under_load(db: &TestDb, extra: &[(&str, &str)]) {
     let mut server = start_server(db, &env).await;
     let base = server.address.clone();
     let admin = mint_token(&client, &base, "admin-1", "admin").await;
-    for sku in SKUS {
-        let r = client
-            .post(format!("{base}/api/stocks"))
-            .bearer_auth(&admin)
-            .json(&json!({"skuId": sku, "availableQty": STOCK}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    crate::helpers::set_stocks(&client, &base, &admin, &SKUS, STOCK).await;
     let buyer = mint_token(&client, &base, "sd-buyer", "buyer").await;
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
     let refused = Arc::new(Mutex::new(Vec::<u16>::new()));
