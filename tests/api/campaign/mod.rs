@@ -85,6 +85,18 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 impl Profile {
+    /// This profile's clients placing orders on every node as `campaign-buyer`, their keys tagged `tag`.
+    fn load(&self, nodes: &Nodes, buyer: String, tag: &str) -> Load {
+        Load::start(
+            nodes.bases(),
+            buyer,
+            "campaign-buyer",
+            self.clients,
+            self.pace,
+            tag,
+        )
+    }
+
     fn from_env() -> Profile {
         Profile {
             runs: env_number("ORDERSAGA_CAMPAIGN_RUNS", 1).max(1),
@@ -400,14 +412,7 @@ async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
         ];
         let mut nodes = Nodes::start(&url, (0..2).map(|i| node_env(i, &extra)).collect()).await;
         let (stocks, buyer) = prepare(&nodes.base(0), profile.stock()).await;
-        let load = Load::start(
-            nodes.bases(),
-            buyer,
-            "campaign-buyer",
-            profile.clients,
-            profile.pace,
-            &format!("r{run}"),
-        );
+        let load = profile.load(&nodes, buyer, &format!("r{run}"));
         let step = profile.step();
         let mut poisons = Vec::new();
         for round in 0..profile.rounds {
@@ -467,14 +472,7 @@ async fn one_node_on_sqlite_killed_in_a_loop() {
         let db = TestDb::create(Backend::Sqlite).await.unwrap();
         let mut nodes = Nodes::start(&db.url, vec![node_env(0, &[])]).await;
         let (stocks, buyer) = prepare(&nodes.base(0), profile.stock()).await;
-        let load = Load::start(
-            nodes.bases(),
-            buyer,
-            "campaign-buyer",
-            profile.clients,
-            profile.pace,
-            &format!("s{run}"),
-        );
+        let load = profile.load(&nodes, buyer, &format!("s{run}"));
         let step = profile.step();
         for kill in 0..profile.rounds * 3 {
             load.progress(step, PROGRESS_WITHIN, &format!("before kill {kill}"))
@@ -528,14 +526,7 @@ async fn quorum_queues_lose_nothing_when_a_broker_node_is_killed() {
             .collect();
         let nodes = Nodes::start(&url, envs).await;
         let (stocks, buyer) = prepare(&nodes.base(0), profile.stock()).await;
-        let load = Load::start(
-            nodes.bases(),
-            buyer,
-            "campaign-buyer",
-            profile.clients,
-            profile.pace,
-            &format!("q{run}"),
-        );
+        let load = profile.load(&nodes, buyer, &format!("q{run}"));
         let step = profile.step();
         let mut poisons = Vec::new();
         for round in 0..profile.rounds {
@@ -588,6 +579,10 @@ async fn retries_waiting_when_the_broker_stops_are_not_lost() {
             ("ORDERSAGA_AMQP_URL", amqp_url.as_str()),
             ("FAILPOINTS", "consume-fails=return(@2)"),
             ("ORDERSAGA_RETRY__INITIAL_DELAY_MS", "300"),
+            // Every event takes a retry, so the node falls behind its clients: a bounded backlog
+            // (clients are told 503 and retry) bounds what is left to drain, whatever else the
+            // machine is running; above what piles up while the broker is down.
+            ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "600"),
         ],
     );
     let nodes = Nodes::start(&db.url, vec![env]).await;
@@ -612,7 +607,7 @@ async fn retries_waiting_when_the_broker_stops_are_not_lost() {
     }
     load.progress(20, PROGRESS_WITHIN, "after the last stop").await;
     let report = load.finish().await;
-    let drain = checks::drain(&db.url, 0, Duration::from_secs(60)).await;
+    let drain = checks::drain(&db.url, 0, DRAIN_WITHIN).await;
     let amqp = AmqpClient::connect(&amqp_url).await;
     let violations = checks::violations(&db.url, &report, &stocks, &[], Some(&amqp)).await;
     amqp.close().await;
