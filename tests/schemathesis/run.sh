@@ -112,7 +112,11 @@ case $backend in
     ;;
 esac
 
-env "${node_env[@]}" "$binary" serve >"$work/node.log" 2>&1 &
+# The node sees only the settings above: an ORDERSAGA_ variable of the caller's (CI exports the tests'
+# ORDERSAGA_TEST_* and ORDERSAGA_REQUIRE_SERVICES) would be an unknown setting, which a node refuses.
+inherited=()
+while read -r name; do inherited+=(-u "$name"); done < <(compgen -e | grep '^ORDERSAGA_' || true)
+env "${inherited[@]}" "${node_env[@]}" "$binary" serve >"$work/node.log" 2>&1 &
 node_pid=$!
 for _ in $(seq 120); do
   if curl -fsS -o /dev/null "$base/health/ready" 2>/dev/null; then break; fi
