@@ -86,6 +86,7 @@ pub async fn redeliver_stalled(
     after: std::time::Duration,
     limit: u64,
 ) -> Result<u64, DbErr> {
+    use crate::mailbox::dead_letters::DeadLetterStatus;
     use crate::saga::machine::SagaState;
     use entities::{dead_letters, saga_instances};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
@@ -126,7 +127,7 @@ pub async fn redeliver_stalled(
                 sea_orm::sea_query::Query::select()
                     .column(dead_letters::Column::MessageId)
                     .from(dead_letters::Entity)
-                    .and_where(dead_letters::Column::Status.eq("DEAD"))
+                    .and_where(dead_letters::Column::Status.eq(DeadLetterStatus::Dead.as_str()))
                     .to_owned(),
             ),
         )
