@@ -71,6 +71,28 @@ pub async fn drain(url: &str, poisons: usize, timeout: Duration) -> Result<Durat
     result
 }
 
+/// The end of a run: waits for the drain ([`drain`], `poisons.len()` dead letters expected), then checks
+/// the guarantees ([`violations`]), on the broker too when `amqp_url` names one.
+pub async fn settle(
+    url: &str,
+    load: &LoadReport,
+    stocks: &[(&str, i64)],
+    poisons: &[Poison],
+    amqp_url: Option<&str>,
+    timeout: Duration,
+) -> (Result<Duration, String>, Vec<String>) {
+    let drained = drain(url, poisons.len(), timeout).await;
+    let broker = match amqp_url {
+        Some(amqp_url) => Some(AmqpClient::connect(amqp_url).await),
+        None => None,
+    };
+    let found = violations(url, load, stocks, poisons, broker.as_ref()).await;
+    if let Some(broker) = broker {
+        broker.close().await;
+    }
+    (drained, found)
+}
+
 /// Every guarantee of the run, checked on the database (and on the broker when there is one): what the
 /// clients were told matches what the database holds, every order ended once
 /// ([`crate::crash::ended_once_violations`]), no saga step was applied twice, the outbox is empty of

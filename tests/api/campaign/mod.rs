@@ -452,10 +452,8 @@ async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
         load.progress(remaining, PROGRESS_WITHIN * 5, "to complete the run")
             .await;
         let report = load.finish().await;
-        let drain = checks::drain(&url, poisons.len(), DRAIN_WITHIN).await;
-        let amqp = AmqpClient::connect(&amqp_url).await;
-        let violations = checks::violations(&url, &report, &stocks, &poisons, Some(&amqp)).await;
-        amqp.close().await;
+        let (drain, violations) =
+            checks::settle(&url, &report, &stocks, &poisons, Some(&amqp_url), DRAIN_WITHIN).await;
         summary.add_run(&url, &report, drain, violations).await;
         drop(nodes);
     }
@@ -486,8 +484,7 @@ async fn one_node_on_sqlite_killed_in_a_loop() {
         load.progress(remaining, PROGRESS_WITHIN * 5, "to complete the run")
             .await;
         let report = load.finish().await;
-        let drain = checks::drain(&db.url, 0, DRAIN_WITHIN).await;
-        let violations = checks::violations(&db.url, &report, &stocks, &[], None).await;
+        let (drain, violations) = checks::settle(&db.url, &report, &stocks, &[], None, DRAIN_WITHIN).await;
         summary.add_run(&db.url, &report, drain, violations).await;
         drop(nodes);
     }
@@ -554,10 +551,8 @@ async fn quorum_queues_lose_nothing_when_a_broker_node_is_killed() {
         load.progress(remaining, PROGRESS_WITHIN * 5, "to complete the run")
             .await;
         let report = load.finish().await;
-        let drain = checks::drain(&url, poisons.len(), DRAIN_WITHIN).await;
-        let amqp = AmqpClient::connect(&urls[0]).await;
-        let violations = checks::violations(&url, &report, &stocks, &poisons, Some(&amqp)).await;
-        amqp.close().await;
+        let (drain, violations) =
+            checks::settle(&url, &report, &stocks, &poisons, Some(&urls[0]), DRAIN_WITHIN).await;
         summary.add_run(&url, &report, drain, violations).await;
         drop(nodes);
     }
@@ -607,10 +602,8 @@ async fn retries_waiting_when_the_broker_stops_are_not_lost() {
     }
     load.progress(20, PROGRESS_WITHIN, "after the last stop").await;
     let report = load.finish().await;
-    let drain = checks::drain(&db.url, 0, DRAIN_WITHIN).await;
-    let amqp = AmqpClient::connect(&amqp_url).await;
-    let violations = checks::violations(&db.url, &report, &stocks, &[], Some(&amqp)).await;
-    amqp.close().await;
+    let (drain, violations) =
+        checks::settle(&db.url, &report, &stocks, &[], Some(&amqp_url), DRAIN_WITHIN).await;
     summary.add_run(&db.url, &report, drain, violations).await;
     drop(nodes);
     summary.finish();
