@@ -35,7 +35,7 @@ use crate::mailbox::{Consumer, Mailbox};
 use crate::outbox::{OutboxRelay, OutboxSignal, StopRelay};
 use crate::placement::batcher::{Place, PlacementBatcher};
 use crate::placement::{CatalogCheck, PlaceError, PlaceOrder, Placement};
-use crate::saga::{Resume, SagaRegistry, Track};
+use crate::saga::{Placed, Resume, SagaRegistry};
 use crate::topology;
 use entities::{dead_letters as dead_letter_rows, products, stocks, users};
 
@@ -313,15 +313,14 @@ impl Engine {
             metrics::counter!("orders_refused_overloaded_total").increment(1);
             return Err(PlaceError::Overloaded);
         };
-        let placed = self.placements.send(Place(request)).await;
-        drop(admitted);
-        let placement = placed.map_err(|e| {
+        let placement = self.placements.send(Place(request)).await.map_err(|e| {
             PlaceError::Database(sea_orm::DbErr::Custom(format!("the placement batcher: {e}")))
         })??;
         if let Placement::Created(_, update) = &placement {
+            // In flight until the registry counts the saga (dropped there).
             let (sagas, update) = (self.sagas.clone(), update.clone());
             self.mailbox
-                .after_commit(vec![Box::new(move || sagas.do_send(Track(update)))]);
+                .after_commit(vec![Box::new(move || sagas.do_send(Placed(update, admitted)))]);
         }
         Ok(placement)
     }

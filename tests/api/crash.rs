@@ -392,4 +392,31 @@ on_every_backend! {
             .send().await.unwrap().json().await.unwrap();
         assert_eq!(sagas["totalElements"], 3);
     }
+    async fn a_full_backlog_lets_in_no_more_orders_than_its_bound_at_once(backend) {
+        // Sixteen orders at once against a bound of three, their sagas held on the engine: an order
+        // counts from its admission until the saga registry counts its saga, so exactly three get in.
+        let Some(db) = TestDb::create(backend).await else { return };
+        let env = [
+            ("FAILPOINTS", "outbox-hold=return(order.created)"),
+            ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "3"),
+        ];
+        let client = crate::helpers::test_client();
+        let server = start_server(&db, &env).await;
+        let base = server.address.clone();
+        let buyer = mint_token(&client, &base, "u-c", "buyer").await;
+        let answers = join_all((0..16).map(|i| {
+            let (client, base, buyer) = (client.clone(), base.clone(), buyer.clone());
+            async move {
+                let response = client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
+                    .header("Idempotency-Key", format!("c-{i}"))
+                    .json(&json!({"userId": "u-c", "items": [line("SKU-C", 1, "1.00")]}))
+                    .send().await.unwrap();
+                response.status().as_u16()
+            }
+        }))
+        .await;
+        let accepted = answers.iter().filter(|s| **s == 201).count();
+        let refused = answers.iter().filter(|s| **s == 503).count();
+        assert_eq!((accepted, refused), (3, 13), "{answers:?}");
+    }
 }

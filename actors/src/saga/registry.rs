@@ -12,6 +12,7 @@ use super::SagaUpdate;
 use super::machine::SagaState;
 use super::order_saga::{Advance, Dormant, OrderSaga, Step};
 use super::step::{Applied, input_of};
+use crate::admission::Admitted;
 use crate::db;
 use crate::mailbox::{Apply, ConsumeError, Effects, Mailbox};
 use entities::saga_instances;
@@ -157,6 +158,12 @@ impl Actor for SagaRegistry {
 #[rtype(result = "()")]
 pub struct Track(pub SagaUpdate);
 
+/// A new order's saga, with its admission ([`crate::admission`]): the placement counts as in flight
+/// until the registry counts the saga itself, so that no order is let in between the two.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Placed(pub SagaUpdate, pub Admitted);
+
 /// An `OrderSaga` actor's saga has ended.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -199,6 +206,15 @@ impl Handler<Track> for SagaRegistry {
         let saga = self.actor(&update.order_id.clone(), Some(update.clone()), ctx);
         self.set_state(&update.order_id, Some(update.state));
         saga.do_send(Advance(update));
+    }
+}
+
+impl Handler<Placed> for SagaRegistry {
+    type Result = ();
+
+    fn handle(&mut self, Placed(update, admitted): Placed, ctx: &mut Self::Context) {
+        <Self as Handler<Track>>::handle(self, Track(update), ctx);
+        drop(admitted);
     }
 }
 
