@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
-use super::load::LoadReport;
+use super::load::{ANSWER_WITHIN, LoadReport};
 use super::services::AmqpClient;
 use entities::{dead_letters, orders, outbox_events, payment_records, saga_history, saga_instances};
 
@@ -51,19 +51,28 @@ pub async fn under_way(conn: &DatabaseConnection, poisons: usize) -> Option<Stri
     })
 }
 
-/// Waits until the run has drained; answers how long it took, or what was still under way after
-/// `timeout` (a violation: something hangs).
-pub async fn drain(url: &str, poisons: usize, timeout: Duration) -> Result<Duration, String> {
+/// Waits until the run has drained; answers how long it took, or what was still under way once nothing
+/// had moved for `stall` (a violation: something hangs). A slow machine drains slowly but steadily, so
+/// only a drain that stops counts; one that moves for over ten times `stall` counts too.
+pub async fn drain(url: &str, poisons: usize, stall: Duration) -> Result<Duration, String> {
     let conn = sea_orm::Database::connect(url).await.unwrap();
     let started = Instant::now();
-    let mut last;
+    let mut last = String::new();
+    let mut moved = Instant::now();
     let result = loop {
         match under_way(&conn, poisons).await {
             None => break Ok(started.elapsed()),
-            Some(state) => last = state,
+            Some(state) if state != last => {
+                last = state;
+                moved = Instant::now();
+            }
+            Some(_) => {}
         }
-        if started.elapsed() > timeout {
-            break Err(format!("not drained after {timeout:?}: {last}"));
+        if moved.elapsed() > stall {
+            break Err(format!("not drained, nothing moved for {stall:?}: {last}"));
+        }
+        if started.elapsed() > stall * 10 {
+            break Err(format!("not drained after {:?}: {last}", stall * 10));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -79,9 +88,9 @@ pub async fn settle(
     stocks: &[(&str, i64)],
     poisons: &[Poison],
     amqp_url: Option<&str>,
-    timeout: Duration,
+    stall: Duration,
 ) -> (Result<Duration, String>, Vec<String>) {
-    let drained = drain(url, poisons.len(), timeout).await;
+    let drained = drain(url, poisons.len(), stall).await;
     let broker = match amqp_url {
         Some(amqp_url) => Some(AmqpClient::connect(amqp_url).await),
         None => None,
@@ -113,7 +122,7 @@ pub async fn violations(
         found.push(format!("key {key} refused with {status}: {body}"));
     }
     for key in &load.unanswered {
-        found.push(format!("key {key} unanswered for 120 s"));
+        found.push(format!("key {key} unanswered for {ANSWER_WITHIN:?}"));
     }
 
     // What the clients were told is what the database holds: one order per key, the one answered.

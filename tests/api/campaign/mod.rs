@@ -62,10 +62,16 @@ use services::{AmqpClient, PrivatePostgres, RabbitCluster, free_low_port};
 /// Consumers fail transiently on events whose id starts with `a` (twice, then succeed) or `5` (once):
 /// about one event in eight, well within the retry budget.
 const CONSUME_FAILS: &str = "consume-fails=return(a@3,5@2)";
-/// How long the drain may take before the run counts as hung.
-const DRAIN_WITHIN: Duration = Duration::from_secs(90);
+/// How long the drain may go without any progress before the run counts as hung (longer than the
+/// redelivery of a lost event takes, `saga.redeliver_after_seconds` + a sweep).
+const DRAIN_STALL: Duration = Duration::from_secs(90);
 /// How long a fault round waits for the load to make progress before it fails.
 const PROGRESS_WITHIN: Duration = Duration::from_secs(120);
+
+/// The loaded scenarios run one at a time: each starts nodes, databases and broker nodes of its own and
+/// loads the machine, and two at once on a small machine (beside the other tests) slowed each other
+/// past their time limits.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The size of a campaign, from the environment.
 #[derive(Clone, Copy, Debug)]
@@ -392,6 +398,7 @@ async fn send_poison(amqp_url: &str, tag: &str, round: usize, poisons: &mut Vec<
 /// brings each kind of fault once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let profile = Profile::from_env();
     let Some(pg) = PrivatePostgres::start().await else {
         return;
@@ -453,7 +460,7 @@ async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
             .await;
         let report = load.finish().await;
         let (drain, violations) =
-            checks::settle(&url, &report, &stocks, &poisons, Some(&amqp_url), DRAIN_WITHIN).await;
+            checks::settle(&url, &report, &stocks, &poisons, Some(&amqp_url), DRAIN_STALL).await;
         summary.add_run(&url, &report, drain, violations).await;
         drop(nodes);
     }
@@ -464,6 +471,7 @@ async fn two_nodes_on_postgres_and_rabbitmq_survive_repeated_faults() {
 /// again under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_on_sqlite_killed_in_a_loop() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let profile = Profile::from_env();
     let mut summary = Summary::new("sqlite, one node killed in a loop");
     for run in 0..profile.runs {
@@ -484,7 +492,7 @@ async fn one_node_on_sqlite_killed_in_a_loop() {
         load.progress(remaining, PROGRESS_WITHIN * 5, "to complete the run")
             .await;
         let report = load.finish().await;
-        let (drain, violations) = checks::settle(&db.url, &report, &stocks, &[], None, DRAIN_WITHIN).await;
+        let (drain, violations) = checks::settle(&db.url, &report, &stocks, &[], None, DRAIN_STALL).await;
         summary.add_run(&db.url, &report, drain, violations).await;
         drop(nodes);
     }
@@ -497,6 +505,7 @@ async fn one_node_on_sqlite_killed_in_a_loop() {
 /// replica of every one — is killed (`kill -9`) mid-run, every round, and started again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_queues_lose_nothing_when_a_broker_node_is_killed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let profile = Profile::from_env();
     let Some(pg) = PrivatePostgres::start().await else {
         return;
@@ -552,7 +561,7 @@ async fn quorum_queues_lose_nothing_when_a_broker_node_is_killed() {
             .await;
         let report = load.finish().await;
         let (drain, violations) =
-            checks::settle(&url, &report, &stocks, &poisons, Some(&urls[0]), DRAIN_WITHIN).await;
+            checks::settle(&url, &report, &stocks, &poisons, Some(&urls[0]), DRAIN_STALL).await;
         summary.add_run(&url, &report, drain, violations).await;
         drop(nodes);
     }
@@ -563,6 +572,7 @@ async fn quorum_queues_lose_nothing_when_a_broker_node_is_killed() {
 /// stops and starts again while they do. None may be lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_waiting_when_the_broker_stops_are_not_lost() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(mut rabbit) = RabbitCluster::start(1, "").await else {
         return;
     };
@@ -603,7 +613,7 @@ async fn retries_waiting_when_the_broker_stops_are_not_lost() {
     load.progress(20, PROGRESS_WITHIN, "after the last stop").await;
     let report = load.finish().await;
     let (drain, violations) =
-        checks::settle(&db.url, &report, &stocks, &[], Some(&amqp_url), DRAIN_WITHIN).await;
+        checks::settle(&db.url, &report, &stocks, &[], Some(&amqp_url), DRAIN_STALL).await;
     summary.add_run(&db.url, &report, drain, violations).await;
     drop(nodes);
     summary.finish();
