@@ -1,7 +1,9 @@
 //! Admission control: new orders are refused while the engine's backlog is at `admission.max_backlog`.
 //!
 //! The backlog is the sagas whose next step is the engine's own — waiting for their stock
-//! (`AWAITING_INVENTORY`) or for it to come back (`COMPENSATING`) — plus the placements in flight.
+//! (`AWAITING_INVENTORY`) or for it to come back (`COMPENSATING`) — plus the placements in flight. A
+//! placement is in flight from its admission until the saga registry has counted its saga (the registry
+//! drops its [`Admitted`]), so that no order gets in between the two counts.
 //!
 //! On the in-process bus every event of this node's sagas comes to this node, so the saga registry
 //! counts them exactly as they move. Over RabbitMQ any node's consumers may take a saga's next step and

@@ -22,8 +22,8 @@
 //! with `a` fail twice, with `5` once); the poison messages are, in turn, a signed undecodable body and
 //! an unsigned envelope, published straight to each queue.
 //!
-//! The default profile is bounded for CI: the whole module takes about two minutes on a loaded
-//! two-core machine (`cargo test --test api -- campaign::`; add `--nocapture` to see the summaries). A
+//! The default profile is bounded for CI: the whole module takes about two and a half minutes on a
+//! two-core machine, its loaded scenarios one at a time (`cargo test --test api -- campaign::`; add `--nocapture` to see the summaries). A
 //! longer run:
 //!
 //! ```sh
