@@ -355,66 +355,73 @@ on_every_backend! {
     }
 }
 
-on_every_backend! {
-    async fn a_node_with_a_full_backlog_refuses_new_orders_until_it_catches_up(backend) {
-        // The node's inventory never gets its orders (their events stay in the outbox): the sagas wait
-        // on the engine, which has room for three.
-        let Some(db) = TestDb::create(backend).await else { return };
+/// A node whose inventory never gets its orders (their events stay in the outbox), so that their sagas
+/// wait on the engine, which has room for three; and a buyer.
+struct HeldNode {
+    client: reqwest::Client,
+    server: crate::config::Server,
+    buyer: String,
+}
+
+impl HeldNode {
+    async fn start(db: &TestDb) -> HeldNode {
         let env = [
             ("FAILPOINTS", "outbox-hold=return(order.created)"),
             ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "3"),
         ];
         let client = crate::helpers::test_client();
-        let server = start_server(&db, &env).await;
-        let base = server.address.clone();
-        let buyer = mint_token(&client, &base, "u-b", "buyer").await;
-        let place = |key: &'static str| {
-            let (client, base, buyer) = (client.clone(), base.clone(), buyer.clone());
-            async move {
-                client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
-                    .header("Idempotency-Key", key)
-                    .json(&json!({"userId": "u-b", "items": [line("SKU-B", 1, "1.00")]}))
-                    .send().await.unwrap()
-            }
-        };
-        for key in ["b-1", "b-2", "b-3"] {
-            assert_eq!(place(key).await.status(), 201, "{key}");
+        let server = start_server(db, &env).await;
+        let buyer = mint_token(&client, &server.address, "u-b", "buyer").await;
+        HeldNode {
+            client,
+            server,
+            buyer,
         }
-        let refused = place("b-4").await;
+    }
+
+    async fn place(&self, key: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/orders", self.server.address))
+            .bearer_auth(&self.buyer)
+            .header("Idempotency-Key", key)
+            .json(&json!({"userId": "u-b", "items": [line("SKU-B", 1, "1.00")]}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+on_every_backend! {
+    async fn a_node_with_a_full_backlog_refuses_new_orders_until_it_catches_up(backend) {
+        let Some(db) = TestDb::create(backend).await else { return };
+        let node = HeldNode::start(&db).await;
+        let (client, base) = (&node.client, &node.server.address);
+        for key in ["b-1", "b-2", "b-3"] {
+            assert_eq!(node.place(key).await.status(), 201, "{key}");
+        }
+        let refused = node.place("b-4").await;
         assert!(refused.headers().contains_key("retry-after"));
         let problem = crate::helpers::assert_problem(refused, 503).await;
         assert_eq!(problem["type"], "/problems/overloaded", "{problem}");
         let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(metrics.contains("orders_refused_overloaded_total 1"), "refusals are counted");
         // Reading is not refused.
-        let admin = mint_token(&client, &base, "admin-1", "admin").await;
+        let admin = mint_token(client, base, "admin-1", "admin").await;
         let sagas: Value = client.get(format!("{base}/api/sagas?state=AWAITING_INVENTORY")).bearer_auth(&admin)
             .send().await.unwrap().json().await.unwrap();
         assert_eq!(sagas["totalElements"], 3);
     }
     async fn a_full_backlog_lets_in_no_more_orders_than_its_bound_at_once(backend) {
-        // Sixteen orders at once against a bound of three, their sagas held on the engine: an order
-        // counts from its admission until the saga registry counts its saga, so exactly three get in.
+        // Sixteen orders at once: an order counts from its admission until the saga registry counts its
+        // saga, so exactly three get in.
         let Some(db) = TestDb::create(backend).await else { return };
-        let env = [
-            ("FAILPOINTS", "outbox-hold=return(order.created)"),
-            ("ORDERSAGA_ADMISSION__MAX_BACKLOG", "3"),
-        ];
-        let client = crate::helpers::test_client();
-        let server = start_server(&db, &env).await;
-        let base = server.address.clone();
-        let buyer = mint_token(&client, &base, "u-c", "buyer").await;
-        let answers = join_all((0..16).map(|i| {
-            let (client, base, buyer) = (client.clone(), base.clone(), buyer.clone());
-            async move {
-                let response = client.post(format!("{base}/api/orders")).bearer_auth(&buyer)
-                    .header("Idempotency-Key", format!("c-{i}"))
-                    .json(&json!({"userId": "u-c", "items": [line("SKU-C", 1, "1.00")]}))
-                    .send().await.unwrap();
-                response.status().as_u16()
-            }
-        }))
-        .await;
+        let node = HeldNode::start(&db).await;
+        let keys: Vec<String> = (0..16).map(|i| format!("c-{i}")).collect();
+        let answers: Vec<u16> = join_all(keys.iter().map(|key| node.place(key)))
+            .await
+            .iter()
+            .map(|response| response.status().as_u16())
+            .collect();
         let accepted = answers.iter().filter(|s| **s == 201).count();
         let refused = answers.iter().filter(|s| **s == 503).count();
         assert_eq!((accepted, refused), (3, 13), "{answers:?}");
