@@ -23,8 +23,8 @@
 //! an unsigned envelope, published straight to each queue.
 //!
 //! The default profile is bounded for CI: the whole module takes about two and a half minutes on a
-//! two-core machine, its loaded scenarios one at a time (`cargo test --test api -- campaign::`; add `--nocapture` to see the summaries). A
-//! longer run:
+//! two-core machine, its loaded scenarios one at a time (`cargo test --test api -- campaign::`; add
+//! `--nocapture` to see the summaries). A longer run:
 //!
 //! ```sh
 //! ORDERSAGA_CAMPAIGN_RUNS=3 ORDERSAGA_CAMPAIGN_ROUNDS=8 ORDERSAGA_CAMPAIGN_ORDERS=3000 \
@@ -69,7 +69,7 @@ const DRAIN_STALL: Duration = Duration::from_secs(90);
 const PROGRESS_WITHIN: Duration = Duration::from_secs(120);
 
 /// The loaded scenarios run one at a time: each starts nodes, databases and broker nodes of its own and
-/// loads the machine, and two at once on a small machine (beside the other tests) slowed each other
+/// loads the machine, and two at once on a small machine (beside the other tests) can slow each other
 /// past their time limits.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
