@@ -139,6 +139,9 @@ pub struct DatabaseSettings {
     /// done again on another connection. Bounds how long a connection the network lost silently (its
     /// server gone behind a cut, so the answer it waits for never comes) holds the engine up.
     pub work_timeout_seconds: u64,
+    /// A profiling aid (unset by default): every statement the node sends is counted by its shape, with
+    /// the time it took, and this file is rewritten every two seconds with the table.
+    pub statement_stats_file: Option<std::path::PathBuf>,
 }
 
 impl Default for DatabaseSettings {
@@ -147,6 +150,7 @@ impl Default for DatabaseSettings {
             max_connections: None,
             connect_timeout_seconds: 10,
             work_timeout_seconds: actors::db::DEFAULT_WORK_TIMEOUT.as_secs(),
+            statement_stats_file: None,
         }
     }
 }

@@ -18,12 +18,13 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite default) database work queues in arrival order instead.
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let options = options(settings)?;
-    Database::connect(options).await.with_context(|| {
+    let db = Database::connect(options).await.with_context(|| {
         format!(
             "cannot connect to the database ({})",
             redact(&settings.database_url)
         )
-    })
+    })?;
+    Ok(statement_stats::attach(db, settings))
 }
 
 /// Creates the pool without connecting: connections are opened when first needed, so a server database
@@ -31,12 +32,13 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 pub async fn connect_lazy(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let mut options = options(settings)?;
     options.connect_lazy(true);
-    Database::connect(options).await.with_context(|| {
+    let db = Database::connect(options).await.with_context(|| {
         format!(
             "cannot set up the database pool ({})",
             redact(&settings.database_url)
         )
-    })
+    })?;
+    Ok(statement_stats::attach(db, settings))
 }
 
 fn options(settings: &Settings) -> anyhow::Result<ConnectOptions> {
@@ -101,6 +103,79 @@ fn options(settings: &Settings) -> anyhow::Result<ConnectOptions> {
         });
     }
     Ok(options)
+}
+
+/// A profiling aid: with `database.statement_stats_file` set, every statement the node sends is counted
+/// by its shape (its first words), with the time it took, and `FILE` is rewritten every two seconds as a
+/// tab-separated table (`count`, `total_ms`, `shape`), most frequent first (the time is from the call to
+/// the answer, so it includes the wait for the connection's thread). `docs/profiling/measure.py
+/// --statements` divides the counts by the sagas of a run. Unset (the default), nothing is attached.
+mod statement_stats {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Duration;
+
+    use sea_orm::DatabaseConnection;
+
+    use crate::config::Settings;
+
+    /// Count and total time per statement shape.
+    type Table = Mutex<HashMap<String, (u64, Duration)>>;
+
+    static TABLE: OnceLock<Table> = OnceLock::new();
+
+    pub fn attach(mut db: DatabaseConnection, settings: &Settings) -> DatabaseConnection {
+        let Some(path) = settings.database.statement_stats_file.clone() else {
+            return db;
+        };
+        let table = TABLE.get_or_init(Table::default);
+        db.set_metric_callback(move |info| {
+            let shape = shape(&info.statement.sql);
+            if let Ok(mut table) = table.lock() {
+                let entry = table.entry(shape).or_default();
+                entry.0 += 1;
+                entry.1 += info.elapsed;
+            }
+        });
+        let spawned = std::thread::Builder::new()
+            .name("statement-stats".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(2));
+                    let mut rows: Vec<(String, u64, Duration)> = match table.lock() {
+                        Ok(table) => table.iter().map(|(k, (n, t))| (k.clone(), *n, *t)).collect(),
+                        Err(_) => return,
+                    };
+                    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
+                    let text: String = rows
+                        .iter()
+                        .map(|(shape, n, t)| format!("{n}\t{:.1}\t{shape}\n", t.as_secs_f64() * 1000.0))
+                        .collect();
+                    if let Err(e) = std::fs::write(&path, text) {
+                        tracing::warn!(error = %e, "cannot write the statement statistics");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the statement statistics");
+        }
+        db
+    }
+
+    /// A statement's first words, with the values of a multi-row `VALUES` or an `IN` list left out.
+    fn shape(sql: &str) -> String {
+        let mut end = sql.len().min(90);
+        for marker in [" VALUES ", " IN ("] {
+            if let Some(at) = sql.find(marker) {
+                end = end.min(at + marker.len());
+            }
+        }
+        let mut cut = end;
+        while !sql.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        sql[..cut].split_whitespace().collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// Applies every pending migration.

@@ -8,10 +8,12 @@ Besides the harness's report it records what the harness cannot see from outside
   first instruction, so that every thread it starts is counted), over the same window;
 - with --pg: write transactions (transaction ids consumed), WAL syncs (pg_stat_wal) and rows written
   per table (pg_stat_user_tables), per saga;
-- with --perf-record FILE: a CPU profile of the node with call stacks (perf record --call-graph dwarf).
+- with --perf-record FILE: a CPU profile of the node with call stacks (perf record --call-graph dwarf);
+- with --statements: the statements the node sent, by shape, per saga, with their time (the node's
+  `database.statement_stats_file`; the whole life of the node, so the harness's set-up and final reads too).
 
 usage: docs/profiling/measure.py NAME [--pg] [--env KEY=VALUE]... [--perf-stat [--perf-events E,...]]
-                                 [--perf-record FILE] -- LOADTEST FLAGS...
+                                 [--perf-record FILE] [--statements] -- LOADTEST FLAGS...
 
 Run it from the repository root after `cargo build --release`. Artifacts go to target/measure/NAME/.
 PostgreSQL: a scratch database is created on $PGHOST_URL (default postgres://postgres@127.0.0.1:5432)
@@ -94,6 +96,7 @@ def main():
     parser.add_argument("--perf-stat", action="store_true")
     parser.add_argument("--perf-events", default="", help="more perf events to count, comma-separated")
     parser.add_argument("--perf-record", metavar="FILE")
+    parser.add_argument("--statements", action="store_true", help="count the node's statements by shape")
     parser.add_argument("--port", type=int, default=18471)
     parser.add_argument("--bin", default="target/release/ordersaga")
     argv = sys.argv[1:]
@@ -116,6 +119,9 @@ def main():
     for pair in args.env:
         key, value = pair.split("=", 1)
         env[key] = value
+    statements = f"{work}/statements.tsv"
+    if args.statements:
+        env["ORDERSAGA_DATABASE__STATEMENT_STATS_FILE"] = statements
     pg = None
     if args.pg:
         pg = Postgres(os.environ.get("PGHOST_URL", "postgres://postgres@127.0.0.1:5432"),
@@ -188,6 +194,8 @@ def main():
             f.write(urllib.request.urlopen(url + "/metrics", timeout=5).read().decode())
     except OSError:
         pass
+    if args.statements:
+        time.sleep(2.5)  # the node rewrites the table every 2 s
     os.kill(server_pid, signal.SIGTERM)
     try:
         wrapper.wait(timeout=15)
@@ -253,6 +261,15 @@ def main():
             if start < moment - 0.125 <= end:
                 window[fields[3]] = window.get(fields[3], 0) + value
         out["perSaga"] = {k.split(":")[-1]: round(v / sagas, 2) for k, v in window.items()}
+    if args.statements:
+        shapes = []
+        for line in open(statements):
+            count, ms, shape = line.rstrip("\n").split("\t", 2)
+            shapes.append((round(int(count) / sagas, 2), round(float(ms) / sagas, 3), shape))
+        out["statementsPerSaga"] = round(sum(c for c, _, _ in shapes), 2)
+        out["statementMsPerSaga"] = round(sum(m for _, m, _ in shapes), 3)
+        out["statements"] = [{"perSaga": c, "msPerSaga": m, "shape": shape} for c, m, shape in shapes
+                             if c >= 0.01]
     print(json.dumps(out))
 
 
