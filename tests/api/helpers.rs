@@ -552,6 +552,7 @@ pub fn notification_consumer() -> actors::mailbox::Consumer {
             .start()
             .recipient(),
         prepare: None,
+        prefetch: None,
         serial: false,
         home: actix::Arbiter::current(),
     }

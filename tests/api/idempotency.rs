@@ -118,6 +118,7 @@ on_every_backend! {
             queue: topology::Q_INVENTORY_ORDER_CREATED,
             apply: engine.inventory.clone().recipient(),
             prepare: None,
+            prefetch: None,
             serial: false,
             home: actix::Arbiter::current(),
         };

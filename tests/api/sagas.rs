@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use actors::envelope::{Envelope, Event, PaymentFailed, PaymentSucceeded};
+use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use actors::outbox::OutboxSignal;
 use actors::saga::InMemory;
 use actors::topology;
 use entities::{consumed_messages, outbox_events};
@@ -27,7 +30,91 @@ async fn outbox_rows(
         .unwrap()
 }
 
+/// A delivery of `event`, caused by the `inventory.reserved` event of `order_id` (its trace and identity).
+async fn result_of(app: &crate::helpers::TestApp, order_id: &str, event: Event) -> Delivery {
+    let reserved = outbox_rows(app, order_id, "inventory.reserved").await;
+    let reserved = Envelope::decode(reserved[0].payload.as_bytes()).unwrap();
+    let envelope = reserved.caused(event);
+    Delivery {
+        body: Arc::from(envelope.encode().unwrap().into_bytes()),
+        routing_key: envelope.routing_key().to_owned(),
+        attempt: 1,
+        message_id: Some(envelope.event_id.clone()),
+        rejected: None,
+    }
+}
+
 on_every_backend! {
+    async fn saga_events_delivered_together_each_take_their_step_once(backend) {
+        // Two sagas await their payments (the gateway answers only after the test); their results come
+        // in one batch with a contradicting late result for the first. The batch reads the saga rows
+        // once for all its events: the second event of a saga must see the step the first one took.
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.payment.latency_ms = 120_000;
+            s.saga.payment_timeout_seconds = 300;
+        })
+        .await else { return };
+        app.set_stock("SKU-B", 10).await;
+        let mut ids = Vec::new();
+        for quantity in [1, 2] {
+            let order = app.order("u-1", vec![line("SKU-B", quantity, "3.00")]).await;
+            ids.push(order["orderId"].as_str().unwrap().to_owned());
+        }
+        for id in &ids {
+            eventually(Duration::from_secs(20), "the order to await its payment", || async {
+                (app.saga(id).await["state"] == "AWAITING_PAYMENT").then_some(())
+            })
+            .await;
+        }
+        let (first, second) = (&ids[0], &ids[1]);
+        let paid = |order_id: &str, payment_id: &str| {
+            Event::PaymentSucceeded(PaymentSucceeded { order_id: order_id.to_owned(), payment_id: payment_id.to_owned() })
+        };
+        let late = Event::PaymentFailed(PaymentFailed {
+            order_id: first.clone(),
+            payment_id: "pay-late".into(),
+            reason: "DECLINED".into(),
+        });
+        let batch = [
+            result_of(&app, first, paid(first, "pay-1")).await,
+            result_of(&app, second, paid(second, "pay-2")).await,
+            result_of(&app, first, late).await,
+        ];
+        let engine = app.state.engine().unwrap();
+        let consumer = Consumer {
+            queue: topology::Q_ORDER_PAYMENT_RESULT,
+            apply: engine.sagas.clone().recipient(),
+            prepare: None,
+            prefetch: Some(engine.sagas.clone().recipient()),
+            serial: false,
+            home: actix::Arbiter::current(),
+        };
+        let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
+        assert_eq!(mailbox.handle(&consumer, &batch).await, [Disposition::Ack, Disposition::Ack, Disposition::Ack]);
+
+        for id in &ids {
+            let saga = app.saga(id).await;
+            assert_eq!(saga["state"], "COMPLETED", "{saga}");
+            assert_eq!(app.ended(id).await["status"], "CONFIRMED");
+        }
+        let history = app.saga(first).await["history"].as_array().unwrap().clone();
+        let results: Vec<&Value> =
+            history.iter().filter(|h| h["eventType"] == "PaymentSucceeded" || h["eventType"] == "PaymentFailed").collect();
+        assert_eq!(results.len(), 2, "{history:?}");
+        assert_eq!(results[0]["eventType"], "PaymentSucceeded");
+        assert_eq!(results[0]["toState"], "COMPLETED");
+        assert_eq!(results[1]["eventType"], "PaymentFailed");
+        assert_eq!(results[1]["fromState"], "COMPLETED", "the late result saw the step before it");
+        assert!(results[1]["detail"].as_str().unwrap().contains("recorded and ignored"), "{history:?}");
+        let seqs: Vec<i64> = history.iter().map(|h| h["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "one history row per step, in order: {seqs:?}");
+        assert_eq!(app.stock("SKU-B").await, (7, 3), "nothing released for the ignored result");
+
+        // The same batch again changes nothing: every event was claimed once.
+        assert_eq!(mailbox.handle(&consumer, &batch).await, [Disposition::Ack, Disposition::Ack, Disposition::Ack]);
+        assert_eq!(app.saga(first).await["history"].as_array().unwrap().len(), history.len());
+    }
+
     async fn a_payment_that_succeeds_after_its_deadline_is_refunded_exactly_once(backend) {
         // The gateway answers after the deadline: the saga has compensated by then, so the money it
         // took must go back.

@@ -12,8 +12,9 @@
 //!    dead-letter (after the last attempt, or at once for poison).
 //!
 //! Several deliveries of one queue share a transaction when they come together (one commit instead of
-//! many); if any of them fails, the batch is rolled back and each is run alone, so one bad message never
-//! holds back the others. Optimistic-lock conflicts are retried at once and do not count as attempts.
+//! many); a consumer may read once, for all of them, the rows each would read alone ([`Prefetch`]). If
+//! any of them fails, the batch is rolled back and each is run alone, so one bad message never holds
+//! back the others. Optimistic-lock conflicts are retried at once and do not count as attempts.
 //!
 //! Work that is not a message — a saga's payment deadline — goes through the same transaction path
 //! ([`Mailbox::transact`]), and every committed change of the flow ends in the one after-commit path
@@ -52,6 +53,10 @@ const CONFLICT_PAUSE_MAX_MS: u64 = 5;
 /// What a consumer computed before the transaction, handed back to it in [`Apply`].
 pub type Prepared = Arc<dyn Any + Send + Sync>;
 
+/// What a consumer read once for the messages of a batch ([`Prefetch`]), handed to it in every [`Apply`]
+/// of the batch.
+pub type Prefetched = Arc<dyn Any + Send + Sync>;
+
 /// Apply one message inside the middleware's transaction. The consumer must not commit; it returns the
 /// events to publish and the hooks to run once the transaction has committed.
 #[derive(Message)]
@@ -61,6 +66,23 @@ pub struct Apply {
     pub envelope: Arc<Envelope>,
     pub queue: &'static str,
     pub prepared: Option<Prepared>,
+    /// What the consumer's [`Prefetch`] read for the batch this message is applied in (`None` for a
+    /// message applied alone).
+    pub batch: Option<Prefetched>,
+}
+
+/// Read, inside a batch's transaction and before any of its messages is applied, the rows that applying
+/// them would each read alone (optional per consumer): one statement for the batch instead of one per
+/// message. The answer comes back in each message's [`Apply::batch`]. The consumer takes a row out of it
+/// when a message uses it, so that a second message of the batch for the same row reads what the first
+/// one wrote; a row not there is read as without a batch.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Prefetched>, ConsumeError>")]
+pub struct Prefetch {
+    pub txn: Arc<DatabaseTransaction>,
+    /// The messages of the batch claimed now, in their order.
+    pub envelopes: Vec<Arc<Envelope>>,
+    pub queue: &'static str,
 }
 
 /// Work before the transaction (optional per consumer): nothing here is durable until `Apply` commits.
@@ -157,6 +179,8 @@ pub struct Consumer {
     pub queue: &'static str,
     pub apply: Recipient<Apply>,
     pub prepare: Option<Recipient<Prepare>>,
+    /// Reads what a batch's messages need once for the batch (optional).
+    pub prefetch: Option<Recipient<Prefetch>>,
     /// The arbiter (thread) the consumer's actor lives on; its queue is drained there too, so the
     /// middleware and the actor share a thread.
     pub home: actix::ArbiterHandle,
@@ -373,20 +397,35 @@ impl Mailbox {
     }
 
     /// All pending messages in one transaction; any failure rolls back all of them. The inbox claims are
-    /// one statement for the batch, and so are the outbox rows.
+    /// one statement for the batch, and so are the outbox rows and the consumer's prefetch.
     async fn apply_together(&self, consumer: &Consumer, pending: &[Pending]) -> Result<(), ConsumeError> {
         let txn = Arc::new(db::begin_write(&self.db).await?);
         let ids: Vec<&str> = pending.iter().map(|p| p.envelope.event_id.as_str()).collect();
         let mut claimed = claim_many(txn.as_ref(), &ids, consumer.queue).await?;
+        // A message claimed now is applied once, even if the batch holds it twice.
+        let mut fresh = Vec::with_capacity(pending.len());
+        for p in pending {
+            if claimed.remove(p.envelope.event_id.as_str()) {
+                fresh.push(p);
+            } else {
+                self.duplicate(consumer, p);
+            }
+        }
+        let batch = match &consumer.prefetch {
+            Some(prefetch) if fresh.len() > 1 => prefetch
+                .send(Prefetch {
+                    txn: txn.clone(),
+                    envelopes: fresh.iter().map(|p| p.envelope.clone()).collect(),
+                    queue: consumer.queue,
+                })
+                .await
+                .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))??,
+            _ => None,
+        };
         let mut hooks = Vec::new();
         let mut publish = Vec::new();
-        for p in pending {
-            // A message claimed now is applied once, even if the batch holds it twice.
-            if !claimed.remove(p.envelope.event_id.as_str()) {
-                self.duplicate(consumer, p);
-                continue;
-            }
-            let effects = self.apply_claimed(&txn, consumer, p).await?;
+        for p in fresh {
+            let effects = self.apply_claimed(&txn, consumer, p, batch.clone()).await?;
             hooks.extend(effects.after_commit);
             publish.extend(effects.publish);
         }
@@ -449,7 +488,7 @@ impl Mailbox {
             self.duplicate(consumer, p);
             return Ok(None);
         }
-        Ok(Some(self.apply_claimed(txn, consumer, p).await?))
+        Ok(Some(self.apply_claimed(txn, consumer, p, None).await?))
     }
 
     /// The consumer's work for a message whose inbox row is written.
@@ -458,6 +497,7 @@ impl Mailbox {
         txn: &Arc<DatabaseTransaction>,
         consumer: &Consumer,
         p: &Pending,
+        batch: Option<Prefetched>,
     ) -> Result<Effects, ConsumeError> {
         consumer
             .apply
@@ -466,6 +506,7 @@ impl Mailbox {
                 envelope: p.envelope.clone(),
                 queue: consumer.queue,
                 prepared: p.prepared.clone(),
+                batch,
             })
             .await
             .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))?

@@ -113,6 +113,8 @@ pub struct Step {
     pub txn: Arc<DatabaseTransaction>,
     pub input: SagaInput,
     pub envelope: Arc<Envelope>,
+    /// The saga row, when the transaction read it already for its batch.
+    pub row: Option<saga_instances::Model>,
 }
 
 /// The saga moved on (committed by someone).
@@ -156,6 +158,7 @@ impl Handler<Step> for OrderSaga {
                 &step.input,
                 Cause::Event(&step.envelope),
                 payment_timeout,
+                step.row,
             )
             .await
         }))
@@ -202,6 +205,7 @@ impl Handler<DeadlinePassed> for OrderSaga {
                             &SagaInput::PaymentTimedOut,
                             Cause::Deadline,
                             payment_timeout,
+                            None,
                         )
                         .await?;
                         Ok(Some(effects_of(applied, registry)))

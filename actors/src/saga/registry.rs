@@ -11,10 +11,10 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySel
 use super::SagaUpdate;
 use super::machine::SagaState;
 use super::order_saga::{Advance, Dormant, OrderSaga, Step};
-use super::step::{Applied, input_of};
+use super::step::{Applied, SagaRows, input_of};
 use crate::admission::Admitted;
 use crate::db;
-use crate::mailbox::{Apply, ConsumeError, Effects, Mailbox};
+use crate::mailbox::{Apply, ConsumeError, Effects, Mailbox, Prefetch, Prefetched};
 use entities::saga_instances;
 
 /// How often the registry looks for overdue deadlines that no actor in memory watches.
@@ -392,19 +392,39 @@ impl Handler<Apply> for SagaRegistry {
             Ok(input) => input,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let saga = self.actor(msg.envelope.event.order_id(), None, ctx);
+        let order_id = msg.envelope.event.order_id();
+        let row = msg
+            .batch
+            .as_ref()
+            .and_then(|batch| batch.downcast_ref::<SagaRows>())
+            .and_then(|rows| rows.take(order_id));
+        let saga = self.actor(order_id, None, ctx);
         let registry = ctx.address();
         Box::pin(async move {
             let step = Step {
                 txn: msg.txn,
                 input,
                 envelope: msg.envelope,
+                row,
             };
             let applied = saga
                 .send(step)
                 .await
                 .map_err(|e| ConsumeError::Transient(format!("saga actor: {e}")))??;
             Ok(effects_of(applied, registry))
+        })
+    }
+}
+
+impl Handler<Prefetch> for SagaRegistry {
+    type Result = ResponseFuture<Result<Option<Prefetched>, ConsumeError>>;
+
+    /// The saga rows of a batch's events, read and locked in one statement.
+    fn handle(&mut self, msg: Prefetch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            let order_ids = msg.envelopes.iter().map(|e| e.event.order_id());
+            let rows = SagaRows::read(msg.txn.as_ref(), order_ids).await?;
+            Ok(Some(Arc::new(rows) as Prefetched))
         })
     }
 }

@@ -4,10 +4,12 @@
 //! and a deadline) never both advance one saga. Events and deadlines both come through [`apply_input`],
 //! called by the order's own actor ([`super::order_saga`]).
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use super::OrderStatus;
 use super::SagaUpdate;
@@ -126,8 +128,39 @@ async fn at_deadline(txn: &impl ConnectionTrait, order_id: &str) -> Result<SagaI
     })
 }
 
+/// The saga rows of a batch of events, read (and locked) in one statement before the first of them is
+/// applied ([`crate::mailbox::Prefetch`]). Each row is taken out by the step that uses it, so a second
+/// event of the batch for the same saga reads the row as the first step left it.
+#[derive(Debug, Default)]
+pub struct SagaRows(Mutex<HashMap<String, saga_instances::Model>>);
+
+impl SagaRows {
+    /// Reads and locks the saga rows of `order_ids`, in key order (one locking order for every batch).
+    pub async fn read<'a>(
+        txn: &impl ConnectionTrait,
+        order_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ConsumeError> {
+        let ids: BTreeSet<&str> = order_ids.into_iter().collect();
+        let rows = saga_instances::Entity::find()
+            .filter(saga_instances::Column::OrderId.is_in(ids))
+            .order_by_asc(saga_instances::Column::OrderId)
+            .lock_exclusive()
+            .all(txn)
+            .await?;
+        Ok(SagaRows(Mutex::new(
+            rows.into_iter().map(|row| (row.order_id.clone(), row)).collect(),
+        )))
+    }
+
+    /// The row of `order_id` as read, once.
+    pub fn take(&self, order_id: &str) -> Option<saga_instances::Model> {
+        self.0.lock().ok()?.remove(order_id)
+    }
+}
+
 /// Applies one input to the saga of `order_id` inside `txn`: lock, decide, write state + history +
-/// order status + commands, conditioned on the version read.
+/// order status + commands, conditioned on the version read. `known` is the saga row when this
+/// transaction has read and locked it already ([`SagaRows`]); without it the row is read here.
 ///
 /// A deadline first asks the payment ledger: a payment recorded but not yet delivered to the saga
 /// confirms (or fails) the order as its event would have; only when there is none does the deadline
@@ -138,12 +171,16 @@ pub async fn apply_input(
     input: &SagaInput,
     cause: Cause<'_>,
     payment_timeout: Duration,
+    known: Option<saga_instances::Model>,
 ) -> Result<Applied, ConsumeError> {
-    let row = saga_instances::Entity::find_by_id(order_id.to_owned())
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| ConsumeError::Poison(format!("no saga for order {order_id}")))?;
+    let row = match known {
+        Some(row) => row,
+        None => saga_instances::Entity::find_by_id(order_id.to_owned())
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .ok_or_else(|| ConsumeError::Poison(format!("no saga for order {order_id}")))?,
+    };
     let state: SagaState = row.state.parse().map_err(ConsumeError::Poison)?;
     let ledger;
     let input = match input {
