@@ -553,6 +553,7 @@ pub fn notification_consumer() -> actors::mailbox::Consumer {
             .recipient(),
         prepare: None,
         prefetch: None,
+        finish: None,
         serial: false,
         home: actix::Arbiter::current(),
     }

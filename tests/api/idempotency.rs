@@ -119,6 +119,7 @@ on_every_backend! {
             apply: engine.inventory.clone().recipient(),
             prepare: None,
             prefetch: None,
+            finish: None,
             serial: false,
             home: actix::Arbiter::current(),
         };

@@ -86,6 +86,7 @@ on_every_backend! {
             apply: engine.sagas.clone().recipient(),
             prepare: None,
             prefetch: Some(engine.sagas.clone().recipient()),
+            finish: None,
             serial: false,
             home: actix::Arbiter::current(),
         };

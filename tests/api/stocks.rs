@@ -198,3 +198,99 @@ on_every_backend! {
         }
     }
 }
+
+on_every_backend! {
+    async fn a_batch_of_orders_reserves_as_if_one_came_after_the_other(backend) {
+        // Orders delivered to the inventory together are decided against the stock the batch read once:
+        // each must see what the ones before it took, and a refused one takes nothing.
+        use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+        use actors::outbox::OutboxSignal;
+        use entities::outbox_events;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("SKU-X", 5).await;
+        app.set_stock("SKU-T", 1).await;
+        let template = app.order("u-1", vec![crate::helpers::line("SKU-T", 1, "2.00")]).await;
+        let template_id = template["orderId"].as_str().unwrap();
+        app.ended(template_id).await;
+        let template: Value = serde_json::from_str(&app.order_created(template_id).await.payload).unwrap();
+        let version = || async {
+            entities::stocks::Entity::find_by_id("SKU-X".to_owned()).one(&app.state.db).await.unwrap().unwrap().version
+        };
+        let version_before = version().await;
+
+        let orders: Vec<(String, Vec<(&str, i64)>)> = [
+            vec![("SKU-X", 2)],                // reserved: 3 left
+            vec![("SKU-X", 4)],                // short
+            vec![("SKU-X", 1), ("NOPE", 1)],   // an unknown SKU: nothing held
+            vec![("SKU-X", 3)],                // reserved: 0 left
+            vec![("SKU-X", 1)],                // short
+        ]
+        .into_iter()
+        .map(|lines| (uuid::Uuid::now_v7().to_string(), lines))
+        .collect();
+        let batch: Vec<Delivery> = orders
+            .iter()
+            .map(|(order_id, lines)| {
+                let mut event = template.clone();
+                let event_id = uuid::Uuid::now_v7().to_string();
+                event["event_id"] = json!(event_id);
+                event["data"]["order_id"] = json!(order_id);
+                let line = event["data"]["items"][0].clone();
+                event["data"]["items"] = lines
+                    .iter()
+                    .map(|(sku, quantity)| {
+                        let mut l = line.clone();
+                        l["sku_id"] = json!(sku);
+                        l["quantity"] = json!(quantity);
+                        l
+                    })
+                    .collect();
+                Delivery {
+                    body: std::sync::Arc::from(event.to_string().into_bytes()),
+                    routing_key: "order.created".into(),
+                    attempt: 1,
+                    message_id: Some(event_id),
+                    rejected: None,
+                }
+            })
+            .collect();
+        let engine = app.state.engine().unwrap();
+        let inventory = Consumer {
+            queue: actors::topology::Q_INVENTORY_ORDER_CREATED,
+            apply: engine.inventory.clone().recipient(),
+            prepare: None,
+            prefetch: Some(engine.inventory.clone().recipient()),
+            finish: Some(engine.inventory.clone().recipient()),
+            serial: true,
+            home: actix::Arbiter::current(),
+        };
+        let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
+        assert_eq!(mailbox.handle(&inventory, &batch).await, vec![Disposition::Ack; batch.len()]);
+
+        let mut outcomes = Vec::new();
+        for (order_id, _) in &orders {
+            let rows = outbox_events::Entity::find()
+                .filter(outbox_events::Column::AggregateId.eq(order_id.as_str()))
+                .all(&app.state.db)
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1, "one result per order: {rows:?}");
+            let payload: Value = serde_json::from_str(&rows[0].payload).unwrap();
+            outcomes.push((rows[0].routing_key.clone(), payload["data"]["reason"].as_str().map(str::to_owned)));
+        }
+        let reserved = || ("inventory.reserved".to_owned(), None);
+        let failed = |reason: &str| ("inventory.failed".to_owned(), Some(reason.to_owned()));
+        assert_eq!(
+            outcomes,
+            [reserved(), failed("INSUFFICIENT_STOCK"), failed("UNKNOWN_SKU"), reserved(), failed("INSUFFICIENT_STOCK")]
+        );
+        assert_eq!(app.stock("SKU-X").await, (0, 5), "every unit accounted for, none below zero");
+        assert_eq!(version().await, version_before + 2, "one change per reservation");
+
+        // Delivered again, nothing changes: every order was claimed once.
+        assert_eq!(mailbox.handle(&inventory, &batch).await, vec![Disposition::Ack; batch.len()]);
+        assert_eq!(app.stock("SKU-X").await, (0, 5));
+    }
+}

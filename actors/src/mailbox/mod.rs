@@ -12,9 +12,10 @@
 //!    dead-letter (after the last attempt, or at once for poison).
 //!
 //! Several deliveries of one queue share a transaction when they come together (one commit instead of
-//! many); a consumer may read once, for all of them, the rows each would read alone ([`Prefetch`]). If
-//! any of them fails, the batch is rolled back and each is run alone, so one bad message never holds
-//! back the others. Optimistic-lock conflicts are retried at once and do not count as attempts.
+//! many); a consumer may read once, for all of them, the rows each would read alone ([`Prefetch`]), and
+//! write at the end what they changed together ([`FinishBatch`]). If any of them fails, the batch is
+//! rolled back and each is run alone, so one bad message never holds back the others. Optimistic-lock
+//! conflicts are retried at once and do not count as attempts.
 //!
 //! Work that is not a message — a saga's payment deadline — goes through the same transaction path
 //! ([`Mailbox::transact`]), and every committed change of the flow ends in the one after-commit path
@@ -82,6 +83,17 @@ pub struct Prefetch {
     pub txn: Arc<DatabaseTransaction>,
     /// The messages of the batch claimed now, in their order.
     pub envelopes: Vec<Arc<Envelope>>,
+    pub queue: &'static str,
+}
+
+/// Write, inside a batch's transaction and after all its messages were applied, what the consumer's
+/// steps left in the batch's [`Prefetch`] answer to write together (optional per consumer): the totals
+/// of many changes to a few rows, say, in one statement each.
+#[derive(Message)]
+#[rtype(result = "Result<(), ConsumeError>")]
+pub struct FinishBatch {
+    pub txn: Arc<DatabaseTransaction>,
+    pub batch: Prefetched,
     pub queue: &'static str,
 }
 
@@ -181,6 +193,8 @@ pub struct Consumer {
     pub prepare: Option<Recipient<Prepare>>,
     /// Reads what a batch's messages need once for the batch (optional).
     pub prefetch: Option<Recipient<Prefetch>>,
+    /// Writes what a batch's messages left to write together (optional; only with `prefetch`).
+    pub finish: Option<Recipient<FinishBatch>>,
     /// The arbiter (thread) the consumer's actor lives on; its queue is drained there too, so the
     /// middleware and the actor share a thread.
     pub home: actix::ArbiterHandle,
@@ -397,7 +411,7 @@ impl Mailbox {
     }
 
     /// All pending messages in one transaction; any failure rolls back all of them. The inbox claims are
-    /// one statement for the batch, and so are the outbox rows and the consumer's prefetch.
+    /// one statement for the batch, and so are the outbox rows, the consumer's prefetch and its finish.
     async fn apply_together(&self, consumer: &Consumer, pending: &[Pending]) -> Result<(), ConsumeError> {
         let txn = Arc::new(db::begin_write(&self.db).await?);
         let ids: Vec<&str> = pending.iter().map(|p| p.envelope.event_id.as_str()).collect();
@@ -428,6 +442,16 @@ impl Mailbox {
             let effects = self.apply_claimed(&txn, consumer, p, batch.clone()).await?;
             hooks.extend(effects.after_commit);
             publish.extend(effects.publish);
+        }
+        if let (Some(finish), Some(batch)) = (&consumer.finish, batch) {
+            finish
+                .send(FinishBatch {
+                    txn: txn.clone(),
+                    batch,
+                    queue: consumer.queue,
+                })
+                .await
+                .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))??;
         }
         outbox::insert(txn.as_ref(), &publish).await?;
         self.commit(txn, hooks).await

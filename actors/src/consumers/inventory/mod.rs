@@ -8,6 +8,7 @@
 //! or in a `RESERVED` reservation. `stocks.version` still counts every change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -19,11 +20,13 @@ use crate::cache::{Cache, CacheName};
 use crate::db;
 use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReserved, SkuQuantity};
 use crate::ids::{OrderId, SkuId};
-use crate::mailbox::{Apply, ConsumeError, Effects, MAX_CONFLICT_RETRIES};
+use crate::mailbox::{Apply, ConsumeError, Effects, FinishBatch, MAX_CONFLICT_RETRIES, Prefetch, Prefetched};
 use entities::{inventory_reservation_items, inventory_reservations, stocks};
 
+mod batch;
 mod release;
 
+pub use batch::StockBatch;
 pub use release::release;
 
 crate::text_codes! {
@@ -200,10 +203,12 @@ fn merge(items: &[SkuQuantity]) -> Vec<SkuQuantity> {
 }
 
 /// Moves `quantity` units of a SKU from available to reserved (a negative quantity moves them back),
-/// counting the change in `version`. Relative, so concurrent moves of one SKU never overwrite each other.
+/// counting `changes` changes in `version`. Relative, so concurrent moves of one SKU never overwrite each
+/// other.
 fn move_to_reserved(
     sku_id: &str,
     quantity: i64,
+    changes: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) -> sea_orm::UpdateMany<stocks::Entity> {
     stocks::Entity::update_many()
@@ -215,7 +220,10 @@ fn move_to_reserved(
             stocks::Column::ReservedQty,
             Expr::col(stocks::Column::ReservedQty).add(quantity),
         )
-        .col_expr(stocks::Column::Version, Expr::col(stocks::Column::Version).add(1))
+        .col_expr(
+            stocks::Column::Version,
+            Expr::col(stocks::Column::Version).add(changes),
+        )
         .col_expr(stocks::Column::UpdatedAt, Expr::value(now))
         .filter(stocks::Column::SkuId.eq(sku_id))
 }
@@ -290,7 +298,8 @@ pub async fn reserve(
         let quantity = i64::from(item.quantity);
         writes.push(
             backend,
-            &move_to_reserved(&row.sku_id, quantity, now).filter(stocks::Column::AvailableQty.gte(quantity)),
+            &move_to_reserved(&row.sku_id, quantity, 1, now)
+                .filter(stocks::Column::AvailableQty.gte(quantity)),
         );
     }
     let reservation_id = db::new_id();
@@ -364,7 +373,12 @@ impl Handler<Apply> for InventoryActor {
                             "an order needs lines with quantity ≥ 1".into(),
                         ));
                     }
-                    match reserve(txn, &order.order_id, &lines, false).await? {
+                    let in_batch = msg.batch.as_ref().and_then(|b| b.downcast_ref::<StockBatch>());
+                    let reservation = match in_batch {
+                        Some(batch) => batch.reserve(&order.order_id, &lines)?,
+                        None => reserve(txn, &order.order_id, &lines, false).await?,
+                    };
+                    match reservation {
                         Reservation::Reserved {
                             reservation_id,
                             items,
@@ -404,6 +418,36 @@ impl Handler<Apply> for InventoryActor {
                     "{} is not for the inventory",
                     other.event_type()
                 ))),
+            }
+        })
+    }
+}
+
+impl Handler<Prefetch> for InventoryActor {
+    type Result = ResponseFuture<Result<Option<Prefetched>, ConsumeError>>;
+
+    /// For a batch of `order.created` events, the stock rows of all their lines, read and locked once.
+    fn handle(&mut self, msg: Prefetch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            let skus = msg.envelopes.iter().flat_map(|e| match &e.event {
+                Event::OrderCreated(order) => order.items.iter().map(|l| l.sku_id.as_str()).collect(),
+                _ => Vec::new(),
+            });
+            let batch = StockBatch::read(msg.txn.as_ref(), skus).await?;
+            Ok(Some(Arc::new(batch) as Prefetched))
+        })
+    }
+}
+
+impl Handler<FinishBatch> for InventoryActor {
+    type Result = ResponseFuture<Result<(), ConsumeError>>;
+
+    /// The batch's stock changes, reservations and lines, written together.
+    fn handle(&mut self, msg: FinishBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            match msg.batch.downcast_ref::<StockBatch>() {
+                Some(batch) => batch.write(msg.txn.as_ref()).await,
+                None => Ok(()),
             }
         })
     }

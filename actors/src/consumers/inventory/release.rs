@@ -49,7 +49,7 @@ pub async fn release(
         .all(txn)
         .await?;
     for item in &held {
-        move_to_reserved(&item.sku_id, -i64::from(item.quantity), now)
+        move_to_reserved(&item.sku_id, -i64::from(item.quantity), 1, now)
             .exec(txn)
             .await?;
     }
