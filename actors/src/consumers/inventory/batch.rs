@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use super::{INSUFFICIENT_STOCK, Refusal, Reservation, ReservationStatus, merge, move_to_reserved};
+use super::{INSUFFICIENT_STOCK, Refusal, Reservation, held, merge, move_to_reserved};
 use crate::db;
 use crate::envelope::SkuQuantity;
 use crate::mailbox::ConsumeError;
@@ -102,14 +102,7 @@ impl StockBatch {
                 ..Default::default()
             });
         }
-        taken.reservations.push(inventory_reservations::ActiveModel {
-            id: Set(reservation_id.clone()),
-            order_id: Set(order_id.to_owned()),
-            status: Set(ReservationStatus::Reserved.as_str().to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            released_at: Set(None),
-        });
+        taken.reservations.push(held(&reservation_id, order_id, now));
         metrics::counter!("inventory_reservations_total").increment(1);
         Ok(Reservation::Reserved {
             reservation_id,

@@ -228,6 +228,22 @@ fn move_to_reserved(
         .filter(stocks::Column::SkuId.eq(sku_id))
 }
 
+/// A new reservation row that holds its stock.
+fn held(
+    reservation_id: &str,
+    order_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> inventory_reservations::ActiveModel {
+    inventory_reservations::ActiveModel {
+        id: Set(reservation_id.to_owned()),
+        order_id: Set(order_id.to_owned()),
+        status: Set(ReservationStatus::Reserved.as_str().to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        released_at: Set(None),
+    }
+}
+
 /// Reserves all lines of an order or none, inside the caller's transaction. Stock rows are read and
 /// checked, then each is decremented on the condition that it still holds the quantity; when one no
 /// longer does (another writer took the stock meanwhile) the answer is a [`ConsumeError::Conflict`] and
@@ -305,14 +321,7 @@ pub async fn reserve(
     let reservation_id = db::new_id();
     writes.push(
         backend,
-        &inventory_reservations::Entity::insert(inventory_reservations::ActiveModel {
-            id: Set(reservation_id.clone()),
-            order_id: Set(order_id.to_owned()),
-            status: Set(ReservationStatus::Reserved.as_str().to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            released_at: Set(None),
-        }),
+        &inventory_reservations::Entity::insert(held(&reservation_id, order_id, now)),
     );
     writes.push(
         backend,
