@@ -152,7 +152,8 @@ mod statement_stats {
                         .map(|(shape, n, t)| format!("{n}\t{:.1}\t{shape}\n", t.as_secs_f64() * 1000.0))
                         .collect();
                     if let Err(e) = std::fs::write(&path, text) {
-                        tracing::warn!(error = %e, "cannot write the statement statistics");
+                        tracing::warn!(error = %e, path = %path.display(), "cannot write the statement statistics; they stop");
+                        return;
                     }
                 }
             });
