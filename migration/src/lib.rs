@@ -8,6 +8,7 @@ mod m20261201_000002_saga_deadline_index;
 mod m20261201_000003_outbox_unclaimed_index;
 mod m20261201_000004_product_catalog;
 mod m20261201_000005_notification_indexes;
+mod m20261202_000001_outbox_one_unpublished_index;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_outbox_unclaimed_index::Migration),
             Box::new(m20261201_000004_product_catalog::Migration),
             Box::new(m20261201_000005_notification_indexes::Migration),
+            Box::new(m20261202_000001_outbox_one_unpublished_index::Migration),
         ]
     }
 }
