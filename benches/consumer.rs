@@ -103,7 +103,8 @@ async fn claim_and_publish(db: &DatabaseConnection) {
         "bench-trace",
         identity(),
     );
-    or_stop(actors::outbox::insert(&txn, &[event]).await, "outbox");
+    let unclaimed = actors::outbox::OutboxSignal::new();
+    let _waits_for_the_relay = or_stop(actors::outbox::insert(&txn, &[event], &unclaimed).await, "outbox");
     or_stop(txn.commit().await, "commit");
 }
 
@@ -134,7 +135,8 @@ async fn reserve_step(db: &DatabaseConnection) {
         "bench-trace",
         identity(),
     );
-    or_stop(actors::outbox::insert(&txn, &[event]).await, "outbox");
+    let unclaimed = actors::outbox::OutboxSignal::new();
+    let _waits_for_the_relay = or_stop(actors::outbox::insert(&txn, &[event], &unclaimed).await, "outbox");
     or_stop(txn.commit().await, "commit");
 }
 
@@ -152,7 +154,10 @@ async fn place(db: &DatabaseConnection) {
         }],
         deadline: None,
     };
-    or_stop(actors::placement::place(db, &request).await, "place");
+    or_stop(
+        actors::placement::place(db, &actors::outbox::OutboxSignal::new(), &request).await,
+        "place",
+    );
 }
 
 fn consumer(c: &mut Criterion) {

@@ -295,6 +295,42 @@ impl Writes {
             .await?;
         Ok(result.rows_affected())
     }
+
+    /// Runs the statements, then `returning` (a write with a `RETURNING` clause, on PostgreSQL or
+    /// SQLite), in one round trip on PostgreSQL; answers the rows `returning` answered.
+    pub async fn execute_returning(
+        self,
+        db: &impl sea_orm::ConnectionTrait,
+        returning: sea_orm::Statement,
+    ) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+        if db.get_database_backend() != DbBackend::Postgres || self.statements.is_empty() {
+            self.execute(db).await?;
+            return db.query_all_raw(returning).await;
+        }
+        let mut sql = String::from("WITH ");
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        for (i, statement) in self.statements.into_iter().enumerate() {
+            sql.push_str(&format!("w{i} AS ("));
+            push_renumbered(&mut sql, &statement.sql, values.len());
+            sql.push_str(" RETURNING 1), ");
+            if let Some(v) = statement.values {
+                values.extend(v.0);
+            }
+        }
+        // Every statement of a `WITH` runs to completion, whether the query reads its rows or not.
+        sql.push_str("answer AS (");
+        push_renumbered(&mut sql, &returning.sql, values.len());
+        sql.push_str(") SELECT * FROM answer");
+        if let Some(v) = returning.values {
+            values.extend(v.0);
+        }
+        db.query_all_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await
+    }
 }
 
 /// PostgreSQL statements as one: `WITH w0 AS (… RETURNING 1), w1 AS (…) SELECT count(w0) + count(w1)`,

@@ -157,6 +157,7 @@ impl Engine {
                 cache: cache.clone(),
                 check_prices: config.catalog.check_prices,
             },
+            outbox.clone(),
         )
         .start();
 

@@ -297,3 +297,40 @@ on_every_backend! {
         assert!(spilled > 0.0, "the payment queue kept deliveries as row ids: {spilled}");
     }
 }
+
+on_every_backend! {
+    async fn every_event_is_published_once_by_the_node_that_wrote_it(backend) {
+        // On PostgreSQL and SQLite a writer claims its outbox rows as it inserts them and hands them to
+        // the relay after the commit, so the relay never claims them a second time; on MySQL, whose
+        // inserts answer no ids, the relay claims them. Either way each is published once, by this node.
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("SKU-O", 10).await;
+        let id = app.order("u-1", vec![line("SKU-O", 1, "3.00")]).await["orderId"].as_str().unwrap().to_owned();
+        assert_eq!(app.ended(&id).await["status"], "CONFIRMED");
+        let rows = eventually(Duration::from_secs(10), "every event of the order to be published", || async {
+            let rows = outbox_events::Entity::find()
+                .filter(outbox_events::Column::AggregateId.eq(id.as_str()))
+                .all(&app.state.db)
+                .await
+                .unwrap();
+            rows.iter().all(|r| r.published_at.is_some()).then_some(rows)
+        })
+        .await;
+        let keys: Vec<&str> = rows.iter().map(|r| r.routing_key.as_str()).collect();
+        for key in ["order.created", "inventory.reserved", "payment.succeeded"] {
+            assert_eq!(keys.iter().filter(|k| **k == key).count(), 1, "one {key} in {keys:?}");
+        }
+        let node = rows[0].claimed_by.clone().expect("claimed by the node");
+        for row in &rows {
+            assert_eq!(row.claimed_by.as_ref(), Some(&node), "{}", row.routing_key);
+            assert_eq!(row.attempts, 0, "{} was published at the first attempt", row.routing_key);
+            let claimed_at = row.claimed_at.expect("a claim time");
+            assert!(row.published_at >= Some(claimed_at), "{}", row.routing_key);
+            if backend == crate::helpers::Backend::MySql {
+                assert!(claimed_at >= row.created_at, "{}", row.routing_key);
+            } else {
+                assert_eq!(claimed_at, row.created_at, "{} was claimed as it was written", row.routing_key);
+            }
+        }
+    }
+}

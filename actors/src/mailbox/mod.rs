@@ -7,7 +7,7 @@
 //! 3. opens one transaction, claims `(message_id, consumer)` in the inbox (`consumed_messages`) — a
 //!    message already claimed is a duplicate and changes nothing — asks the consumer actor to apply the
 //!    message inside that transaction, writes the events it produced to the outbox, and commits;
-//! 4. after the commit, wakes the outbox relay and runs the consumer's after-commit hooks;
+//! 4. after the commit, hands the relay the events it wrote and runs the consumer's after-commit hooks;
 //! 5. answers what the transport should do: acknowledge, retry after a bounded exponential back-off, or
 //!    dead-letter (after the last attempt, or at once for poison).
 //!
@@ -36,7 +36,7 @@ use crate::config::RetrySettings;
 use crate::db;
 use crate::envelope::{DecodeError, Envelope};
 use crate::faults;
-use crate::outbox::{self, OutboxSignal};
+use crate::outbox::{self, Handed, OutboxSignal};
 
 pub mod dead_letters;
 pub mod inbox;
@@ -453,8 +453,8 @@ impl Mailbox {
                 .await
                 .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))??;
         }
-        outbox::insert(txn.as_ref(), &publish).await?;
-        self.commit(txn, hooks).await
+        let handed = outbox::insert(txn.as_ref(), &publish, &self.outbox).await?;
+        self.commit(txn, hooks, handed).await
     }
 
     /// One message in its own transaction, conflicts retried at once.
@@ -478,14 +478,14 @@ impl Mailbox {
         loop {
             let result = db::bounded(async {
                 let txn = Arc::new(db::begin_write(&self.db).await?);
-                let hooks = match work(txn.clone()).await? {
+                let (hooks, handed) = match work(txn.clone()).await? {
                     Some(effects) => {
-                        outbox::insert(txn.as_ref(), &effects.publish).await?;
-                        effects.after_commit
+                        let handed = outbox::insert(txn.as_ref(), &effects.publish, &self.outbox).await?;
+                        (effects.after_commit, handed)
                     }
-                    None => vec![],
+                    None => (vec![], Handed::default()),
                 };
-                self.commit(txn, hooks).await
+                self.commit(txn, hooks, handed).await
             })
             .await;
             match result {
@@ -545,18 +545,19 @@ impl Mailbox {
         &self,
         txn: Arc<DatabaseTransaction>,
         hooks: Vec<AfterCommit>,
+        handed: Handed,
     ) -> Result<(), ConsumeError> {
         let txn = Arc::try_unwrap(txn)
             .map_err(|_| ConsumeError::Transient("a consumer kept the transaction".into()))?;
         txn.commit().await?;
+        self.outbox.hand_over(handed);
         self.after_commit(hooks);
         Ok(())
     }
 
-    /// What follows every commit that changed the flow: the relay is woken (the transaction may have
-    /// written outbox rows), then the writers' hooks run (the saga registry learns new states).
+    /// What follows every commit that changed the flow, once the relay has what the transaction wrote
+    /// to the outbox: the writers' hooks run (the saga registry learns new states).
     pub fn after_commit(&self, hooks: Vec<AfterCommit>) {
-        self.outbox.wake();
         for hook in hooks {
             hook();
         }

@@ -97,6 +97,8 @@ impl Handler<StopRelay> for OutboxRelay {
     type Result = ();
 
     fn handle(&mut self, _: StopRelay, ctx: &mut Self::Context) {
+        // Rows written from now on wait unclaimed, for the next start or another node.
+        self.signal.set_claimant(None);
         ctx.stop();
     }
 }
@@ -138,14 +140,29 @@ impl Relay {
                 }
             }
         }
+        // From now on writers claim their rows in this node's name and hand them over after their
+        // commit: the relay publishes them without claiming them again.
+        self.signal.set_claimant(Some(Arc::from(self.node_id.as_str())));
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let mut last_claim: Option<std::time::Instant> = None;
         loop {
-            self.drain().await;
+            let (waited, handed) = self.signal.take_handed();
+            if !handed.is_empty() {
+                metrics::gauge!("outbox_lag_seconds").set(waited.as_secs_f64());
+                self.publish(handed).await;
+            }
+            // The table is read when rows were written unclaimed or released, and at least every
+            // `poll` (rows whose claim another node left, rows sent back by the stalled-saga sweep).
+            let due = self.signal.take_unclaimed() || last_claim.is_none_or(|at| at.elapsed() >= poll);
+            if due {
+                last_claim = Some(std::time::Instant::now());
+                self.drain().await;
+            }
             self.signal.wait(poll).await;
         }
     }
 
-    /// Publishes until nothing is left to claim.
+    /// Claims and publishes until nothing is left to claim.
     async fn drain(&self) {
         loop {
             if !self.transport.is_ready() {
@@ -155,7 +172,7 @@ impl Relay {
             while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
                 let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
             }
-            let mut rows = match db::bounded(self.claim()).await {
+            let rows = match db::bounded(self.claim()).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox: claiming failed");
@@ -163,15 +180,6 @@ impl Relay {
                     return;
                 }
             };
-            if let Some(key) = faults::armed("outbox-claimed")
-                && rows.iter().any(|r| r.routing_key == key)
-            {
-                tracing::error!(routing_key = %key, "fault injection: dying between claim and publication");
-                std::process::abort();
-            }
-            if let Some(key) = faults::armed("outbox-hold") {
-                rows.retain(|r| r.routing_key != key);
-            }
             if rows.is_empty() {
                 return;
             }
@@ -180,17 +188,46 @@ impl Relay {
                 let lag = std::cmp::max((Utc::now() - oldest).num_milliseconds(), 0) as f64 / 1000.0;
                 metrics::gauge!("outbox_lag_seconds").set(lag);
             }
-            self.in_flight.fetch_add(rows.len(), Ordering::AcqRel);
-            for row in rows {
-                let message = OutboxMessage {
+            let messages = rows
+                .into_iter()
+                .map(|row| OutboxMessage {
                     id: row.id,
                     event_id: row.event_id,
                     event_type: row.event_type,
                     routing_key: row.routing_key,
                     body: Arc::from(row.payload.into_bytes()),
-                };
-                let confirm = Confirm::new(row.id, self.confirms.clone());
+                })
+                .collect();
+            self.publish(messages).await;
+        }
+    }
+
+    /// Hands rows claimed by this node to the transport. While the transport is down they are released
+    /// instead, to be claimed again once it is back.
+    async fn publish(&self, mut messages: Vec<OutboxMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        if let Some(key) = faults::armed("outbox-claimed")
+            && messages.iter().any(|m| m.routing_key == key)
+        {
+            tracing::error!(routing_key = %key, "fault injection: dying between claim and publication");
+            std::process::abort();
+        }
+        if let Some(key) = faults::armed("outbox-hold") {
+            messages.retain(|m| m.routing_key != key);
+        }
+        while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
+        }
+        self.in_flight.fetch_add(messages.len(), Ordering::AcqRel);
+        let ready = self.transport.is_ready();
+        for message in messages {
+            let confirm = Confirm::new(message.id, self.confirms.clone());
+            if ready {
                 self.transport.publish(message, confirm).await;
+            } else {
+                confirm.nack();
             }
         }
     }

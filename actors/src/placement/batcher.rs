@@ -7,6 +7,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use sea_orm::RuntimeErr;
 
 use super::{CatalogCheck, PlaceOrder, PlaceResult, check_and_place};
+use crate::outbox::OutboxSignal;
 
 /// Most orders written in one transaction by the [`PlacementBatcher`].
 pub const MAX_PLACE_BATCH: usize = 64;
@@ -15,6 +16,7 @@ pub const MAX_PLACE_BATCH: usize = 64;
 pub struct PlacementBatcher {
     db: DatabaseConnection,
     catalog: CatalogCheck,
+    outbox: OutboxSignal,
     pending: Vec<(PlaceOrder, tokio::sync::oneshot::Sender<PlaceResult>)>,
     busy: usize,
     writers: usize,
@@ -22,11 +24,13 @@ pub struct PlacementBatcher {
 
 impl PlacementBatcher {
     /// `writers`: batches written at the same time (1 for SQLite, which has one writer anyway).
-    /// Each batch is checked against the catalog (`catalog`) before it is written.
-    pub fn new(db: DatabaseConnection, writers: usize, catalog: CatalogCheck) -> Self {
+    /// Each batch is checked against the catalog (`catalog`) before it is written; the relay is handed
+    /// the `order.created` events of each batch after its commit (`outbox`).
+    pub fn new(db: DatabaseConnection, writers: usize, catalog: CatalogCheck, outbox: OutboxSignal) -> Self {
         Self {
             db,
             catalog,
+            outbox,
             pending: Vec::new(),
             busy: 0,
             writers: writers.max(1),
@@ -39,13 +43,13 @@ impl PlacementBatcher {
             let take = self.pending.len().min(MAX_PLACE_BATCH);
             let (requests, replies): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
             self.busy += 1;
-            let (db, catalog) = (self.db.clone(), self.catalog.clone());
+            let (db, catalog, outbox) = (self.db.clone(), self.catalog.clone(), self.outbox.clone());
             let write = async move {
                 // A batch bounded like the rest of the engine's work: one that waits forever on a lost
                 // connection would keep its writer busy for good.
                 let n = requests.len();
                 let placed = crate::db::bounded(async {
-                    Ok::<_, DbErr>(check_and_place(&db, &catalog, requests).await)
+                    Ok::<_, DbErr>(check_and_place(&db, &catalog, &outbox, requests).await)
                 });
                 match placed.await {
                     Ok(results) => results,

@@ -19,7 +19,7 @@ use crate::auth::Identity;
 use crate::db;
 use crate::envelope::{Envelope, Event, OrderCreated, OrderLine};
 use crate::ids::SkuId;
-use crate::outbox;
+use crate::outbox::{Handed, OutboxRows, OutboxSignal};
 use crate::read::orders::{OrderRecord, lines_of};
 use crate::saga::{self, OrderStatus, SagaUpdate};
 use entities::{Money, order_items, orders, saga_history, saga_instances};
@@ -132,6 +132,7 @@ pub struct CatalogCheck {
 pub async fn check_and_place(
     db: &DatabaseConnection,
     catalog: &CatalogCheck,
+    outbox: &OutboxSignal,
     requests: Vec<PlaceOrder>,
 ) -> Vec<PlaceResult> {
     let mut skus: Vec<String> = requests
@@ -177,7 +178,7 @@ pub async fn check_and_place(
             }
         }
     }
-    let mut placed = place_many(db, &passed).await.into_iter();
+    let mut placed = place_many(db, outbox, &passed).await.into_iter();
     results
         .into_iter()
         .map(|result| match result {
@@ -195,16 +196,20 @@ pub async fn check_and_place(
 ///
 /// A request whose deadline has passed is not written; one whose deadline passes while its batch is
 /// written is rolled back before the commit (the batch is then placed one by one, without it).
-pub async fn place_many(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Vec<PlaceResult> {
+pub async fn place_many(
+    db: &DatabaseConnection,
+    outbox: &OutboxSignal,
+    requests: &[PlaceOrder],
+) -> Vec<PlaceResult> {
     if requests.len() > 1 && !requests.iter().any(PlaceOrder::expired) {
-        match place_together(db, requests).await {
+        match place_together(db, outbox, requests).await {
             Ok(results) => return results,
             Err(e) => tracing::debug!(error = %e, "placing together failed; placing one by one"),
         }
     }
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
-        results.push(place(db, request).await);
+        results.push(place(db, outbox, request).await);
     }
     results
 }
@@ -219,15 +224,20 @@ fn abandoned() -> PlaceError {
 /// Every request in one transaction, each table written with one statement for the whole batch. A key
 /// used before (or twice in the batch) fails the batch, and the requests are then placed one by one,
 /// which answers such a key with its original order.
-async fn place_together(db: &DatabaseConnection, requests: &[PlaceOrder]) -> Result<Vec<PlaceResult>, DbErr> {
+async fn place_together(
+    db: &DatabaseConnection,
+    outbox: &OutboxSignal,
+    requests: &[PlaceOrder],
+) -> Result<Vec<PlaceResult>, DbErr> {
     let orders: Vec<NewOrderRows> = requests.iter().map(NewOrderRows::new).collect::<Result<_, _>>()?;
     let txn = db::begin_write(db).await?;
-    insert_rows(&txn, &orders).await?;
+    let handed = insert_rows(&txn, &orders, outbox).await?;
     if requests.iter().any(PlaceOrder::expired) {
         txn.rollback().await?;
         return Err(DbErr::Custom("a request's deadline passed".into()));
     }
     txn.commit().await?;
+    outbox.hand_over(handed);
     metrics::counter!("orders_placed_total").increment(orders.len() as u64);
     Ok(orders
         .into_iter()
@@ -254,7 +264,7 @@ async fn replay(
 /// Places one order (or finds the one its idempotency key already placed). The insert comes first: in
 /// the common case the key is new and nothing needs reading; a unique-key violation means the key was
 /// used, and the next round reads the order that used it.
-pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult {
+pub async fn place(db: &DatabaseConnection, outbox: &OutboxSignal, request: &PlaceOrder) -> PlaceResult {
     let hash = request_hash(&request.user_id, &request.items);
     let mut last_error = None;
     for _ in 0..PLACE_ATTEMPTS {
@@ -263,13 +273,14 @@ pub async fn place(db: &DatabaseConnection, request: &PlaceOrder) -> PlaceResult
         }
         let rows = NewOrderRows::new(request)?;
         let txn = db::begin_write(db).await?;
-        match insert_rows(&txn, std::slice::from_ref(&rows)).await {
-            Ok(()) if request.expired() => {
+        match insert_rows(&txn, std::slice::from_ref(&rows), outbox).await {
+            Ok(_) if request.expired() => {
                 txn.rollback().await?;
                 return Err(abandoned());
             }
-            Ok(()) => {
+            Ok(handed) => {
                 txn.commit().await?;
+                outbox.hand_over(handed);
                 metrics::counter!("orders_placed_total").increment(1);
                 return Ok(Placement::Created(rows.record, rows.saga.update));
             }
@@ -369,8 +380,12 @@ impl NewOrderRows {
 }
 
 /// Writes new orders: one statement per table, whatever their number, in one round trip where the
-/// database allows it. Nothing is read back.
-async fn insert_rows(txn: &impl ConnectionTrait, orders: &[NewOrderRows]) -> Result<(), DbErr> {
+/// database allows it. Only the outbox rows' ids are read back, when they are handed to the relay.
+async fn insert_rows(
+    txn: &impl ConnectionTrait,
+    orders: &[NewOrderRows],
+    outbox: &OutboxSignal,
+) -> Result<Handed, DbErr> {
     let backend = txn.get_database_backend();
     let mut writes = db::Writes::new();
     writes.push(
@@ -403,9 +418,14 @@ async fn insert_rows(txn: &impl ConnectionTrait, orders: &[NewOrderRows]) -> Res
         &saga_history::Entity::insert_many(orders.iter().map(|o| o.saga.history.clone())),
     );
     let created: Vec<Envelope> = orders.iter().map(|o| o.created.clone()).collect();
-    writes.push(backend, &outbox::insert_statement(&created)?);
+    let rows = OutboxRows::new(&created, outbox.claimant(backend))?;
+    if rows.claimed {
+        let answer = writes.execute_returning(txn, rows.returning(backend)).await?;
+        return rows.handed(&answer);
+    }
+    writes.push(backend, &rows.insert);
     writes.execute(txn).await?;
-    Ok(())
+    Ok(Handed::unclaimed())
 }
 
 #[cfg(test)]
