@@ -307,16 +307,8 @@ impl Writes {
             self.execute(db).await?;
             return db.query_all_raw(returning).await;
         }
-        let mut sql = String::from("WITH ");
-        let mut values: Vec<sea_orm::Value> = Vec::new();
-        for (i, statement) in self.statements.into_iter().enumerate() {
-            sql.push_str(&format!("w{i} AS ("));
-            push_renumbered(&mut sql, &statement.sql, values.len());
-            sql.push_str(" RETURNING 1), ");
-            if let Some(v) = statement.values {
-                values.extend(v.0);
-            }
-        }
+        let (mut sql, mut values) = postgres_ctes(self.statements);
+        sql.push_str(", ");
         // Every statement of a `WITH` runs to completion, whether the query reads its rows or not.
         sql.push_str("answer AS (");
         push_renumbered(&mut sql, &returning.sql, values.len());
@@ -336,9 +328,24 @@ impl Writes {
 /// PostgreSQL statements as one: `WITH w0 AS (… RETURNING 1), w1 AS (…) SELECT count(w0) + count(w1)`,
 /// their parameters renumbered to follow each other.
 fn postgres_together(statements: Vec<sea_orm::Statement>) -> sea_orm::Statement {
+    let count = statements.len();
+    let (mut sql, values) = postgres_ctes(statements);
+    sql.push_str(" SELECT ");
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(" + ");
+        }
+        sql.push_str(&format!("(SELECT count(*) FROM w{i})"));
+    }
+    sql.push_str(" AS changed");
+    sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// `WITH w0 AS (… RETURNING 1), w1 AS (…)` and the statements' parameters, renumbered to follow each
+/// other.
+fn postgres_ctes(statements: Vec<sea_orm::Statement>) -> (String, Vec<sea_orm::Value>) {
     let mut sql = String::from("WITH ");
     let mut values: Vec<sea_orm::Value> = Vec::new();
-    let count = statements.len();
     for (i, statement) in statements.into_iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
@@ -350,15 +357,7 @@ fn postgres_together(statements: Vec<sea_orm::Statement>) -> sea_orm::Statement 
             values.extend(v.0);
         }
     }
-    sql.push_str(" SELECT ");
-    for i in 0..count {
-        if i > 0 {
-            sql.push_str(" + ");
-        }
-        sql.push_str(&format!("(SELECT count(*) FROM w{i})"));
-    }
-    sql.push_str(" AS changed");
-    sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+    (sql, values)
 }
 
 /// Appends `sql` with each placeholder `$n` written as `$(n + offset)`. Statements built by sea-query

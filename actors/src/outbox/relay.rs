@@ -169,9 +169,7 @@ impl Relay {
                 // Rows wait in the outbox until the transport is back.
                 return;
             }
-            while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
-                let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
-            }
+            self.room_in_flight().await;
             let rows = match db::bounded(self.claim()).await {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -202,6 +200,13 @@ impl Relay {
         }
     }
 
+    /// Waits while [`MAX_IN_FLIGHT`] publications are unconfirmed.
+    async fn room_in_flight(&self) {
+        while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
+        }
+    }
+
     /// Hands rows claimed by this node to the transport. While the transport is down they are released
     /// instead, to be claimed again once it is back.
     async fn publish(&self, mut messages: Vec<OutboxMessage>) {
@@ -217,9 +222,7 @@ impl Relay {
         if let Some(key) = faults::armed("outbox-hold") {
             messages.retain(|m| m.routing_key != key);
         }
-        while self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.capacity.notified()).await;
-        }
+        self.room_in_flight().await;
         self.in_flight.fetch_add(messages.len(), Ordering::AcqRel);
         let ready = self.transport.is_ready();
         for message in messages {
