@@ -175,7 +175,7 @@ impl Engine {
                 queue: topology::Q_INVENTORY_RELEASE_REQUESTED,
                 apply: inventory.clone().recipient(),
                 prepare: None,
-                prefetch: None,
+                prefetch: Some(inventory.clone().recipient()),
                 finish: None,
                 serial: true,
                 home: inventory_home.clone(),

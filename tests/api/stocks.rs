@@ -294,3 +294,84 @@ on_every_backend! {
         assert_eq!(app.stock("SKU-X").await, (0, 5));
     }
 }
+
+#[actix_web::test]
+async fn reservations_and_releases_of_the_same_skus_run_in_batches_without_deadlocks() {
+    // Orders of three lines each on six SKUs, half of them compensated: batches of reservations and
+    // batches of releases of the same stock rows run at the same time on the two stock queues. Both lock
+    // the rows in one order, so neither waits for the other in a cycle. A deadlock would roll one batch
+    // back after PostgreSQL's `deadlock_timeout` (a second of every saga behind it), and PostgreSQL counts
+    // each one per database.
+    use crate::helpers::{Backend, eventually, spawn_app_with};
+    use ordersaga::config::PaymentMode;
+    use ordersaga::loadtest::{self, Extent, Interrupt, Load, Options};
+    use sea_orm::{ConnectionTrait, Database};
+
+    let Some(app) = spawn_app_with(Backend::Postgres, |s| s.payment_mode = PaymentMode::Hashed).await else {
+        return;
+    };
+    let mut options = Options::new(&app.address);
+    options.extent = Extent::Orders(1_000);
+    options.load = Load::Closed { concurrency: 32 };
+    options.skus = 6;
+    options.lines = 3;
+    options.max_quantity = 2;
+    options.stock = 1_000_000;
+    options.timeout = std::time::Duration::from_secs(60);
+
+    let report = loadtest::run(&options, Interrupt::new()).await.unwrap();
+
+    assert!(report.invariants.ok, "{:#?}", report.invariants.violations);
+    assert_eq!(
+        (report.accepted, report.completed),
+        (1_000, 1_000),
+        "{:?}",
+        report.rejections
+    );
+    assert!(
+        report.compensated > 200,
+        "about half compensated: {}",
+        report.compensated
+    );
+    // A server process reports its counts when it ends at the latest: close the node's connections and
+    // wait until they are gone, then read the database's count.
+    app.state.db.close_by_ref().await.unwrap();
+    let name = app
+        .db
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let admin = Database::connect(&std::env::var("ORDERSAGA_TEST_POSTGRES").unwrap())
+        .await
+        .unwrap();
+    let number = |sql: String| {
+        let admin = &admin;
+        async move {
+            let row = admin.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql));
+            row.await.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the node's connections to close",
+        || async {
+            let open = number(format!(
+                "SELECT count(*)::bigint FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await;
+            (open == 0).then_some(())
+        },
+    )
+    .await;
+    let deadlocks = number(format!(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = '{name}'"
+    ))
+    .await;
+    let _ = admin.close().await;
+    assert_eq!(deadlocks, 0, "deadlocks between stock batches");
+}

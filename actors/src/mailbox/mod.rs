@@ -340,6 +340,7 @@ impl Mailbox {
                     pending.clear();
                 }
                 Err(e) => {
+                    metrics::counter!("message_batches_failed_total", "queue" => consumer.queue).increment(1);
                     tracing::debug!(queue = consumer.queue, error = %e, "batch failed; applying one by one")
                 }
             }

@@ -435,9 +435,23 @@ impl Handler<Apply> for InventoryActor {
 impl Handler<Prefetch> for InventoryActor {
     type Result = ResponseFuture<Result<Option<Prefetched>, ConsumeError>>;
 
-    /// For a batch of `order.created` events, the stock rows of all their lines, read and locked once.
+    /// For a batch of `order.created` events, the stock rows of all their lines, read and locked once;
+    /// for a batch of releases, the stock rows they give back to, locked in the same order.
     fn handle(&mut self, msg: Prefetch, _: &mut Self::Context) -> Self::Result {
         Box::pin(async move {
+            let releasing: Vec<&str> = msg
+                .envelopes
+                .iter()
+                .filter_map(|e| match &e.event {
+                    Event::InventoryReleaseRequested(request) => Some(request.order_id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !releasing.is_empty() {
+                // A batch is one queue's: releases only.
+                release::lock_stock(msg.txn.as_ref(), &releasing).await?;
+                return Ok(None);
+            }
             let skus = msg.envelopes.iter().flat_map(|e| match &e.event {
                 Event::OrderCreated(order) => order.items.iter().map(|l| l.sku_id.as_str()).collect(),
                 _ => Vec::new(),

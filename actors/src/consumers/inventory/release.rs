@@ -1,13 +1,48 @@
 //! Releases: a reservation's stock given back, once, with its audit row.
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use super::{ReservationStatus, move_to_reserved};
 use crate::db;
 use crate::envelope::{InventoryReleased, SkuQuantity};
 use crate::mailbox::ConsumeError;
-use entities::{inventory_release_events, inventory_reservation_items, inventory_reservations};
+use entities::{inventory_release_events, inventory_reservation_items, inventory_reservations, stocks};
+
+/// Locks, in key order, the stock rows the reservations of `order_ids` hold, before a batch of their
+/// releases gives the units back one order at a time. The reservation batches lock their rows in the same
+/// order ([`super::batch::StockBatch::read`]), so a batch of releases and a batch of reservations of the
+/// same SKUs wait for each other instead of deadlocking (which PostgreSQL would find only after its
+/// `deadlock_timeout`, a second, and answer by failing one of the batches).
+pub async fn lock_stock(txn: &impl ConnectionTrait, order_ids: &[&str]) -> Result<(), ConsumeError> {
+    use inventory_reservation_items::Column as Item;
+    use inventory_reservations::Column as Held;
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    let held_skus = Query::select()
+        .column((inventory_reservation_items::Entity, Item::SkuId))
+        .from(inventory_reservation_items::Entity)
+        .inner_join(
+            inventory_reservations::Entity,
+            Expr::col((inventory_reservations::Entity, Held::Id))
+                .equals((inventory_reservation_items::Entity, Item::ReservationId)),
+        )
+        .and_where(
+            Expr::col((inventory_reservations::Entity, Held::OrderId)).is_in(order_ids.iter().copied()),
+        )
+        .to_owned();
+    stocks::Entity::find()
+        .select_only()
+        .column(stocks::Column::SkuId)
+        .filter(stocks::Column::SkuId.in_subquery(held_skus))
+        .order_by_asc(stocks::Column::SkuId)
+        .lock_exclusive()
+        .into_tuple::<String>()
+        .all(txn)
+        .await?;
+    Ok(())
+}
 
 /// Gives an order's reserved stock back and writes the release audit row, inside the caller's
 /// transaction. `None` when the reservation was released before (nothing happens twice).
