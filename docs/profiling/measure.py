@@ -12,7 +12,8 @@ Besides the harness's report it records what the harness cannot see from outside
 - with --statements: the statements the node sent, by shape, per saga, with their time (the node's
   `database.statement_stats_file`; the whole life of the node, so the harness's set-up and final reads too).
 
-usage: docs/profiling/measure.py NAME [--pg] [--env KEY=VALUE]... [--perf-stat [--perf-events E,...]]
+usage: docs/profiling/measure.py NAME [--pg] [--env KEY=VALUE]... [--bin B] [--harness H]
+                                 [--perf-stat [--perf-events E,...]]
                                  [--perf-record FILE] [--statements] -- LOADTEST FLAGS...
 
 Run it from the repository root after `cargo build --release`. Artifacts go to target/measure/NAME/.
@@ -99,6 +100,8 @@ def main():
     parser.add_argument("--statements", action="store_true", help="count the node's statements by shape")
     parser.add_argument("--port", type=int, default=18471)
     parser.add_argument("--bin", default="target/release/ordersaga")
+    parser.add_argument("--harness", help="the binary whose `loadtest` drives the node [default: --bin]; "
+                        "one harness for both sides of an A/B")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -166,7 +169,8 @@ def main():
                                      os.path.abspath(args.perf_record), "-p", str(server_pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load_before = os.getloadavg()[0]
-    harness = subprocess.Popen([binary, "loadtest", "--url", url, "--no-progress", "--json", f"{work}/report.json"]
+    harness_binary = os.path.abspath(args.harness or args.bin)
+    harness = subprocess.Popen([harness_binary, "loadtest", "--url", url, "--no-progress", "--json", f"{work}/report.json"]
                                + loadtest_flags, env=env, stdout=open(f"{work}/summary.txt", "w"),
                                stderr=open(f"{work}/harness.err", "w"))
     samples = []
@@ -228,6 +232,7 @@ def main():
         "durationSeconds": report["durationSeconds"],
         "completionMs": report["latencyMs"]["completion"],
         "acceptMs": report["latencyMs"]["accept"],
+        "sagaMs": report["latencyMs"].get("saga"),
         "invariantsOk": report["invariants"]["ok"],
         "cpuMsPerSaga": {k: round(v * 1000 / sagas, 3) for k, v in cpu.items()},
         "loadavg": [round(load_before, 2), round(load_after, 2)],

@@ -25,6 +25,11 @@ pub struct LoadtestArgs {
     /// Closed loop: workers, each placing its next order once the previous one was answered [default: 32].
     #[arg(long, conflicts_with = "rate")]
     pub concurrency: Option<usize>,
+    /// Closed loop over whole sagas: each worker places its next order once the previous one's saga has
+    /// ended (it reads the order until then), so `--concurrency` sagas are in flight, as with the peer's
+    /// driver.
+    #[arg(long, conflicts_with = "rate")]
+    pub whole_sagas: bool,
     /// Open loop: orders per second, due on a fixed schedule whatever the answers.
     #[arg(long, value_name = "PER_SECOND", allow_negative_numbers = true)]
     pub rate: Option<f64>,
@@ -88,8 +93,14 @@ impl LoadtestArgs {
                 rate,
                 max_in_flight: self.max_in_flight,
             },
-            (None, Some(concurrency)) => Load::Closed { concurrency },
-            (None, None) => options.load,
+            (None, concurrency) => {
+                let concurrency = concurrency.unwrap_or(loadtest::DEFAULT_CONCURRENCY);
+                if self.whole_sagas {
+                    Load::Sagas { concurrency }
+                } else {
+                    Load::Closed { concurrency }
+                }
+            }
         };
         options.extent = match (self.orders, self.duration) {
             (_, Some(duration)) => Extent::Duration(seconds("duration", duration)?),

@@ -69,6 +69,11 @@ const PLACE_ATTEMPTS: u32 = 5;
 const COUNTS_INTERVAL: Duration = Duration::from_millis(500);
 /// How often orders still pending are read again once the counts say they should have ended.
 const PENDING_INTERVAL: Duration = Duration::from_millis(250);
+/// Whole sagas in a closed loop: the shortest and the longest pause between two reads of an order.
+const POLL_MIN: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(250);
+/// Whole sagas in a closed loop: what a worker expects its first saga to take.
+const FIRST_EXPECTED: Duration = Duration::from_millis(20);
 /// Stock set per SKU at the same time during set-up.
 const SETUP_CONCURRENCY: usize = 8;
 
@@ -91,6 +96,10 @@ pub enum LoadtestError {
 pub enum Load {
     /// `concurrency` workers, each placing its next order once the previous one was answered.
     Closed { concurrency: usize },
+    /// `concurrency` workers, each placing its next order once the previous one's saga has ended (it reads
+    /// the order, as the seed system's clients do): the whole saga in a closed loop, as the peer's driver
+    /// measures it.
+    Sagas { concurrency: usize },
     /// Orders due at `rate` per second whatever the answers, at most `max_in_flight` unanswered.
     Open { rate: f64, max_in_flight: usize },
 }
@@ -171,7 +180,7 @@ impl Options {
             return Err(format!("--url `{}` names no host", self.url));
         }
         match self.load {
-            Load::Closed { concurrency } => {
+            Load::Closed { concurrency } | Load::Sagas { concurrency } => {
                 if !(1..=100_000).contains(&concurrency) {
                     return Err("--concurrency must be between 1 and 100000".to_owned());
                 }
@@ -233,6 +242,9 @@ impl Options {
             Load::Closed { concurrency } => LoadDescription::Closed {
                 concurrency: concurrency as u64,
             },
+            Load::Sagas { concurrency } => LoadDescription::Sagas {
+                concurrency: concurrency as u64,
+            },
             Load::Open { rate, .. } => LoadDescription::Open { rate },
         }
     }
@@ -242,7 +254,7 @@ impl Options {
         match (self.extent, self.load) {
             (Extent::Orders(n), _) => Some(n),
             (Extent::Duration(d), Load::Open { rate, .. }) => Some((d.as_secs_f64() * rate).ceil() as u64),
-            (Extent::Duration(_), Load::Closed { .. }) => None,
+            (Extent::Duration(_), Load::Closed { .. } | Load::Sagas { .. }) => None,
         }
     }
 }
@@ -346,21 +358,22 @@ struct Placing {
 }
 
 impl Placing {
-    async fn place(&self, n: u64, due: Duration) {
+    /// Places order `n`; answers its id and its buyer's token when the node accepted it.
+    async fn place(&self, n: u64, due: Duration) -> Option<(String, &str)> {
         let spec = self.workload.order(n);
         let sent = self.start.elapsed();
-        let Some(token) = self.tokens.get(spec.user % self.tokens.len().max(1)) else {
-            return;
-        };
+        let token = self.tokens.get(spec.user % self.tokens.len().max(1))?;
         let placed = self
             .api
             .place_order(token, &spec.idempotency_key, &spec.body, PLACE_ATTEMPTS)
             .await;
+        let mut answer = None;
         let outcome = match placed {
             Placed::Accepted { order_id } => {
                 let at = self.start.elapsed();
                 let accepted = self.accepted.fetch_add(1, Ordering::AcqRel) + 1;
                 self.progress.ended.set_length(accepted);
+                answer = Some((order_id.clone(), token.as_str()));
                 Outcome::Accepted { order_id, at }
             }
             Placed::Refused { status, detail } => {
@@ -376,6 +389,45 @@ impl Placing {
                 sent,
                 outcome,
             });
+        }
+        answer
+    }
+
+    /// Waits until the order's saga has ended (or `deadline`), reading the order as its buyer. The first
+    /// read comes after `expected` (about what the worker's sagas take), the next ones every quarter of
+    /// it, so that a saga costs the node a read or two. Answers what to expect of the next saga: a little
+    /// less when the first read found this one ended, else about what this one took.
+    async fn until_ended(
+        &self,
+        token: &str,
+        order_id: &str,
+        expected: Duration,
+        deadline: Instant,
+    ) -> Duration {
+        let started = Instant::now();
+        let mut first = true;
+        let step = (expected / 4).clamp(POLL_MIN, POLL_MAX);
+        let mut pause = expected.clamp(POLL_MIN, POLL_MAX);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = step;
+            let ended = match self.api.order(token, order_id).await {
+                Ok(Found::Yes(view)) => view.status != invariants::PENDING,
+                // Not readable: the final wait reports it.
+                Ok(Found::No) => true,
+                // The node is busy or restarting: read again later.
+                Err(_) => {
+                    pause = POLL_MAX;
+                    false
+                }
+            };
+            if ended && first {
+                return (expected * 7 / 8).max(POLL_MIN);
+            }
+            if ended || Instant::now() >= deadline {
+                return (expected * 3 + started.elapsed()) / 4;
+            }
+            first = false;
         }
     }
 }
@@ -435,7 +487,7 @@ async fn watch_counts(
 pub async fn run(options: &Options, interrupt: Interrupt) -> Result<Report, LoadtestError> {
     options.validate().map_err(LoadtestError::Setup)?;
     let connections = match options.load {
-        Load::Closed { concurrency } => concurrency,
+        Load::Closed { concurrency } | Load::Sagas { concurrency } => concurrency,
         Load::Open { max_in_flight, .. } => max_in_flight,
     } + invariants::READ_CONCURRENCY;
     let api = Api::new(&options.url, connections, options.request_timeout)?;
@@ -651,14 +703,17 @@ pub async fn run(options: &Options, interrupt: Interrupt) -> Result<Report, Load
 async fn place_all(options: &Options, placing: &Arc<Placing>, interrupt: &Interrupt) {
     let mut tasks = JoinSet::new();
     match options.load {
-        Load::Closed { concurrency } => {
+        Load::Closed { concurrency } | Load::Sagas { concurrency } => {
+            let whole_sagas = matches!(options.load, Load::Sagas { .. });
             let next = Arc::new(AtomicU64::new(0));
             for _ in 0..concurrency {
                 let placing = placing.clone();
                 let next = next.clone();
                 let interrupt = interrupt.clone();
                 let extent = options.extent;
+                let timeout = options.timeout;
                 tasks.spawn(async move {
+                    let mut expected = FIRST_EXPECTED;
                     while !interrupt.is_set() {
                         let n = next.fetch_add(1, Ordering::AcqRel);
                         let more = match extent {
@@ -669,7 +724,14 @@ async fn place_all(options: &Options, placing: &Arc<Placing>, interrupt: &Interr
                             break;
                         }
                         let due = placing.start.elapsed();
-                        placing.place(n, due).await;
+                        let placed = placing.place(n, due).await;
+                        if let (true, Some((order_id, token))) = (whole_sagas, placed) {
+                            let deadline = Instant::now() + timeout;
+                            tokio::select! {
+                                next = placing.until_ended(token, &order_id, expected, deadline) => expected = next,
+                                _ = interrupt.wait() => break,
+                            }
+                        }
                     }
                 });
             }

@@ -33,7 +33,7 @@ pub struct LatencySummary {
     pub count: u64,
 }
 
-/// Both latencies of the contract.
+/// The latencies of the contract, and the whole saga's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Latencies {
@@ -41,6 +41,9 @@ pub struct Latencies {
     pub accept: LatencySummary,
     /// From the `201` to the saga's end.
     pub completion: LatencySummary,
+    /// From the moment the order was due or sent to the saga's end: what a client waiting for the
+    /// outcome sees (accept and completion together).
+    pub saga: LatencySummary,
 }
 
 /// The outcome of the invariant checks.
@@ -76,6 +79,8 @@ pub struct Second {
 pub enum LoadDescription {
     /// `concurrency` workers, each placing its next order once the previous one was answered.
     Closed { concurrency: u64 },
+    /// `concurrency` workers, each placing its next order once the previous one's saga had ended.
+    Sagas { concurrency: u64 },
     /// Orders due at a fixed rate, whatever the answers.
     Open { rate: f64 },
 }
@@ -216,6 +221,7 @@ pub fn figures(
     let offset = chrono::Duration::microseconds(offset_us);
     let mut accept = histogram()?;
     let mut completion = histogram()?;
+    let mut saga = histogram()?;
     let mut per_second: BTreeMap<u64, (u64, Vec<Duration>)> = BTreeMap::new();
     let mut accepted_per_second: BTreeMap<u64, u64> = BTreeMap::new();
     let mut end = placing;
@@ -232,6 +238,7 @@ pub fn figures(
             .unwrap_or(Duration::ZERO);
         let latency = ended.saturating_sub(t.accepted);
         record(&mut completion, latency);
+        record(&mut saga, ended.saturating_sub(t.due));
         end = end.max(ended);
         let slot = per_second.entry(ended.as_secs()).or_default();
         slot.0 += 1;
@@ -263,6 +270,7 @@ pub fn figures(
         latency: Latencies {
             accept: summarize(&accept),
             completion: summarize(&completion),
+            saga: summarize(&saga),
         },
         duration: end,
         clock_offset_ms: ms(offset_us as f64),
@@ -289,6 +297,9 @@ pub fn render_summary(report: &Report) -> String {
     let mut out = String::new();
     let load = match &report.load {
         LoadDescription::Closed { concurrency } => format!("closed loop, {concurrency} concurrent"),
+        LoadDescription::Sagas { concurrency } => {
+            format!("closed loop over whole sagas, {concurrency} concurrent")
+        }
         LoadDescription::Open { rate } => format!("open loop, {rate} orders/s due"),
     };
     let _ = writeln!(
@@ -352,6 +363,7 @@ pub fn render_summary(report: &Report) -> String {
     for (name, l) in [
         ("accept", &report.latency_ms.accept),
         ("completion", &report.latency_ms.completion),
+        ("saga", &report.latency_ms.saga),
     ] {
         let _ = writeln!(
             out,
@@ -437,6 +449,9 @@ mod tests {
             "{:?}",
             f.latency.completion
         );
+        // The whole saga counts from the moment it was sent: 1_030 − 995 − 0 = 35 ms, 1_150 − 995 − 100 = 55 ms.
+        assert!(close(f.latency.saga.p50, 35.0), "{:?}", f.latency.saga);
+        assert!(close(f.latency.saga.max, 55.0), "{:?}", f.latency.saga);
     }
 
     #[test]
@@ -450,6 +465,7 @@ mod tests {
         assert_eq!(f.duration, Duration::from_millis(1_700));
         assert_eq!(f.latency.accept.count, 3);
         assert_eq!(f.latency.completion.count, 2);
+        assert_eq!(f.latency.saga.count, 2);
         assert_eq!(f.timeline.len(), 2);
         assert_eq!((f.timeline[0].accepted, f.timeline[0].ended), (3, 1));
         assert_eq!((f.timeline[1].accepted, f.timeline[1].ended), (0, 1));
@@ -476,6 +492,7 @@ mod tests {
             latency_ms: Latencies {
                 accept: latency(10.0),
                 completion: latency(20.0),
+                saga: latency(30.0),
             },
             invariants: InvariantReport {
                 ok: true,

@@ -118,6 +118,61 @@ async fn an_open_loop_run_places_rate_times_duration_orders() {
     );
 }
 
+#[actix_web::test]
+async fn a_run_over_whole_sagas_keeps_at_most_its_concurrency_in_flight() {
+    let Some(app) = spawn_app_with(crate::helpers::Backend::Sqlite, |s| {
+        s.payment_mode = PaymentMode::Hashed
+    })
+    .await
+    else {
+        return;
+    };
+    let mut options = small_run(&app.address);
+    options.load = Load::Sagas { concurrency: 2 };
+    options.extent = Extent::Orders(30);
+    options.stock = 1_000;
+
+    let report = loadtest::run(&options, Interrupt::new()).await.unwrap();
+
+    assert_eq!(report.orders, 30);
+    assert_consistent(&report);
+    assert!(
+        report.compensated > 0,
+        "HASHED declines about half of the payments"
+    );
+    assert_eq!(
+        serde_json::to_value(&report.load).unwrap(),
+        json!({"kind": "sagas", "concurrency": 2})
+    );
+    // The whole saga is the accept and the completion together.
+    let (saga, completion) = (&report.latency_ms.saga, &report.latency_ms.completion);
+    assert_eq!(saga.count, report.accepted);
+    assert!(saga.p50 <= saga.p99 && saga.p99 <= saga.max, "{saga:?}");
+    assert!(
+        saga.max >= completion.max && saga.p50 >= completion.p50,
+        "{saga:?} {completion:?}"
+    );
+    // On the node's clock: a worker's next saga started after its previous one had ended, so no more
+    // than 2 sagas ever ran at once.
+    let api = loadtest::client::Api::new(&app.address, 2, Duration::from_secs(10)).unwrap();
+    let page = api.sagas(&app.admin_token().await, 0, 100).await.unwrap();
+    assert_eq!(page.items.len(), 30);
+    let mut edges = Vec::new();
+    for saga in &page.items {
+        let ended = saga.completed_at.expect("every saga ended");
+        edges.push((saga.started_at, 1));
+        edges.push((ended, -1));
+    }
+    // An end before a start at the same instant: touching sagas did not overlap.
+    edges.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, step) in edges {
+        running += step;
+        most = most.max(running);
+    }
+    assert!((1..=2).contains(&most), "{most} sagas ran at once");
+}
+
 /// Runs the binary with `args` (no inherited ORDERSAGA_ settings) on the blocking pool.
 async fn ordersaga(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
@@ -213,6 +268,10 @@ async fn bad_flags_exit_with_2_and_name_the_flag() {
         (&["loadtest", "--skus", "0"][..], "--skus"),
         (&["loadtest", "--url", "https://example.com"][..], "--url"),
         (&["loadtest", "--concurrency", "4", "--rate", "10"][..], "--rate"),
+        (
+            &["loadtest", "--whole-sagas", "--rate", "10"][..],
+            "--whole-sagas",
+        ),
         (
             &["loadtest", "--orders", "10", "--duration", "5"][..],
             "--duration",
