@@ -126,12 +126,20 @@ impl Default for Settings {
     }
 }
 
+/// Read-only SQLite connections beside the writer, by default.
+pub const DEFAULT_SQLITE_READERS: u32 = 2;
+/// Most read-only SQLite connections.
+pub const MAX_SQLITE_READERS: u32 = 64;
+
 /// Connection pool settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// Pool size (default: 16 for PostgreSQL/MySQL, 1 for SQLite).
     pub max_connections: Option<u32>,
+    /// SQLite: read-only connections that serve the API's reads beside the one writer (0: reads use the
+    /// writer's connection and wait behind its transactions). Unused on server databases.
+    pub sqlite_readers: u32,
     /// Seconds to wait for a connection.
     pub connect_timeout_seconds: u64,
     /// Longest a unit of the engine's database work (a consumer's or a saga step's transaction, an
@@ -148,6 +156,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             max_connections: None,
+            sqlite_readers: DEFAULT_SQLITE_READERS,
             connect_timeout_seconds: 10,
             work_timeout_seconds: actors::db::DEFAULT_WORK_TIMEOUT.as_secs(),
             statement_stats_file: None,
@@ -379,6 +388,12 @@ impl Settings {
             return Err(ConfigError::setting(
                 "database.max_connections",
                 "must be at least 1",
+            ));
+        }
+        if self.database.sqlite_readers > MAX_SQLITE_READERS {
+            return Err(ConfigError::setting(
+                "database.sqlite_readers",
+                format!("must be at most {MAX_SQLITE_READERS}"),
             ));
         }
         if self.database.work_timeout_seconds == 0 {

@@ -27,6 +27,37 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     Ok(statement_stats::attach(db, settings))
 }
 
+/// SQLite: a pool of read-only connections for the API's reads, beside the one writer connection, so
+/// that a read does not queue behind the engine's transactions (in WAL mode a reader sees the last
+/// commit while the writer goes on). `None` on a server database (its one pool serves both), for an
+/// in-memory SQLite database (another connection would see another database), or with
+/// `database.sqlite_readers = 0`; the reads then use the writer's pool. Connections open when first
+/// needed.
+pub async fn connect_readers(settings: &Settings) -> anyhow::Result<Option<DatabaseConnection>> {
+    let url = settings.database_url.as_str();
+    let readers = settings.database.sqlite_readers;
+    if settings.database_kind()? != DatabaseKind::Sqlite
+        || readers == 0
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+    {
+        return Ok(None);
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(readers)
+        .min_connections(0)
+        .connect_lazy(true)
+        .connect_timeout(Duration::from_secs(settings.database.connect_timeout_seconds))
+        .acquire_timeout(Duration::from_secs(settings.database.connect_timeout_seconds))
+        .sqlx_logging(false);
+    options.map_sqlx_sqlite_opts(|o| o.read_only(true).busy_timeout(SQLITE_BUSY_TIMEOUT));
+    let db = Database::connect(options)
+        .await
+        .with_context(|| format!("cannot set up the SQLite readers ({})", redact(url)))?;
+    Ok(Some(statement_stats::attach(db, settings)))
+}
+
 /// Creates the pool without connecting: connections are opened when first needed, so a server database
 /// that is down does not stop the start.
 pub async fn connect_lazy(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
@@ -128,7 +159,11 @@ mod statement_stats {
         let Some(path) = settings.database.statement_stats_file.clone() else {
             return db;
         };
-        let table = TABLE.get_or_init(Table::default);
+        let mut first = false;
+        let table = TABLE.get_or_init(|| {
+            first = true;
+            Table::default()
+        });
         db.set_metric_callback(move |info| {
             let shape = shape(&info.statement.sql);
             if let Ok(mut table) = table.lock() {
@@ -137,6 +172,10 @@ mod statement_stats {
                 entry.1 += info.elapsed;
             }
         });
+        if !first {
+            // Another pool of the node (the SQLite readers) counts into the same table.
+            return db;
+        }
         let spawned = std::thread::Builder::new()
             .name("statement-stats".into())
             .spawn(move || {

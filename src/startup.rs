@@ -89,9 +89,13 @@ impl Application {
         let body_limit = settings.body_limit_bytes;
         let shutdown_timeout = settings.shutdown_timeout_seconds;
         let throttle = crate::throttle::Throttle::new(&settings.auth);
+        let reads = database::connect_readers(&settings)
+            .await?
+            .unwrap_or_else(|| db.clone());
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             db,
+            reads,
             engine: OnceLock::new(),
             metrics: observability::metrics_handle(),
             throttle,

@@ -14,6 +14,9 @@ use actors::Engine;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: DatabaseConnection,
+    /// Where the API's reads go: on SQLite its read-only connections beside the writer, else the same
+    /// pool as `db`.
+    pub reads: DatabaseConnection,
     /// The engine, once it runs: a node on a server database starts serving before the database
     /// answers, and starts its engine when it does.
     pub engine: OnceLock<Engine>,

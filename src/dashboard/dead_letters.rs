@@ -125,7 +125,7 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
     }
     crate::routes::paging::without_nul("consumer", &consumer)?;
 
-    let counts = read::dead_letters::counts(&state.db).await?;
+    let counts = read::dead_letters::counts(&state.reads).await?;
     let mut per_status: BTreeMap<&str, u64> = BTreeMap::new();
     let mut per_consumer: BTreeMap<String, ConsumerCounts> = BTreeMap::new();
     for (c, s, n) in &counts {
@@ -144,7 +144,7 @@ async fn build(state: &AppState, query: DeadLetterQuery) -> Result<HttpResponse,
         }
     }
     let (rows, total) = read::dead_letters::page(
-        &state.db,
+        &state.reads,
         Some(consumer.as_str()).filter(|c| !c.is_empty()),
         wanted,
         request.page,

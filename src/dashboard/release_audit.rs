@@ -146,9 +146,9 @@ async fn build(
     refresh: u64,
 ) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
-    let (rows, total) = releases::page(&state.db, &filter, request.page, request.size).await?;
-    let by_reason = releases::counts_by_reason(&state.db, &filter).await?;
-    let samples = releases::samples(&state.db, &filter, CHART_SAMPLE).await?;
+    let (rows, total) = releases::page(&state.reads, &filter, request.page, request.size).await?;
+    let by_reason = releases::counts_by_reason(&state.reads, &filter).await?;
+    let samples = releases::samples(&state.reads, &filter, CHART_SAMPLE).await?;
 
     // Releases over time, from the oldest release shown (or `from`) to `to` (or now).
     let start = filter

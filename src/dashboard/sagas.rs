@@ -168,21 +168,21 @@ async fn list(state: &AppState, query: SagasQuery) -> Result<HttpResponse, ApiEr
     let stuck_only = matches!(query.stuck.as_deref(), Some("1" | "true" | "on"));
     let stuck_before = now - Duration::seconds(stuck_seconds as i64);
 
-    let counts = read::sagas::counts(&state.db).await?;
+    let counts = read::sagas::counts(&state.reads).await?;
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     let in_flight: u64 = counts
         .iter()
         .filter(|(s, _)| !s.is_terminal())
         .map(|(_, n)| n)
         .sum();
-    let (stuck_rows, stuck_total) = read::sagas::stuck(&state.db, stuck_before, STUCK_SHOWN).await?;
+    let (stuck_rows, stuck_total) = read::sagas::stuck(&state.reads, stuck_before, STUCK_SHOWN).await?;
     let search = SagaSearch {
         text: Some(text.clone()).filter(|t| !t.is_empty()),
         state: wanted,
         stuck_before: stuck_only.then_some(stuck_before),
         ..SagaSearch::default()
     };
-    let (rows, matching) = read::sagas::search(&state.db, &search, request.page, request.size).await?;
+    let (rows, matching) = read::sagas::search(&state.reads, &search, request.page, request.size).await?;
     let throughput = throughput(state, now, minutes).await?;
 
     let keep = |page: u64| {
@@ -238,7 +238,7 @@ async fn throughput(state: &AppState, now: DateTime<Utc>, minutes: u64) -> Resul
     let width = format::bucket_width(span, WINDOW_BUCKETS, Duration::minutes(1));
     let starts = format::buckets(now - span + width, now, width);
     let since = starts.first().copied().unwrap_or(now - span);
-    let finished = read::sagas::finished_since(&state.db, since, FINISHED_SAMPLE).await?;
+    let finished = read::sagas::finished_since(&state.reads, since, FINISHED_SAMPLE).await?;
     let outcomes = [
         ("COMPLETED", "completed"),
         ("FAILED", "failed"),
@@ -422,14 +422,14 @@ async fn saga_detail(state: &AppState, raw_id: &str, query: SagaPageQuery) -> Re
     let refresh = parse_refresh(&query.refresh)?;
     let order_id = parse_order_id(&Some(raw_id.to_owned()))?
         .ok_or_else(|| ApiError::BadRequest("orderId must be an order id (a UUID)".to_owned()))?;
-    let (saga, history) = read::sagas::find(&state.db, &order_id)
+    let (saga, history) = read::sagas::find(&state.reads, &order_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no saga for order {order_id}")))?;
-    let order = read::orders::find(&state.db, &order_id).await?;
-    let events = read::events::of_order(&state.db, &order_id).await?;
-    let releases = read::releases::of_order(&state.db, &order_id).await?;
-    let dead = read::dead_letters::of_trace(&state.db, &saga.trace_id).await?;
-    let payment = read::payments::of_order(&state.db, &order_id).await?;
+    let order = read::orders::find(&state.reads, &order_id).await?;
+    let events = read::events::of_order(&state.reads, &order_id).await?;
+    let releases = read::releases::of_order(&state.reads, &order_id).await?;
+    let dead = read::dead_letters::of_trace(&state.reads, &saga.trace_id).await?;
+    let payment = read::payments::of_order(&state.reads, &order_id).await?;
 
     let start = saga.started_at;
     let by_event: HashMap<&str, &entities::outbox_events::Model> =

@@ -102,7 +102,7 @@ async fn list(
         crate::routes::paging::without_nul("consumer", consumer)?;
     }
     let (rows, total) =
-        read::dead_letters::page(&state.db, consumer, status, request.page, request.size).await?;
+        read::dead_letters::page(&state.reads, consumer, status, request.page, request.size).await?;
     let items = rows.into_iter().map(DeadLetterView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }

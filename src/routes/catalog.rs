@@ -188,7 +188,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Resul
             )));
         }
     };
-    let (rows, total) = read::products::page(&state.db, active, request.page, request.size).await?;
+    let (rows, total) = read::products::page(&state.reads, active, request.page, request.size).await?;
     let items = rows.into_iter().map(ProductView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }

@@ -85,7 +85,7 @@ async fn list(
     let request = parse_page(&query.page, &query.size)?;
     let filter = match order_id {
         Some(order_id) => {
-            let record = read::orders::find(&state.db, &order_id)
+            let record = read::orders::find(&state.reads, &order_id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no order {order_id}")))?;
             caller.require_owner_or_admin(&record.order.user_id)?;
@@ -100,7 +100,7 @@ async fn list(
             user_id: Some(caller.identity().user_id.clone()),
         },
     };
-    let (rows, total) = read::notifications::page(&state.db, &filter, request.page, request.size).await?;
+    let (rows, total) = read::notifications::page(&state.reads, &filter, request.page, request.size).await?;
     let items = rows.into_iter().map(NotificationView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }

@@ -293,7 +293,7 @@ async fn place(
 
 async fn owned_order(state: &AppState, caller: &Authenticated, id: &str) -> Result<OrderRecord, ApiError> {
     let id = OrderId::parse(id).map_err(|e| ApiError::BadRequest(format!("the order id {e}")))?;
-    let record = read::orders::find(&state.db, id.as_str())
+    let record = read::orders::find(&state.reads, id.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
     caller.require_owner_or_admin(&record.order.user_id)?;
@@ -407,10 +407,10 @@ async fn get_saga(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let record = owned_order(&state, &caller, &path).await?;
-    let (saga, history) = read::sagas::find(&state.db, &record.order.id)
+    let (saga, history) = read::sagas::find(&state.reads, &record.order.id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no saga for order {}", record.order.id)))?;
-    let payment = read::payments::of_order(&state.db, &record.order.id).await?;
+    let payment = read::payments::of_order(&state.reads, &record.order.id).await?;
     Ok(HttpResponse::Ok().json(SagaView {
         order_id: saga.order_id,
         state: saga.state,

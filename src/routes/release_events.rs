@@ -290,7 +290,7 @@ async fn list(state: web::Data<AppState>, query: web::Query<ReleaseQuery>) -> Re
     let query = query.into_inner();
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
     let request = parse_page(&query.page, &query.size)?;
-    let (rows, total) = releases::page(&state.db, &filter, request.page, request.size).await?;
+    let (rows, total) = releases::page(&state.reads, &filter, request.page, request.size).await?;
     let items = rows.into_iter().map(ReleaseEventView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }
@@ -340,7 +340,7 @@ async fn cursor_page(
         })?),
         None => None,
     };
-    let mut rows = releases::releases_after(&state.db, &filter, after.as_ref(), limit + 1).await?;
+    let mut rows = releases::releases_after(&state.reads, &filter, after.as_ref(), limit + 1).await?;
     let next_cursor = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|row| cursor::encode(&Position::from(row)))
@@ -476,9 +476,9 @@ async fn export(
     let filter = parse_filter(&query.order_id, &query.from, &query.to)?;
     let limit = parse_number("limit", &query.limit, DEFAULT_EXPORT_LIMIT, 1, MAX_EXPORT_LIMIT)?;
     let columns = CsvColumns::parse(&query.columns)?;
-    let first = releases::releases_after(&state.db, &filter, None, limit.min(EXPORT_CHUNK)).await?;
+    let first = releases::releases_after(&state.reads, &filter, None, limit.min(EXPORT_CHUNK)).await?;
     let body = export_stream(ExportCursor {
-        db: state.db.clone(),
+        db: state.reads.clone(),
         filter,
         columns,
         remaining: limit,

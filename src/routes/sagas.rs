@@ -105,8 +105,8 @@ async fn list(
         }),
         ..SagaSearch::default()
     };
-    let (rows, total) = read::sagas::search(&state.db, &search, request.page, request.size).await?;
-    let counts = read::sagas::counts(&state.db)
+    let (rows, total) = read::sagas::search(&state.reads, &search, request.page, request.size).await?;
+    let counts = read::sagas::counts(&state.reads)
         .await?
         .into_iter()
         .map(|(s, n)| (s.as_str().to_owned(), serde_json::Value::from(n)))

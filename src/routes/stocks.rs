@@ -173,7 +173,7 @@ async fn get(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<Ht
         (status = 400, description = "Bad paging")))]
 async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
     let request = query.validate()?;
-    let (rows, total) = read::stock::page(&state.db, request.page, request.size).await?;
+    let (rows, total) = read::stock::page(&state.reads, request.page, request.size).await?;
     let items = rows.into_iter().map(StockView::from).collect();
     Ok(HttpResponse::Ok().json(Page::new(items, request, total)))
 }

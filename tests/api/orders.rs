@@ -356,3 +356,35 @@ on_every_backend! {
         assert_eq!(read["totalAmount"].to_string(), "4.25");
     }
 }
+
+#[actix_web::test]
+async fn on_sqlite_reads_answer_while_the_writer_is_busy() {
+    // SQLite has one writer connection; the API's reads have read-only connections of their own, so an
+    // order can be read while a long transaction holds the writer (a reader sees the last commit).
+    let Some(app) = spawn_app_with(crate::helpers::Backend::Sqlite, |s| s.request_timeout_seconds = 3).await
+    else {
+        return;
+    };
+    app.set_stock("SKU-R", 5).await;
+    let placed = app.order("u-read", vec![line("SKU-R", 1, "2.00")]).await;
+    let order_id = placed["orderId"].as_str().unwrap();
+    let ended = app.ended(order_id).await;
+    let admin = app.admin_token().await;
+
+    let writer = sea_orm::TransactionTrait::begin(&app.state.db).await.unwrap();
+    for path in [
+        format!("/api/orders/{order_id}"),
+        format!("/api/orders/{order_id}/saga"),
+        "/api/sagas".to_owned(),
+        "/api/stocks".to_owned(),
+        format!("/api/stocks/release-events?orderId={order_id}"),
+    ] {
+        let r = app.get(&path, Some(&admin)).await;
+        assert_eq!(r.status(), 200, "{path} while the writer is held");
+        if path == format!("/api/orders/{order_id}") {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["status"], ended["status"], "{body}");
+        }
+    }
+    writer.rollback().await.unwrap();
+}
