@@ -29,6 +29,11 @@ pub const MAX_IN_FLIGHT: usize = 2_000_000;
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 /// Most confirmations written in one `UPDATE`.
 const MARK_BATCH: usize = 1_000;
+/// How long confirmations wait for more before they are written. A mark is bookkeeping (the message is
+/// already on its way), so waiting costs no saga any time, and it turns one write transaction per
+/// confirmed batch into one per few dozen; a crash meanwhile only re-sends rows already sent, which the
+/// consumers' inboxes drop.
+const MARK_LINGER: Duration = Duration::from_millis(25);
 
 /// Publishes committed outbox rows.
 pub struct OutboxRelay {
@@ -327,11 +332,28 @@ async fn mark_loop(
     let mut buffer = Vec::with_capacity(MARK_BATCH);
     let mut published: HashSet<i64> = HashSet::new();
     let mut failed: HashSet<i64> = HashSet::new();
+    let mut closed = false;
     loop {
         if published.is_empty() && failed.is_empty() {
+            if closed {
+                return;
+            }
             buffer.clear();
             if rx.recv_many(&mut buffer, MARK_BATCH).await == 0 {
                 return;
+            }
+            // More confirmations for the same write, for a moment (a failure is released at once).
+            let until = tokio::time::Instant::now() + MARK_LINGER;
+            while buffer.len() < MARK_BATCH && buffer.iter().all(|(_, ok)| *ok) {
+                let room = MARK_BATCH - buffer.len();
+                match tokio::time::timeout_at(until, rx.recv_many(&mut buffer, room)).await {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
             }
             for (id, ok) in buffer.drain(..) {
                 if ok {
