@@ -133,18 +133,23 @@ on_every_backend! {
             .unwrap()
             .unwrap();
         assert_eq!(reservation.status, "RELEASED");
-        // Every event of the order carries the trace and identity of the request that placed it.
-        for event in outbox_events::Entity::find()
-            .filter(outbox_events::Column::AggregateId.eq(id))
-            .all(&app.state.db)
-            .await
-            .unwrap()
-        {
+        // Every event of the order is published (its mark is written a moment after its delivery), and
+        // carries the trace and identity of the request that placed it.
+        let events = crate::helpers::eventually(crate::helpers::SAGA_WAIT, "the order's events to be marked published", || async {
+            let rows = outbox_events::Entity::find()
+                .filter(outbox_events::Column::AggregateId.eq(id))
+                .all(&app.state.db)
+                .await
+                .unwrap();
+            rows.iter().all(|r| r.published_at.is_some()).then_some(rows)
+        })
+        .await;
+        assert_eq!(events.len(), 5);
+        for event in events {
             let envelope: Value = serde_json::from_str(&event.payload).unwrap();
             assert_eq!(envelope["trace_id"], order["traceId"], "{}", event.routing_key);
             assert_eq!(envelope["identity"], json!({"user_id": "u-1", "roles": ["buyer"]}), "{}", event.routing_key);
             assert_eq!(envelope["version"], 1);
-            assert!(event.published_at.is_some(), "{} was published", event.routing_key);
         }
     }
 
