@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
-use super::{INSUFFICIENT_STOCK, Refusal, Reservation, held, merge, move_to_reserved};
+use super::{INSUFFICIENT_STOCK, Refusal, Reservation, held, locked_in_key_order, merge, move_to_reserved};
 use crate::db;
 use crate::envelope::SkuQuantity;
 use crate::mailbox::ConsumeError;
@@ -43,10 +43,7 @@ impl StockBatch {
         skus: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, ConsumeError> {
         let skus: BTreeSet<&str> = skus.into_iter().collect();
-        let rows = stocks::Entity::find()
-            .filter(stocks::Column::SkuId.is_in(skus))
-            .order_by_asc(stocks::Column::SkuId)
-            .lock_exclusive()
+        let rows = locked_in_key_order(stocks::Column::SkuId.is_in(skus))
             .all(txn)
             .await?;
         Ok(StockBatch(Mutex::new(Taken {

@@ -202,6 +202,17 @@ fn merge(items: &[SkuQuantity]) -> Vec<SkuQuantity> {
         .collect()
 }
 
+/// The stock rows that match `condition`, locked in key order: the one order in which every batch locks
+/// stock (reservations and releases alike), so that two batches on the same rows wait for each other
+/// instead of deadlocking.
+fn locked_in_key_order(condition: impl sea_orm::sea_query::IntoCondition) -> sea_orm::Select<stocks::Entity> {
+    use sea_orm::QuerySelect;
+    stocks::Entity::find()
+        .filter(condition)
+        .order_by_asc(stocks::Column::SkuId)
+        .lock_exclusive()
+}
+
 /// Moves `quantity` units of a SKU from available to reserved (a negative quantity moves them back),
 /// counting `changes` changes in `version`. Relative, so concurrent moves of one SKU never overwrite each
 /// other.

@@ -3,7 +3,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use super::{ReservationStatus, move_to_reserved};
+use super::{ReservationStatus, locked_in_key_order, move_to_reserved};
 use crate::db;
 use crate::envelope::{InventoryReleased, SkuQuantity};
 use crate::mailbox::ConsumeError;
@@ -11,7 +11,7 @@ use entities::{inventory_release_events, inventory_reservation_items, inventory_
 
 /// Locks, in key order, the stock rows the reservations of `order_ids` hold, before a batch of their
 /// releases gives the units back one order at a time. The reservation batches lock their rows in the same
-/// order ([`super::batch::StockBatch::read`]), so a batch of releases and a batch of reservations of the
+/// order ([`locked_in_key_order`]), so a batch of releases and a batch of reservations of the
 /// same SKUs wait for each other instead of deadlocking (which PostgreSQL would find only after its
 /// `deadlock_timeout`, a second, and answer by failing one of the batches).
 pub async fn lock_stock(txn: &impl ConnectionTrait, order_ids: &[&str]) -> Result<(), ConsumeError> {
@@ -32,12 +32,9 @@ pub async fn lock_stock(txn: &impl ConnectionTrait, order_ids: &[&str]) -> Resul
             Expr::col((inventory_reservations::Entity, Held::OrderId)).is_in(order_ids.iter().copied()),
         )
         .to_owned();
-    stocks::Entity::find()
+    locked_in_key_order(stocks::Column::SkuId.in_subquery(held_skus))
         .select_only()
         .column(stocks::Column::SkuId)
-        .filter(stocks::Column::SkuId.in_subquery(held_skus))
-        .order_by_asc(stocks::Column::SkuId)
-        .lock_exclusive()
         .into_tuple::<String>()
         .all(txn)
         .await?;
