@@ -111,6 +111,12 @@ pub fn is_transient(err: &DbErr) -> bool {
     }
 }
 
+/// Whether the work lost a race for locks and was rolled back for it — a deadlock, a serialization
+/// failure, a lock wait that timed out, a busy SQLite — so that running it again, at once, may pass.
+pub fn is_conflict(err: &DbErr) -> bool {
+    is_transient(err) && !is_unreachable(err)
+}
+
 /// Whether the database could not be reached at all: no connection (refused, reset, none free in time),
 /// the server shutting down or starting, or no answer within the work timeout. Unlike a deadlock or a
 /// lock wait, trying again later cannot fail for the message itself, so such work waits for the database

@@ -24,7 +24,7 @@ use crate::read::orders::{OrderRecord, lines_of};
 use crate::saga::{self, OrderStatus, SagaUpdate};
 use entities::{Money, order_items, orders, saga_history, saga_instances};
 
-/// Attempts at placing before a lost race on the idempotency key is reported as an error.
+/// Attempts at placing before a lost race on the idempotency key, or on locks, is reported as an error.
 const PLACE_ATTEMPTS: usize = 3;
 
 /// A line of a new order.
@@ -287,6 +287,15 @@ pub async fn place(db: &DatabaseConnection, outbox: &OutboxSignal, request: &Pla
             Err(e) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
                 last_error = Some(e);
+            }
+            // A deadlock or a lock wait against another writer rolled the placement back whole (on
+            // MySQL concurrent inserts can deadlock on an index's gap locks): place it again.
+            Err(e) if db::is_conflict(&e) => {
+                txn.rollback().await?;
+                metrics::counter!("orders_placement_conflicts_total").increment(1);
+                tracing::debug!(error = %e, "placing an order met a lock conflict; placing it again");
+                last_error = Some(e);
+                continue;
             }
             Err(e) => return Err(e.into()),
         }
