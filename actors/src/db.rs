@@ -234,6 +234,60 @@ mod tests {
         assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal("gone".into()))));
     }
 
+    /// A database error with a SQLSTATE, as a server answers it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sea_orm::sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+            sea_orm::sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn answered(code: &'static str) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sea_orm::sqlx::Error::Database(Box::new(Coded(code))),
+        )))
+    }
+
+    #[test]
+    fn lock_conflicts_are_run_again_and_an_unreachable_database_is_not() {
+        // PostgreSQL deadlock and serialization failure, MySQL lock wait timeout, a busy SQLite.
+        for code in ["40P01", "40001", "1205", "5"] {
+            assert!(is_conflict(&answered(code)), "{code}");
+        }
+        assert!(!is_conflict(&answered("57P01")), "the server shutting down");
+        assert!(!is_conflict(&answered("23505")), "a unique violation");
+        assert!(!is_conflict(&DbErr::Conn(RuntimeErr::Internal("gone".into()))));
+        let timed_out = DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sea_orm::sqlx::Error::PoolTimedOut,
+        )));
+        assert!(!is_conflict(&timed_out));
+    }
+
     #[test]
     fn undecodable_values_are_permanent_and_lost_connections_are_not() {
         assert!(is_permanent(&DbErr::Json("not json".into())));
