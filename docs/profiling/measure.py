@@ -46,19 +46,41 @@ def cpu_of(pid):
         return None
 
 
-def postgres_cpu():
+def cpu_of_comm(names):
+    """CPU seconds of every process whose command name is one of `names`."""
     total = 0.0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() != "postgres":
+                if f.read().strip() not in names:
                     continue
         except OSError:
             continue
         total += cpu_of(pid) or 0.0
     return total
+
+
+def postgres_cpu():
+    return cpu_of_comm({"postgres"})
+
+
+def wait_ready(url, seconds):
+    """Whether the node at `url` answered ready within `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health/ready", timeout=1)
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def started_at(report):
+    """When the harness's run began (its report's `startedAt`), in seconds since the epoch."""
+    return datetime.fromisoformat(report["startedAt"].replace("Z", "")[:26] + "+00:00").timestamp()
 
 
 class Postgres:
@@ -153,13 +175,7 @@ def main():
         wrapper = subprocess.Popen([binary, "serve"], cwd=work, env=env, stdout=log, stderr=log)
         server_pid = wrapper.pid
     url = f"http://127.0.0.1:{args.port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/health/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    if not wait_ready(url, 30):
         sys.exit(f"the node did not start; see {work}/server.log")
 
     before = pg.counters() if pg else None
@@ -208,7 +224,7 @@ def main():
         wrapper.wait()
 
     report = json.load(open(f"{work}/report.json"))
-    start = datetime.fromisoformat(report["startedAt"].replace("Z", "")[:26] + "+00:00").timestamp()
+    start = started_at(report)
     end = start + report["durationSeconds"]
 
     def at(moment, column):
@@ -278,4 +294,5 @@ def main():
     print(json.dumps(out))
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -25,38 +25,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from datetime import datetime
 
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure import cpu_of, cpu_of_comm, started_at, wait_ready  # noqa: E402
+
 SAMPLE_INTERVAL = 0.2
 FIRST_PORT = 18101
-
-
-def cpu_of(pid):
-    """User + system CPU seconds of a process, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
-    except (OSError, IndexError):
-        return None
-
-
-def cpu_of_comm(names):
-    """CPU seconds of every process whose command name is one of `names`."""
-    total = 0.0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() not in names:
-                    continue
-        except OSError:
-            continue
-        total += cpu_of(pid) or 0.0
-    return total
 
 
 def psql(base, sql, db="postgres"):
@@ -66,10 +40,6 @@ def psql(base, sql, db="postgres"):
 
 def rabbitmqctl(*args):
     subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=True)
-
-
-def started_at(report):
-    return datetime.fromisoformat(report["startedAt"].replace("Z", "")[:26] + "+00:00").timestamp()
 
 
 def main():
@@ -117,13 +87,7 @@ def main():
             nodes.append(subprocess.Popen([binary, "serve"], cwd=work, env=node_env, stdout=log, stderr=log))
             # One at a time: the first runs the migrations.
             url = f"http://127.0.0.1:{FIRST_PORT + i}"
-            for _ in range(600):
-                try:
-                    urllib.request.urlopen(url + "/health/ready", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
+            if not wait_ready(url, 60):
                 sys.exit(f"node {i + 1} did not start; see {work}/node-{i + 1}.log")
 
         xid_before = int(psql(base, "select txid_current()", scratch))
