@@ -23,6 +23,16 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// The order's lines, read with it in one statement.
+    #[sea_orm(has_many = "super::order_items::Entity")]
+    Items,
+}
+
+impl Related<super::order_items::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Items.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -393,3 +393,26 @@ async fn on_sqlite_reads_answer_while_the_writer_is_busy() {
     }
     writer.rollback().await.unwrap();
 }
+
+on_every_backend! {
+    async fn an_order_of_several_lines_reads_back_with_its_lines_as_placed(backend) {
+        let Some(app) = spawn_app(backend).await else { return };
+        // Line order differs from SKU order and from the order of their prices.
+        let lines = vec![line("SKU-C", 1, "3.00"), line("SKU-A", 2, "1.50"), line("SKU-B", 3, "0.25")];
+        for sku in ["SKU-A", "SKU-B", "SKU-C"] {
+            app.set_stock(sku, 10).await;
+        }
+        let placed = app.order("u-1", lines.clone()).await;
+        let id = placed["orderId"].as_str().unwrap();
+        assert_eq!(placed["items"], json!(lines));
+        let token = app.buyer_token("u-1").await;
+        let read: Value = app.get(&format!("/api/orders/{id}"), Some(&token)).await.json().await.unwrap();
+        assert_eq!(read["items"], json!(lines), "{read}");
+        assert_eq!(read["totalAmount"].to_string(), "6.75");
+        let ended = app.ended(id).await;
+        assert_eq!(ended["items"], json!(lines), "{ended}");
+        // An order with no such id is still a 404, not an order without lines.
+        let unknown = format!("/api/orders/{}", uuid::Uuid::new_v4());
+        assert_problem(app.get(&unknown, Some(&app.admin_token().await)).await, 404).await;
+    }
+}
