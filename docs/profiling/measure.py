@@ -66,6 +66,23 @@ def postgres_cpu():
     return cpu_of_comm({"postgres"})
 
 
+def node_env(settings, pairs):
+    """The environment of the nodes and harnesses: this one without its ORDERSAGA_ variables, the
+    settings every run needs, then `settings`, then the --env KEY=VALUE `pairs`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERSAGA_")}
+    env.update({
+        "ORDERSAGA_JWT_SECRET": "measure-secret-0123456789abcdef0123456789",
+        "RUST_LOG": "warn",
+        # the harness takes its tokens from the mock issuer, which is off by default on a server database
+        "ORDERSAGA_AUTH__MOCK_ISSUER": "true",
+    })
+    env.update(settings)
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        env[key] = value
+    return env
+
+
 def wait_ready(url, seconds):
     """Whether the node at `url` answered ready within `seconds`."""
     deadline = time.time() + seconds
@@ -133,17 +150,7 @@ def main():
     work = os.path.abspath(f"target/measure/{args.name}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERSAGA_")}
-    env.update({
-        "ORDERSAGA_BIND": f"127.0.0.1:{args.port}",
-        "ORDERSAGA_JWT_SECRET": "measure-secret-0123456789abcdef0123456789",
-        "RUST_LOG": "warn",
-        # the harness takes its tokens from the mock issuer, which is off by default on a server database
-        "ORDERSAGA_AUTH__MOCK_ISSUER": "true",
-    })
-    for pair in args.env:
-        key, value = pair.split("=", 1)
-        env[key] = value
+    env = node_env({"ORDERSAGA_BIND": f"127.0.0.1:{args.port}"}, args.env)
     statements = f"{work}/statements.tsv"
     if args.statements:
         env["ORDERSAGA_DATABASE__STATEMENT_STATS_FILE"] = statements

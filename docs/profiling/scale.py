@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure import cpu_of, cpu_of_comm, started_at, wait_ready  # noqa: E402
+from measure import cpu_of, cpu_of_comm, node_env, started_at, wait_ready  # noqa: E402
 
 SAMPLE_INTERVAL = 0.2
 FIRST_PORT = 18101
@@ -67,24 +67,17 @@ def main():
     rabbitmqctl("add_vhost", scratch)
     rabbitmqctl("set_permissions", "-p", scratch, "guest", ".*", ".*", ".*")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERSAGA_")}
-    env.update({
+    env = node_env({
         "ORDERSAGA_DATABASE_URL": f"{base}/{scratch}",
         "ORDERSAGA_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{scratch}",
-        "ORDERSAGA_JWT_SECRET": "scale-secret-0123456789abcdef0123456789",
-        "ORDERSAGA_AUTH__MOCK_ISSUER": "true",
-        "RUST_LOG": "warn",
-    })
-    for pair in args.env:
-        key, value = pair.split("=", 1)
-        env[key] = value
+    }, args.env)
 
     nodes = []
     try:
         for i in range(args.nodes):
-            node_env = dict(env, ORDERSAGA_BIND=f"127.0.0.1:{FIRST_PORT + i}", ORDERSAGA_NODE_ID=f"node-{i + 1}")
+            own_env = dict(env, ORDERSAGA_BIND=f"127.0.0.1:{FIRST_PORT + i}", ORDERSAGA_NODE_ID=f"node-{i + 1}")
             log = open(f"{work}/node-{i + 1}.log", "w")
-            nodes.append(subprocess.Popen([binary, "serve"], cwd=work, env=node_env, stdout=log, stderr=log))
+            nodes.append(subprocess.Popen([binary, "serve"], cwd=work, env=own_env, stdout=log, stderr=log))
             # One at a time: the first runs the migrations.
             url = f"http://127.0.0.1:{FIRST_PORT + i}"
             if not wait_ready(url, 60):
