@@ -155,7 +155,12 @@ async fn place(db: &DatabaseConnection) {
         deadline: None,
     };
     or_stop(
-        actors::placement::place(db, &actors::outbox::OutboxSignal::new(), &request).await,
+        actors::placement::place(
+            &actors::db::Writer::new(db.clone()),
+            &actors::outbox::OutboxSignal::new(),
+            &request,
+        )
+        .await,
         "place",
     );
 }

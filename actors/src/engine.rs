@@ -151,7 +151,7 @@ impl Engine {
         let notifications = NotificationActor::start_in_arbiter(&payment_home, |_| NotificationActor);
         let archive = ArchiveActor::new(db.clone(), config.archive.clone()).start();
         let placements = PlacementBatcher::new(
-            db.clone(),
+            mailbox.writer().clone(),
             parallel,
             CatalogCheck {
                 cache: cache.clone(),

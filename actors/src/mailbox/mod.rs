@@ -238,6 +238,8 @@ pub enum Disposition {
 #[derive(Clone)]
 pub struct Mailbox {
     db: DatabaseConnection,
+    /// Begins the units of write work: grouped commits on SQLite ([`db::group`]).
+    writer: db::Writer,
     retry: RetrySettings,
     outbox: OutboxSignal,
 }
@@ -264,7 +266,13 @@ impl Outcomes {
 
 impl Mailbox {
     pub fn new(db: DatabaseConnection, retry: RetrySettings, outbox: OutboxSignal) -> Self {
-        Self { db, retry, outbox }
+        let writer = db::Writer::new(db.clone());
+        Self {
+            db,
+            writer,
+            retry,
+            outbox,
+        }
     }
 
     pub fn retry_settings(&self) -> &RetrySettings {
@@ -414,7 +422,8 @@ impl Mailbox {
     /// All pending messages in one transaction; any failure rolls back all of them. The inbox claims are
     /// one statement for the batch, and so are the outbox rows, the consumer's prefetch and its finish.
     async fn apply_together(&self, consumer: &Consumer, pending: &[Pending]) -> Result<(), ConsumeError> {
-        let txn = Arc::new(db::begin_write(&self.db).await?);
+        let write = self.writer.begin().await?;
+        let txn = write.txn().clone();
         let ids: Vec<&str> = pending.iter().map(|p| p.envelope.event_id.as_str()).collect();
         let mut claimed = claim_many(txn.as_ref(), &ids, consumer.queue).await?;
         // A message claimed now is applied once, even if the batch holds it twice.
@@ -455,7 +464,8 @@ impl Mailbox {
                 .map_err(|e| ConsumeError::Transient(format!("consumer: {e}")))??;
         }
         let handed = outbox::insert(txn.as_ref(), &publish, &self.outbox).await?;
-        self.commit(txn, hooks, handed).await
+        drop(txn);
+        self.commit(write, hooks, handed).await
     }
 
     /// One message in its own transaction, conflicts retried at once.
@@ -478,7 +488,8 @@ impl Mailbox {
         let mut conflicts = 0;
         loop {
             let result = db::bounded(async {
-                let txn = Arc::new(db::begin_write(&self.db).await?);
+                let write = self.writer.begin().await?;
+                let txn = write.txn().clone();
                 let (hooks, handed) = match work(txn.clone()).await? {
                     Some(effects) => {
                         let handed = outbox::insert(txn.as_ref(), &effects.publish, &self.outbox).await?;
@@ -486,7 +497,8 @@ impl Mailbox {
                     }
                     None => (vec![], Handed::default()),
                 };
-                self.commit(txn, hooks, handed).await
+                drop(txn);
+                self.commit(write, hooks, handed).await
             })
             .await;
             match result {
@@ -542,15 +554,15 @@ impl Mailbox {
         tracing::debug!(queue = consumer.queue, event_id = %p.envelope.event_id, "duplicate ignored");
     }
 
+    /// Commits the unit (returns once it is durable), then hands the relay what it wrote and runs the
+    /// hooks.
     async fn commit(
         &self,
-        txn: Arc<DatabaseTransaction>,
+        write: db::Write,
         hooks: Vec<AfterCommit>,
         handed: Handed,
     ) -> Result<(), ConsumeError> {
-        let txn = Arc::try_unwrap(txn)
-            .map_err(|_| ConsumeError::Transient("a consumer kept the transaction".into()))?;
-        txn.commit().await?;
+        write.commit().await?;
         self.outbox.hand_over(handed);
         self.after_commit(hooks);
         Ok(())
@@ -567,5 +579,11 @@ impl Mailbox {
     /// The database the middleware writes to.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// What begins the units of write work of this node (shared with placement, so that they group
+    /// with the consumers' on SQLite).
+    pub fn writer(&self) -> &db::Writer {
+        &self.writer
     }
 }

@@ -2,11 +2,12 @@
 //! written go into the next one, so under load many orders share one commit, and alone an order waits
 //! for nobody.
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DbErr;
 
 use sea_orm::RuntimeErr;
 
 use super::{CatalogCheck, PlaceOrder, PlaceResult, check_and_place};
+use crate::db::Writer;
 use crate::outbox::OutboxSignal;
 
 /// Most orders written in one transaction by the [`PlacementBatcher`].
@@ -14,7 +15,7 @@ pub const MAX_PLACE_BATCH: usize = 64;
 
 /// Places orders in batches (group commit).
 pub struct PlacementBatcher {
-    db: DatabaseConnection,
+    writer: Writer,
     catalog: CatalogCheck,
     outbox: OutboxSignal,
     pending: Vec<(PlaceOrder, tokio::sync::oneshot::Sender<PlaceResult>)>,
@@ -26,9 +27,9 @@ impl PlacementBatcher {
     /// `writers`: batches written at the same time (1 for SQLite, which has one writer anyway).
     /// Each batch is checked against the catalog (`catalog`) before it is written; the relay is handed
     /// the `order.created` events of each batch after its commit (`outbox`).
-    pub fn new(db: DatabaseConnection, writers: usize, catalog: CatalogCheck, outbox: OutboxSignal) -> Self {
+    pub fn new(writer: Writer, writers: usize, catalog: CatalogCheck, outbox: OutboxSignal) -> Self {
         Self {
-            db,
+            writer,
             catalog,
             outbox,
             pending: Vec::new(),
@@ -43,13 +44,13 @@ impl PlacementBatcher {
             let take = self.pending.len().min(MAX_PLACE_BATCH);
             let (requests, replies): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
             self.busy += 1;
-            let (db, catalog, outbox) = (self.db.clone(), self.catalog.clone(), self.outbox.clone());
+            let (writer, catalog, outbox) = (self.writer.clone(), self.catalog.clone(), self.outbox.clone());
             let write = async move {
                 // A batch bounded like the rest of the engine's work: one that waits forever on a lost
                 // connection would keep its writer busy for good.
                 let n = requests.len();
                 let placed = crate::db::bounded(async {
-                    Ok::<_, DbErr>(check_and_place(&db, &catalog, &outbox, requests).await)
+                    Ok::<_, DbErr>(check_and_place(&writer, &catalog, &outbox, requests).await)
                 });
                 match placed.await {
                     Ok(results) => results,

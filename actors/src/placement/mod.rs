@@ -12,7 +12,7 @@
 //! when the body is the same, a refusal when it is not), and of two concurrent requests exactly one
 //! creates the order.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
@@ -130,7 +130,7 @@ pub struct CatalogCheck {
 /// order whose key placed an order before is placed as usual, which answers the original order.
 /// Results are in request order.
 pub async fn check_and_place(
-    db: &DatabaseConnection,
+    writer: &db::Writer,
     catalog: &CatalogCheck,
     outbox: &OutboxSignal,
     requests: Vec<PlaceOrder>,
@@ -141,6 +141,7 @@ pub async fn check_and_place(
         .collect();
     skus.sort_unstable();
     skus.dedup();
+    let db = writer.db();
     let products = match crate::catalog::products_of(&catalog.cache, db, &skus).await {
         Ok(products) => products,
         Err(e) => {
@@ -178,7 +179,7 @@ pub async fn check_and_place(
             }
         }
     }
-    let mut placed = place_many(db, outbox, &passed).await.into_iter();
+    let mut placed = place_many(writer, outbox, &passed).await.into_iter();
     results
         .into_iter()
         .map(|result| match result {
@@ -197,19 +198,19 @@ pub async fn check_and_place(
 /// A request whose deadline has passed is not written; one whose deadline passes while its batch is
 /// written is rolled back before the commit (the batch is then placed one by one, without it).
 pub async fn place_many(
-    db: &DatabaseConnection,
+    writer: &db::Writer,
     outbox: &OutboxSignal,
     requests: &[PlaceOrder],
 ) -> Vec<PlaceResult> {
     if requests.len() > 1 && !requests.iter().any(PlaceOrder::expired) {
-        match place_together(db, outbox, requests).await {
+        match place_together(writer, outbox, requests).await {
             Ok(results) => return results,
             Err(e) => tracing::debug!(error = %e, "placing together failed; placing one by one"),
         }
     }
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
-        results.push(place(db, outbox, request).await);
+        results.push(place(writer, outbox, request).await);
     }
     results
 }
@@ -225,13 +226,13 @@ fn abandoned() -> PlaceError {
 /// used before (or twice in the batch) fails the batch, and the requests are then placed one by one,
 /// which answers such a key with its original order.
 async fn place_together(
-    db: &DatabaseConnection,
+    writer: &db::Writer,
     outbox: &OutboxSignal,
     requests: &[PlaceOrder],
 ) -> Result<Vec<PlaceResult>, DbErr> {
     let orders: Vec<NewOrderRows> = requests.iter().map(NewOrderRows::new).collect::<Result<_, _>>()?;
-    let txn = db::begin_write(db).await?;
-    let handed = insert_rows(&txn, &orders, outbox).await?;
+    let txn = writer.begin().await?;
+    let handed = insert_rows(txn.txn().as_ref(), &orders, outbox).await?;
     if requests.iter().any(PlaceOrder::expired) {
         txn.rollback().await?;
         return Err(DbErr::Custom("a request's deadline passed".into()));
@@ -264,7 +265,7 @@ async fn replay(
 /// Places one order (or finds the one its idempotency key already placed). The insert comes first: in
 /// the common case the key is new and nothing needs reading; a unique-key violation means the key was
 /// used, and the next round reads the order that used it.
-pub async fn place(db: &DatabaseConnection, outbox: &OutboxSignal, request: &PlaceOrder) -> PlaceResult {
+pub async fn place(writer: &db::Writer, outbox: &OutboxSignal, request: &PlaceOrder) -> PlaceResult {
     let hash = request_hash(&request.user_id, &request.items);
     let mut last_error = None;
     for _ in 0..PLACE_ATTEMPTS {
@@ -272,8 +273,8 @@ pub async fn place(db: &DatabaseConnection, outbox: &OutboxSignal, request: &Pla
             return Err(abandoned());
         }
         let rows = NewOrderRows::new(request)?;
-        let txn = db::begin_write(db).await?;
-        match insert_rows(&txn, std::slice::from_ref(&rows), outbox).await {
+        let txn = writer.begin().await?;
+        match insert_rows(txn.txn().as_ref(), std::slice::from_ref(&rows), outbox).await {
             Ok(_) if request.expired() => {
                 txn.rollback().await?;
                 return Err(abandoned());
@@ -300,9 +301,11 @@ pub async fn place(db: &DatabaseConnection, outbox: &OutboxSignal, request: &Pla
             Err(e) => return Err(e.into()),
         }
         // The key is taken (or was, by a transaction that has since rolled back): read it.
-        let txn = db::begin_write(db).await?;
-        if let Some(existing) = find_by_key(&txn, &request.user_id, &request.idempotency_key).await? {
-            let answer = replay(&txn, existing, &hash).await?;
+        let txn = writer.begin().await?;
+        if let Some(existing) =
+            find_by_key(txn.txn().as_ref(), &request.user_id, &request.idempotency_key).await?
+        {
+            let answer = replay(txn.txn().as_ref(), existing, &hash).await?;
             txn.commit().await?;
             return answer;
         }

@@ -1,4 +1,5 @@
-//! Database helpers shared by every actor: write transactions, time, and error classification.
+//! Database helpers shared by every actor: write transactions (grouped on SQLite: [`group`]), time, and
+//! error classification.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -8,6 +9,10 @@ use sea_orm::{
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr, SqliteTransactionMode,
     TransactionOptions, TransactionTrait,
 };
+
+pub mod group;
+
+pub use group::{Write, Writer};
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
 /// so two writers queue on the busy timeout instead of failing when a reader upgrades.
