@@ -141,7 +141,7 @@ impl Writer {
         let Some(group) = &self.group else {
             let txn = super::begin_write(&self.db).await?;
             return Ok(Write {
-                txn: Some(Arc::new(txn)),
+                txn: Arc::new(txn),
                 unit: None,
             });
         };
@@ -176,7 +176,7 @@ impl Writer {
                 open: Some(open),
                 group: group.clone(),
             }),
-            txn: Some(txn),
+            txn,
         })
     }
 }
@@ -184,7 +184,7 @@ impl Writer {
 /// A unit of write work: a transaction of its own, or a savepoint in a group.
 pub struct Write {
     // Declared first: dropped before the unit, so that a unit dropped unfinished finds its savepoint gone.
-    txn: Option<Arc<DatabaseTransaction>>,
+    txn: Arc<DatabaseTransaction>,
     unit: Option<Unit>,
 }
 
@@ -199,17 +199,15 @@ impl Write {
     /// The unit's transaction, to run statements in and to hand to the actors that apply messages. The
     /// clones must be gone when the unit commits.
     pub fn txn(&self) -> &Arc<DatabaseTransaction> {
-        // Set in `begin`, taken only by `commit` and `rollback`, which consume the unit.
-        self.txn
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("a unit's transaction is taken only when it ends"))
+        &self.txn
     }
 
     /// Commits the unit's work; returns once it is durable (for a grouped unit, once its group has
     /// committed).
-    pub async fn commit(mut self) -> Result<(), DbErr> {
-        let txn = self.take_txn()?;
-        let Some(mut unit) = self.unit.take() else {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let Write { txn, unit } = self;
+        let txn = sole(txn)?;
+        let Some(mut unit) = unit else {
             return txn.commit().await;
         };
         // Releases the savepoint: the work joins the group's.
@@ -228,9 +226,10 @@ impl Write {
     }
 
     /// Rolls the unit's work back; the group's other units are not touched.
-    pub async fn rollback(mut self) -> Result<(), DbErr> {
-        let txn = self.take_txn()?;
-        let Some(mut unit) = self.unit.take() else {
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        let Write { txn, unit } = self;
+        let txn = sole(txn)?;
+        let Some(mut unit) = unit else {
             return txn.rollback().await;
         };
         let rolled_back = txn.rollback().await;
@@ -246,11 +245,11 @@ impl Write {
         }
         rolled_back
     }
+}
 
-    fn take_txn(&mut self) -> Result<DatabaseTransaction, DbErr> {
-        let txn = self.txn.take().ok_or_else(lost)?;
-        Arc::try_unwrap(txn).map_err(|_| DbErr::Custom("a consumer kept the transaction".into()))
-    }
+/// The unit's transaction, once the clones handed out are gone.
+fn sole(txn: Arc<DatabaseTransaction>) -> Result<DatabaseTransaction, DbErr> {
+    Arc::try_unwrap(txn).map_err(|_| DbErr::Custom("a consumer kept the transaction".into()))
 }
 
 fn lost() -> DbErr {
