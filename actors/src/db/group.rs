@@ -145,13 +145,17 @@ impl Writer {
                 unit: None,
             });
         };
-        let mut open = {
-            let _queued = Queued::new(&group.queued);
-            group.open.clone().lock_owned().await
+        let mut open = loop {
+            let open = {
+                let _queued = Queued::new(&group.queued);
+                group.open.clone().lock_owned().await
+            };
+            if open.txn.is_some() && open.is_full() {
+                close_detached(open).await;
+                continue;
+            }
+            break open;
         };
-        if open.txn.is_some() && open.is_full() {
-            open.close().await;
-        }
         if open.txn.is_none() {
             open.txn = Some(super::begin_write(&self.db).await?);
             open.since = Some(Instant::now());
@@ -164,7 +168,7 @@ impl Writer {
             Ok(savepoint) => savepoint,
             Err(e) => {
                 // The connection is in trouble: what the group holds is committed (or fails) now.
-                open.close().await;
+                close_detached(open).await;
                 return Err(e);
             }
         };
@@ -219,9 +223,10 @@ impl Write {
         open.waiters.push(tell);
         let generation = open.generation;
         if unit.group.queued.load(Ordering::Acquire) == 0 || open.is_full() {
-            open.close().await;
+            close_detached(open).await;
+        } else {
+            drop(open);
         }
-        drop(open);
         settled(&unit.group, told, generation).await
     }
 
@@ -240,7 +245,7 @@ impl Write {
                 open.next();
             } else if unit.group.queued.load(Ordering::Acquire) == 0 || open.is_full() {
                 // Nobody to leave the group open for: what the others wrote is committed now.
-                open.close().await;
+                close_detached(open).await;
             }
         }
         rolled_back
@@ -270,13 +275,23 @@ async fn settled(
             Ok(Ok(Err(e))) => return Err(group_failed(&e)),
             Ok(Err(_)) => return Err(group_failed("the group was dropped")),
             Err(_) => {
-                let mut open = group.open.lock().await;
+                let open = group.open.clone().lock_owned().await;
                 if open.generation == generation {
-                    open.close().await;
+                    close_detached(open).await;
                 }
             }
         }
     }
+}
+
+/// Commits the group on a task of its own, and lets the writer go once it has. The unit that closes a
+/// group may be given up meanwhile (its future dropped: a timeout, a broker consumer stopped with its
+/// connection); the commit goes on without it, so the other units' work is neither cut short nor
+/// reported failed when it committed.
+async fn close_detached(mut open: OwnedMutexGuard<Open>) {
+    let closing = tokio::spawn(async move { open.close().await });
+    // An error here is the task's panic; the group's units then learn it from their dropped senders.
+    let _ = closing.await;
 }
 
 /// The error a unit gets for its group's failed commit: nothing of the group was written, as when a
