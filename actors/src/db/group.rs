@@ -88,10 +88,24 @@ impl Open {
         self.next();
     }
 
+    /// Nothing of anyone's is in the group: its transaction is rolled back and the connection goes back
+    /// to the pool.
+    fn let_go(&mut self) {
+        drop(self.txn.take());
+        self.next();
+    }
+
     fn next(&mut self) {
         self.generation += 1;
         self.units = 0;
         self.since = None;
+    }
+}
+
+impl Group {
+    /// Whether a unit that has ended commits the group now: nobody waits to join it, or it is full.
+    fn closes_now(&self, open: &Open) -> bool {
+        self.queued.load(Ordering::Acquire) == 0 || open.is_full()
     }
 }
 
@@ -124,11 +138,6 @@ impl Writer {
             })
         });
         Writer { db, group }
-    }
-
-    /// Whether units share commits.
-    pub fn groups(&self) -> bool {
-        self.group.is_some()
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -222,7 +231,7 @@ impl Write {
         let (tell, told) = oneshot::channel();
         open.waiters.push(tell);
         let generation = open.generation;
-        if unit.group.queued.load(Ordering::Acquire) == 0 || open.is_full() {
+        if unit.group.closes_now(&open) {
             close_detached(open).await;
         } else {
             drop(open);
@@ -240,10 +249,8 @@ impl Write {
         let rolled_back = txn.rollback().await;
         if let Some(mut open) = unit.open.take() {
             if open.waiters.is_empty() {
-                // Nothing of anyone's in the group: the connection goes back to the pool.
-                drop(open.txn.take());
-                open.next();
-            } else if unit.group.queued.load(Ordering::Acquire) == 0 || open.is_full() {
+                open.let_go();
+            } else if unit.group.closes_now(&open) {
                 // Nobody to leave the group open for: what the others wrote is committed now.
                 close_detached(open).await;
             }
@@ -310,9 +317,7 @@ impl Drop for Unit {
         };
         let savepoint = std::mem::take(&mut self.savepoint);
         if savepoint.strong_count() == 0 && open.waiters.is_empty() {
-            // Nothing of anyone's in the group: roll it back, and the connection goes back to the pool.
-            drop(open.txn.take());
-            open.next();
+            open.let_go();
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

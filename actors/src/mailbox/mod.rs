@@ -237,8 +237,8 @@ pub enum Disposition {
 /// The middleware, shared by every consumer of a node.
 #[derive(Clone)]
 pub struct Mailbox {
-    db: DatabaseConnection,
-    /// Begins the units of write work: grouped commits on SQLite ([`db::group`]).
+    /// Begins the units of write work (grouped commits on SQLite: [`db::group`]); its database is the
+    /// one the middleware writes to.
     writer: db::Writer,
     retry: RetrySettings,
     outbox: OutboxSignal,
@@ -266,10 +266,8 @@ impl Outcomes {
 
 impl Mailbox {
     pub fn new(db: DatabaseConnection, retry: RetrySettings, outbox: OutboxSignal) -> Self {
-        let writer = db::Writer::new(db.clone());
         Self {
-            db,
-            writer,
+            writer: db::Writer::new(db),
             retry,
             outbox,
         }
@@ -388,9 +386,14 @@ impl Mailbox {
                     }
                 };
             if let Disposition::DeadLettered { reason } = &disposition {
-                let stored =
-                    dead_letters::store(&self.db, consumer.queue, delivery, envelope.as_deref(), reason)
-                        .await;
+                let stored = dead_letters::store(
+                    self.writer.db(),
+                    consumer.queue,
+                    delivery,
+                    envelope.as_deref(),
+                    reason,
+                )
+                .await;
                 if let Err(e) = stored {
                     // Not stored: keep the message alive rather than lose it.
                     tracing::error!(queue = consumer.queue, error = %e, "could not store a dead letter; retrying");
@@ -578,7 +581,7 @@ impl Mailbox {
 
     /// The database the middleware writes to.
     pub fn db(&self) -> &DatabaseConnection {
-        &self.db
+        self.writer.db()
     }
 
     /// What begins the units of write work of this node (shared with placement, so that they group
