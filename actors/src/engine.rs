@@ -25,7 +25,9 @@ use crate::config::{
     AdmissionSettings, ArchiveSettings, AuthSettings, BrokerSettings, BusSettings, CacheSettings,
     CatalogSettings, OutboxSettings, PaymentMode, PaymentSettings, RetrySettings, SagaSettings,
 };
-use crate::consumers::inventory::{InventoryActor, InventoryError, Reservation, Reserve, SetStock};
+use crate::consumers::inventory::{
+    InventoryActor, InventoryError, Reservation, Reserve, SetStock, consumers as stock_consumers,
+};
 use crate::consumers::notification::NotificationActor;
 use crate::consumers::payment::PaymentActor;
 use crate::envelope::SkuQuantity;
@@ -161,25 +163,10 @@ impl Engine {
         )
         .start();
 
+        let [reserving, releasing] = stock_consumers(&inventory, &inventory_home);
         let consumers = vec![
-            Consumer {
-                queue: topology::Q_INVENTORY_ORDER_CREATED,
-                apply: inventory.clone().recipient(),
-                prepare: None,
-                prefetch: Some(inventory.clone().recipient()),
-                finish: Some(inventory.clone().recipient()),
-                serial: true,
-                home: inventory_home.clone(),
-            },
-            Consumer {
-                queue: topology::Q_INVENTORY_RELEASE_REQUESTED,
-                apply: inventory.clone().recipient(),
-                prepare: None,
-                prefetch: Some(inventory.clone().recipient()),
-                finish: None,
-                serial: true,
-                home: inventory_home.clone(),
-            },
+            reserving,
+            releasing,
             Consumer {
                 queue: topology::Q_PAYMENT_INVENTORY_RESERVED,
                 apply: payment.clone().recipient(),

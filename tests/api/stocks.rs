@@ -203,7 +203,7 @@ on_every_backend! {
     async fn a_batch_of_orders_reserves_as_if_one_came_after_the_other(backend) {
         // Orders delivered to the inventory together are decided against the stock the batch read once:
         // each must see what the ones before it took, and a refused one takes nothing.
-        use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+        use actors::mailbox::{Delivery, Disposition, Mailbox};
         use actors::outbox::OutboxSignal;
         use entities::outbox_events;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -257,15 +257,7 @@ on_every_backend! {
             })
             .collect();
         let engine = app.state.engine().unwrap();
-        let inventory = Consumer {
-            queue: actors::topology::Q_INVENTORY_ORDER_CREATED,
-            apply: engine.inventory.clone().recipient(),
-            prepare: None,
-            prefetch: Some(engine.inventory.clone().recipient()),
-            finish: Some(engine.inventory.clone().recipient()),
-            serial: true,
-            home: actix::Arbiter::current(),
-        };
+        let [inventory, _] = actors::consumers::inventory::consumers(&engine.inventory, &actix::Arbiter::current());
         let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
         assert_eq!(mailbox.handle(&inventory, &batch).await, vec![Disposition::Ack; batch.len()]);
 
@@ -374,4 +366,105 @@ async fn reservations_and_releases_of_the_same_skus_run_in_batches_without_deadl
     .await;
     let _ = admin.close().await;
     assert_eq!(deadlocks, 0, "deadlocks between stock batches");
+}
+
+on_every_backend! {
+    async fn a_batch_of_releases_gives_back_each_reservation_once(backend) {
+        // Release requests delivered to the inventory together are decided against the reservations the
+        // batch read once: each gives back exactly what its reservation holds, with one audit row, and a
+        // reservation released before gives nothing back again.
+        use actors::auth::Identity;
+        use actors::envelope::{Envelope, Event, InventoryReleaseRequested};
+        use actors::mailbox::{Delivery, Disposition, Mailbox};
+        use actors::outbox::OutboxSignal;
+        use entities::{inventory_release_events, outbox_events};
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("REL-A", 10).await;
+        app.set_stock("REL-B", 10).await;
+        let admin = app.admin_token().await;
+        let orders: Vec<(String, Value)> = [
+            json!([{"skuId": "REL-B", "quantity": 1}, {"skuId": "REL-A", "quantity": 2}]),
+            json!([{"skuId": "REL-A", "quantity": 3}]),
+            json!([{"skuId": "REL-B", "quantity": 4}]),
+            json!([{"skuId": "REL-A", "quantity": 1}]),
+        ]
+        .into_iter()
+        .map(|items| (uuid::Uuid::now_v7().to_string(), items))
+        .collect();
+        for (order_id, items) in &orders {
+            let reserved = app
+                .post("/api/stocks/reserve", Some(&admin), &json!({"orderId": order_id, "items": items}))
+                .await;
+            assert_eq!(reserved.status(), 200);
+        }
+        assert_eq!(app.stock("REL-A").await, (4, 6));
+        assert_eq!(app.stock("REL-B").await, (5, 5));
+
+        let requests = |order_ids: &[&str]| -> Vec<Delivery> {
+            order_ids
+                .iter()
+                .map(|order_id| {
+                    let event = Event::InventoryReleaseRequested(InventoryReleaseRequested {
+                        order_id: order_id.to_string(),
+                        reason: "PAYMENT_FAILED".into(),
+                    });
+                    let identity = Identity { user_id: "u-1".into(), roles: vec!["USER".into()] };
+                    let envelope = Envelope::new(event, "trace-release-batch", identity);
+                    Delivery {
+                        body: std::sync::Arc::from(envelope.encode().unwrap().into_bytes()),
+                        routing_key: envelope.routing_key().into(),
+                        attempt: 1,
+                        message_id: Some(envelope.event_id.clone()),
+                        rejected: None,
+                    }
+                })
+                .collect()
+        };
+        let engine = app.state.engine().unwrap();
+        let [_, releasing] = actors::consumers::inventory::consumers(&engine.inventory, &actix::Arbiter::current());
+        let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
+        // The last order's reservation is released first, on its own.
+        let last = orders[3].0.as_str();
+        assert_eq!(mailbox.handle(&releasing, &requests(&[last])).await, vec![Disposition::Ack]);
+        assert_eq!(app.stock("REL-A").await, (5, 5));
+
+        let all: Vec<&str> = orders.iter().map(|(id, _)| id.as_str()).collect();
+        let batch = requests(&all);
+        assert_eq!(mailbox.handle(&releasing, &batch).await, vec![Disposition::Ack; batch.len()]);
+        assert_eq!(app.stock("REL-A").await, (10, 0), "every unit back, once");
+        assert_eq!(app.stock("REL-B").await, (10, 0));
+        let released = |order_id: String| {
+            let db = app.state.db.clone();
+            async move {
+                outbox_events::Entity::find()
+                    .filter(outbox_events::Column::AggregateId.eq(order_id))
+                    .filter(outbox_events::Column::RoutingKey.eq("inventory.released"))
+                    .all(&db)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|row| serde_json::from_str::<Value>(&row.payload).unwrap()["data"]["released_items"].clone())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            released(orders[0].0.clone()).await,
+            [json!([{"sku_id": "REL-A", "quantity": 2}, {"sku_id": "REL-B", "quantity": 1}])],
+            "what the reservation held, in SKU order"
+        );
+        for (order_id, _) in &orders[1..] {
+            assert_eq!(released(order_id.clone()).await.len(), 1, "one release of {order_id}");
+        }
+        let audit = || inventory_release_events::Entity::find().count(&app.state.db);
+        assert_eq!(audit().await.unwrap(), 4, "one audit row per reservation");
+
+        // Asked again (new events for the same orders), nothing is given back twice.
+        let again = requests(&all);
+        assert_eq!(mailbox.handle(&releasing, &again).await, vec![Disposition::Ack; again.len()]);
+        assert_eq!(app.stock("REL-A").await, (10, 0));
+        assert_eq!(app.stock("REL-B").await, (10, 0));
+        assert_eq!(audit().await.unwrap(), 4);
+    }
 }

@@ -193,7 +193,8 @@ pub struct Consumer {
     pub prepare: Option<Recipient<Prepare>>,
     /// Reads what a batch's messages need once for the batch (optional).
     pub prefetch: Option<Recipient<Prefetch>>,
-    /// Writes what a batch's messages left to write together (optional; only with `prefetch`).
+    /// Writes what a batch's messages left to write together (optional; only with `prefetch`, and
+    /// needed by a prefetch whose batch decides writes, as the stock batches do).
     pub finish: Option<Recipient<FinishBatch>>,
     /// The arbiter (thread) the consumer's actor lives on; its queue is drained there too, so the
     /// middleware and the actor share a thread.

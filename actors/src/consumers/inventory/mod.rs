@@ -20,14 +20,17 @@ use crate::cache::{Cache, CacheName};
 use crate::db;
 use crate::envelope::{Envelope, Event, InventoryFailed, InventoryReserved, SkuQuantity};
 use crate::ids::{OrderId, SkuId};
-use crate::mailbox::{Apply, ConsumeError, Effects, FinishBatch, MAX_CONFLICT_RETRIES, Prefetch, Prefetched};
+use crate::mailbox::{
+    Apply, ConsumeError, Consumer, Effects, FinishBatch, MAX_CONFLICT_RETRIES, Prefetch, Prefetched,
+};
+use crate::topology::{Q_INVENTORY_ORDER_CREATED, Q_INVENTORY_RELEASE_REQUESTED};
 use entities::{inventory_reservation_items, inventory_reservations, stocks};
 
 mod batch;
 mod release;
 
 pub use batch::StockBatch;
-pub use release::release;
+pub use release::{ReleaseBatch, release};
 
 crate::text_codes! {
     /// Where a reservation stands.
@@ -139,6 +142,21 @@ async fn set_stock(
         .ok_or_else(|| DbErr::RecordNotFound(format!("stock {sku_id} after upsert")))?;
     txn.commit().await?;
     Ok(row)
+}
+
+/// The two stock queues' consumers, reservations and releases, applied by `inventory` on `home`. Both
+/// read their batch once before its messages ([`Prefetch`]) and write what it decided when it ends
+/// ([`FinishBatch`]): without the finish a batch's decisions would never be written.
+pub fn consumers(inventory: &Addr<InventoryActor>, home: &actix::ArbiterHandle) -> [Consumer; 2] {
+    [Q_INVENTORY_ORDER_CREATED, Q_INVENTORY_RELEASE_REQUESTED].map(|queue| Consumer {
+        queue,
+        apply: inventory.clone().recipient(),
+        prepare: None,
+        prefetch: Some(inventory.clone().recipient()),
+        finish: Some(inventory.clone().recipient()),
+        serial: true,
+        home: home.clone(),
+    })
 }
 
 /// What reserving came to.
@@ -423,7 +441,14 @@ impl Handler<Apply> for InventoryActor {
                     }
                 }
                 Event::InventoryReleaseRequested(request) => {
-                    match release(txn, &request.order_id, &request.reason, &envelope.trace_id).await? {
+                    let in_batch = msg.batch.as_ref().and_then(|b| b.downcast_ref::<ReleaseBatch>());
+                    let released = match in_batch {
+                        Some(batch) => {
+                            batch.release(&request.order_id, &request.reason, &envelope.trace_id)?
+                        }
+                        None => release(txn, &request.order_id, &request.reason, &envelope.trace_id).await?,
+                    };
+                    match released {
                         Some(released) => {
                             let skus = released.released_items.iter().map(|i| i.sku_id.clone()).collect();
                             Ok(
@@ -447,7 +472,8 @@ impl Handler<Prefetch> for InventoryActor {
     type Result = ResponseFuture<Result<Option<Prefetched>, ConsumeError>>;
 
     /// For a batch of `order.created` events, the stock rows of all their lines, read and locked once;
-    /// for a batch of releases, the stock rows they give back to, locked in the same order.
+    /// for a batch of releases, the stock rows they give back to, locked in the same order, and their
+    /// reservations read once.
     fn handle(&mut self, msg: Prefetch, _: &mut Self::Context) -> Self::Result {
         Box::pin(async move {
             let releasing: Vec<&str> = msg
@@ -460,8 +486,8 @@ impl Handler<Prefetch> for InventoryActor {
                 .collect();
             if !releasing.is_empty() {
                 // A batch is one queue's: releases only.
-                release::lock_stock(msg.txn.as_ref(), &releasing).await?;
-                return Ok(None);
+                let batch = ReleaseBatch::read(msg.txn.as_ref(), &releasing).await?;
+                return Ok(Some(Arc::new(batch) as Prefetched));
             }
             let skus = msg.envelopes.iter().flat_map(|e| match &e.event {
                 Event::OrderCreated(order) => order.items.iter().map(|l| l.sku_id.as_str()).collect(),
@@ -476,10 +502,14 @@ impl Handler<Prefetch> for InventoryActor {
 impl Handler<FinishBatch> for InventoryActor {
     type Result = ResponseFuture<Result<(), ConsumeError>>;
 
-    /// The batch's stock changes, reservations and lines, written together.
+    /// The batch's stock changes, reservations and lines (or releases and their audit rows), written
+    /// together.
     fn handle(&mut self, msg: FinishBatch, _: &mut Self::Context) -> Self::Result {
         Box::pin(async move {
-            match msg.batch.downcast_ref::<StockBatch>() {
+            if let Some(batch) = msg.batch.downcast_ref::<StockBatch>() {
+                return batch.write(msg.txn.as_ref()).await;
+            }
+            match msg.batch.downcast_ref::<ReleaseBatch>() {
                 Some(batch) => batch.write(msg.txn.as_ref()).await,
                 None => Ok(()),
             }
