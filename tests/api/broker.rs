@@ -539,3 +539,54 @@ on_every_backend! {
         assert_eq!(broker.depth(&long_level).await, 1, "the slow one is still waiting its turn");
     }
 }
+
+on_every_backend! {
+    async fn a_batch_is_acknowledged_together_and_its_failed_delivery_retried(backend) {
+        // A consumer settles a batch with one acknowledgement for the deliveries it applied; the one that
+        // failed goes to its retry level first and must not be acknowledged away with the rest.
+        let _broker_lock = shared().await;
+        let Some(broker) = TestBroker::create().await else { return };
+        let Some(db) = TestDb::create(backend).await else { return };
+        // Event ids starting 2222 fail their first attempt.
+        let env = [
+            ("ORDERSAGA_AMQP_URL", broker.amqp_url.as_str()),
+            ("ORDERSAGA_RETRY__INITIAL_DELAY_MS", "100"),
+            ("FAILPOINTS", "consume-fails=return(2222@2)"),
+        ];
+        let queue = QUEUES.iter().find(|q| q.name == "q.notification.order-created").unwrap().name;
+        // A node declares the topology and goes: the messages then wait in the queue, and the next node's
+        // consumer takes them in one batch.
+        drop(start_server(&db, &env).await);
+        let ids: Vec<String> = (0..20)
+            .map(|i| {
+                let id = uuid::Uuid::new_v4().to_string();
+                if i == 7 { format!("2222{}", &id[4..]) } else { id }
+            })
+            .collect();
+        for id in &ids {
+            let (payload, headers) = signed_order_created(id);
+            assert!(broker.publish_to_queue(queue, &payload, headers).await);
+        }
+        eventually(Duration::from_secs(10), "the 20 messages waiting in the queue", || async {
+            (broker.depth(queue).await == 20).then_some(())
+        })
+        .await;
+        let _server = start_server(&db, &env).await;
+
+        let conn = Database::connect(&db.url).await.unwrap();
+        eventually(Duration::from_secs(10), "every message applied, the failed one on its retry", || async {
+            let found = entities::notifications::Entity::find()
+                .filter(entities::notifications::Column::EventId.is_in(ids.clone()))
+                .count(&conn)
+                .await
+                .ok()?;
+            (found == 20).then_some(())
+        })
+        .await;
+        let retry_level = format!("{queue}.retry.100ms");
+        eventually(Duration::from_secs(10), "nothing left unacknowledged or waiting", || async {
+            (broker.depth(queue).await == 0 && broker.depth(&retry_level).await == 0).then_some(())
+        })
+        .await;
+    }
+}

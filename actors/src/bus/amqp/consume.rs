@@ -129,14 +129,29 @@ async fn consume(
             })
             .collect();
         let dispositions = mailbox.handle(&consumer, &deliveries).await;
+        // The deliveries to retry or dead-letter are settled one by one first; then one acknowledgement
+        // with `multiple` takes the rest: every delivery of this channel up to the batch's last acked
+        // tag that is still unsettled, which is exactly the batch's acked ones (the batches before it
+        // are settled, the ones after it have higher tags).
+        let mut last_acked = None;
         for ((amqp, delivery), disposition) in received.iter().zip(&deliveries).zip(dispositions) {
-            settle(&shared, &link, &channel, &consumer, amqp, delivery, disposition).await;
+            match disposition {
+                Disposition::Ack => last_acked = Some(amqp.delivery_tag),
+                other => settle(&shared, &link, &channel, &consumer, amqp, delivery, other).await,
+            }
+        }
+        if let Some(tag) = last_acked {
+            let acked = channel.basic_ack(tag, BasicAckOptions { multiple: true }).await;
+            if let Err(e) = acked {
+                // The channel is gone: the broker will redeliver, and the inbox makes that harmless.
+                tracing::debug!(queue = consumer.queue, error = %e, "broker: acknowledging a batch failed");
+            }
         }
     }
 }
 
 /// Acknowledges, retries through the retry queue of the delay's level, or copies to `Q.dlq` and
-/// acknowledges.
+/// acknowledges, one delivery.
 async fn settle(
     shared: &Shared,
     link: &Link,
