@@ -402,13 +402,15 @@ on_every_backend! {
         assert_eq!(app.stock("REL-A").await, (4, 6));
         assert_eq!(app.stock("REL-B").await, (5, 5));
 
+        // A reason of this test's own, so that the process-wide counter of releases by reason is its own.
+        let reason = format!("TEST-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let requests = |order_ids: &[&str]| -> Vec<Delivery> {
             order_ids
                 .iter()
                 .map(|order_id| {
                     let event = Event::InventoryReleaseRequested(InventoryReleaseRequested {
                         order_id: order_id.to_string(),
-                        reason: "PAYMENT_FAILED".into(),
+                        reason: reason.clone(),
                     });
                     let identity = Identity { user_id: "u-1".into(), roles: vec!["USER".into()] };
                     let envelope = Envelope::new(event, "trace-release-batch", identity);
@@ -466,5 +468,27 @@ on_every_backend! {
         assert_eq!(app.stock("REL-A").await, (10, 0));
         assert_eq!(app.stock("REL-B").await, (10, 0));
         assert_eq!(audit().await.unwrap(), 4);
+        let released_count = || async {
+            let metrics = app.get("/metrics", None).await.text().await.unwrap();
+            crate::helpers::counter(&metrics, "inventory_releases_total", &[("reason", reason.as_str())])
+        };
+        assert_eq!(released_count().await, 4.0, "each release counted once");
+
+        // A batch with a request for an order that has no reservation fails and runs one message at a
+        // time: the two real releases happen and are counted once each, the stray one is dead-lettered.
+        let (fifth, sixth) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+        for order_id in [&fifth, &sixth] {
+            let body = json!({"orderId": order_id, "items": [{"skuId": "REL-A", "quantity": 2}]});
+            assert_eq!(app.post("/api/stocks/reserve", Some(&admin), &body).await.status(), 200);
+        }
+        let stray = uuid::Uuid::now_v7().to_string();
+        let mixed = requests(&[fifth.as_str(), stray.as_str(), sixth.as_str()]);
+        let dispositions = mailbox.handle(&releasing, &mixed).await;
+        assert_eq!(dispositions[0], Disposition::Ack);
+        assert!(matches!(dispositions[1], Disposition::DeadLettered { .. }), "{dispositions:?}");
+        assert_eq!(dispositions[2], Disposition::Ack);
+        assert_eq!(app.stock("REL-A").await, (10, 0));
+        assert_eq!(audit().await.unwrap(), 6);
+        assert_eq!(released_count().await, 6.0, "a batch run again counts its releases once");
     }
 }

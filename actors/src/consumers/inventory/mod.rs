@@ -451,9 +451,16 @@ impl Handler<Apply> for InventoryActor {
                     match released {
                         Some(released) => {
                             let skus = released.released_items.iter().map(|i| i.sku_id.clone()).collect();
+                            // Counted once committed: a batch that fails and runs again message by
+                            // message counts each release once.
+                            let reason = released.reason.clone();
+                            let counted = move || {
+                                metrics::counter!("inventory_releases_total", "reason" => reason).increment(1)
+                            };
                             Ok(
                                 Effects::publish(envelope.caused(Event::InventoryReleased(released)))
-                                    .and_then(invalidate(skus)),
+                                    .and_then(invalidate(skus))
+                                    .and_then(counted),
                             )
                         }
                         None => Ok(Effects::none()),

@@ -172,7 +172,6 @@ impl ReleaseBatch {
             trace_id,
             now,
         )?);
-        metrics::counter!("inventory_releases_total", "reason" => reason.to_owned()).increment(1);
         Ok(Some(InventoryReleased {
             release_id,
             order_id: order_id.to_owned(),
@@ -319,7 +318,6 @@ pub async fn release(
     )?)
     .exec_without_returning(txn)
     .await?;
-    metrics::counter!("inventory_releases_total", "reason" => reason.to_owned()).increment(1);
     Ok(Some(InventoryReleased {
         release_id,
         order_id: order_id.to_owned(),
