@@ -1,7 +1,7 @@
 //! Releases: a reservation's stock given back, once, with its audit row; alone, or in batches.
 //!
-//! A batch of releases reads its reservations and their lines in one statement, after it has locked the
-//! stock rows they give back to, in key order. Each release is decided against what it read, and the
+//! A batch of releases reads its reservations and their lines in one statement, then locks the stock
+//! rows they give back to, in key order. Each release is decided against what it read, and the
 //! batch writes once when it ends: the reservations flipped (on the condition that they still hold
 //! their stock), one relative update per SKU, and the audit rows. A reservation that changed meanwhile
 //! leaves the flip a row short, which fails the batch; it then runs one message at a time.
@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -19,38 +19,6 @@ use crate::db;
 use crate::envelope::{InventoryReleased, SkuQuantity};
 use crate::mailbox::ConsumeError;
 use entities::{inventory_release_events, inventory_reservation_items, inventory_reservations, stocks};
-
-/// Locks, in key order, the stock rows the reservations of `order_ids` hold, before a batch of their
-/// releases gives the units back. The reservation batches lock their rows in the same order
-/// ([`locked_in_key_order`]), so a batch of releases and a batch of reservations of the same SKUs wait
-/// for each other instead of deadlocking (which PostgreSQL would find only after its
-/// `deadlock_timeout`, a second, and answer by failing one of the batches).
-async fn lock_stock(txn: &impl ConnectionTrait, order_ids: &[&str]) -> Result<(), ConsumeError> {
-    use inventory_reservation_items::Column as Item;
-    use inventory_reservations::Column as Held;
-    if order_ids.is_empty() {
-        return Ok(());
-    }
-    let held_skus = Query::select()
-        .column((inventory_reservation_items::Entity, Item::SkuId))
-        .from(inventory_reservation_items::Entity)
-        .inner_join(
-            inventory_reservations::Entity,
-            Expr::col((inventory_reservations::Entity, Held::Id))
-                .equals((inventory_reservation_items::Entity, Item::ReservationId)),
-        )
-        .and_where(
-            Expr::col((inventory_reservations::Entity, Held::OrderId)).is_in(order_ids.iter().copied()),
-        )
-        .to_owned();
-    locked_in_key_order(stocks::Column::SkuId.in_subquery(held_skus))
-        .select_only()
-        .column(stocks::Column::SkuId)
-        .into_tuple::<String>()
-        .all(txn)
-        .await?;
-    Ok(())
-}
 
 /// `(order id, reservation id, status, SKU, quantity)`: a reservation's line as a batch of releases
 /// reads it (no SKU for a reservation without lines).
@@ -86,12 +54,14 @@ struct Giving {
 pub struct ReleaseBatch(Mutex<Giving>);
 
 impl ReleaseBatch {
-    /// Locks the stock rows the reservations of `order_ids` hold, in key order, then reads the
-    /// reservations with their lines.
+    /// Reads the reservations of `order_ids` with their lines, then locks the stock rows those still
+    /// holding their stock give back to, in key order. The reservation batches lock their rows in the
+    /// same order ([`locked_in_key_order`]), so a batch of releases and a batch of reservations of the
+    /// same SKUs wait for each other instead of deadlocking (which PostgreSQL would find only after its
+    /// `deadlock_timeout`, a second, and answer by failing one of the batches).
     pub async fn read(txn: &impl ConnectionTrait, order_ids: &[&str]) -> Result<Self, ConsumeError> {
         use inventory_reservation_items::Column as Item;
         use inventory_reservations::Column as R;
-        lock_stock(txn, order_ids).await?;
         let rows: Vec<HeldLine> = inventory_reservations::Entity::find()
             .select_only()
             .columns([R::OrderId, R::Id, R::Status])
@@ -120,6 +90,19 @@ impl ReleaseBatch {
             if let (Some(sku_id), Some(quantity)) = (sku_id, quantity) {
                 entry.items.push(SkuQuantity { sku_id, quantity });
             }
+        }
+        let giving_back: BTreeSet<&str> = held
+            .values()
+            .filter(|h| !h.released)
+            .flat_map(|h| h.items.iter().map(|i| i.sku_id.as_str()))
+            .collect();
+        if !giving_back.is_empty() {
+            locked_in_key_order(stocks::Column::SkuId.is_in(giving_back))
+                .select_only()
+                .column(stocks::Column::SkuId)
+                .into_tuple::<String>()
+                .all(txn)
+                .await?;
         }
         Ok(ReleaseBatch(Mutex::new(Giving {
             held,
