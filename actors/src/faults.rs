@@ -8,6 +8,8 @@
 //! | `outbox-hold` | the relay keeps events with routing key `KEY` claimed and never publishes them (a frozen node) |
 //! | `archive-chunk-done` | with `return(MS)`: an archive run waits MS milliseconds after each committed chunk (so a test can interrupt it between two) |
 //! | `archive-in-chunk` | with `return(MS)`: each archive chunk waits MS milliseconds inside its transaction, before the commit, and logs a warning saying so (so a test can interrupt it mid-chunk) |
+//! | `commit-unanswered` | a unit of work that wrote an event with routing key `KEY` to the outbox commits, and its caller is told the commit failed (as when the connection is lost after `COMMIT`) |
+//! | `commit-outlived` | after a unit of work that wrote an event with routing key `KEY` has committed, its rows are handed to the relay only once the unit's caller has given it up (past `database.work_timeout_seconds`) |
 //! | `consume-fails` | with `return(PREFIX@N,…)`: a delivery whose event id starts with `PREFIX` fails transiently while its attempt is below `N` |
 
 /// Reads `FAILPOINTS` (in a build with fault injection; otherwise does nothing).

@@ -355,6 +355,114 @@ on_every_backend! {
     }
 }
 
+/// A unit's events written claimed by this node, to be handed to its relay after the commit, whatever
+/// becomes of the commit's caller. On SQLite and PostgreSQL only: MySQL answers no ids from an insert,
+/// so there the relay claims every row itself and nothing is handed over.
+mod handed_over {
+    use super::*;
+    use crate::helpers::Backend;
+
+    fn on(test: fn(Backend) -> futures::future::LocalBoxFuture<'static, ()>, backend: Backend) {
+        let outcome = std::panic::catch_unwind(|| ordersaga::runtime::block_on(test(backend)));
+        crate::helpers::drop_finished_databases();
+        match outcome {
+            Ok(result) => result.unwrap(),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    #[test]
+    fn a_reservation_committed_but_answered_as_failed_is_still_published_sqlite() {
+        on(
+            |b| {
+                Box::pin(a_reservation_committed_but_answered_as_failed_is_still_published(
+                    b,
+                ))
+            },
+            Backend::Sqlite,
+        )
+    }
+    #[test]
+    fn a_reservation_committed_but_answered_as_failed_is_still_published_postgres() {
+        on(
+            |b| {
+                Box::pin(a_reservation_committed_but_answered_as_failed_is_still_published(
+                    b,
+                ))
+            },
+            Backend::Postgres,
+        )
+    }
+    #[test]
+    fn a_reservation_whose_delivery_was_given_up_mid_commit_is_still_published_sqlite() {
+        on(
+            |b| Box::pin(a_reservation_whose_delivery_was_given_up_mid_commit_is_still_published(b)),
+            Backend::Sqlite,
+        )
+    }
+    #[test]
+    fn a_reservation_whose_delivery_was_given_up_mid_commit_is_still_published_postgres() {
+        on(
+            |b| Box::pin(a_reservation_whose_delivery_was_given_up_mid_commit_is_still_published(b)),
+            Backend::Postgres,
+        )
+    }
+
+    async fn a_reservation_committed_but_answered_as_failed_is_still_published(backend: Backend) {
+        // The inventory's commit goes through and its answer is lost: the reservation's event, written
+        // claimed by this node, is released for the relay, and the saga goes on without a restart.
+        let Some(db) = TestDb::create(backend).await else {
+            return;
+        };
+        let env = [("FAILPOINTS", "commit-unanswered=return(inventory.reserved)")];
+        let client = crate::helpers::test_client();
+        let server = start_server(&db, &env).await;
+        let base = server.address.clone();
+        let id = stock_and_order(&client, &base, "LOST-1", "lost-1").await;
+        let saga = ended_saga(&client, &base, &id).await;
+        assert_confirmed_and_charged(&client, &base, &id, &saga, "LOST-1").await;
+        let history = saga["history"].as_array().unwrap();
+        assert!(
+            history.iter().any(|h| h["routingKey"] == "inventory.reserved"),
+            "the reservation's event reached the saga: {saga}"
+        );
+    }
+
+    async fn a_reservation_whose_delivery_was_given_up_mid_commit_is_still_published(backend: Backend) {
+        // The unit that reserved the stock commits after its delivery's deadline has passed: its
+        // events still reach the relay, and the saga ends without a restart.
+        let Some(db) = TestDb::create(backend).await else {
+            return;
+        };
+        let env = [
+            ("FAILPOINTS", "commit-outlived=return(inventory.reserved)"),
+            ("ORDERSAGA_DATABASE__WORK_TIMEOUT_SECONDS", "1"),
+        ];
+        let client = crate::helpers::test_client();
+        let server = start_server(&db, &env).await;
+        let base = server.address.clone();
+        let id = stock_and_order(&client, &base, "LATE-1", "late-1").await;
+        let saga = ended_saga(&client, &base, &id).await;
+        assert_confirmed_and_charged(&client, &base, &id, &saga, "LATE-1").await;
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let timed_out = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("database_work_timed_out_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok());
+        assert!(
+            timed_out.is_some_and(|n| n >= 1.0),
+            "the delivery was given up first: {timed_out:?}"
+        );
+    }
+}
+
 /// A node whose inventory never gets its orders (their events stay in the outbox), so that their sagas
 /// wait on the engine, which has room for three; and a buyer.
 struct HeldNode {

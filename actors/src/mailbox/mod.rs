@@ -559,17 +559,23 @@ impl Mailbox {
     }
 
     /// Commits the unit (returns once it is durable), then hands the relay what it wrote and runs the
-    /// hooks.
+    /// hooks, the three together even if this unit's delivery is given up meanwhile
+    /// ([`OutboxSignal::commit`]).
     async fn commit(
         &self,
         write: db::Write,
         hooks: Vec<AfterCommit>,
         handed: Handed,
     ) -> Result<(), ConsumeError> {
-        write.commit().await?;
-        self.outbox.hand_over(handed);
-        self.after_commit(hooks);
-        Ok(())
+        if hooks.is_empty() && handed.is_empty() {
+            return Ok(write.commit().await?);
+        }
+        let then = move || {
+            for hook in hooks {
+                hook();
+            }
+        };
+        Ok(self.outbox.commit(self.writer.db(), write, handed, then).await?)
     }
 
     /// What follows every commit that changed the flow, once the relay has what the transaction wrote

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Set};
 use tokio::sync::Notify;
 
 use crate::bus::OutboxMessage;
 use crate::db;
 use crate::envelope::Envelope;
+use crate::faults;
 use entities::outbox_events;
 
 pub mod relay;
@@ -58,6 +59,7 @@ pub(crate) struct OutboxRows {
     pub(crate) claimed: bool,
     /// `(event id, event type, routing key, body)` of each row, in insert order.
     messages: Vec<(String, String, String, Arc<[u8]>)>,
+    claimant: Option<Arc<str>>,
 }
 
 impl OutboxRows {
@@ -94,6 +96,7 @@ impl OutboxRows {
             insert: outbox_events::Entity::insert_many(rows),
             claimed: claimant.is_some(),
             messages,
+            claimant,
         })
     }
 
@@ -134,6 +137,7 @@ impl OutboxRows {
         Ok(Handed {
             messages,
             unclaimed: false,
+            claimed_by: self.claimant,
         })
     }
 }
@@ -145,13 +149,15 @@ impl OutboxRows {
 pub struct Handed {
     messages: Vec<OutboxMessage>,
     unclaimed: bool,
+    /// The node the rows were written claimed by.
+    claimed_by: Option<Arc<str>>,
 }
 
 impl Handed {
     pub(crate) fn unclaimed() -> Self {
         Self {
-            messages: Vec::new(),
             unclaimed: true,
+            ..Self::default()
         }
     }
 
@@ -159,12 +165,23 @@ impl Handed {
     pub fn extend(&mut self, other: Handed) {
         self.messages.extend(other.messages);
         self.unclaimed |= other.unclaimed;
+        if self.claimed_by.is_none() {
+            self.claimed_by = other.claimed_by;
+        }
+    }
+
+    /// Whether a row written has the routing key the fault point `point` names.
+    fn armed(&self, point: &str) -> bool {
+        faults::armed(point).is_some_and(|key| self.messages.iter().any(|m| m.routing_key == key))
     }
 
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty() && !self.unclaimed
     }
 }
+
+/// Tries to release the claims of a failed commit's rows, with pauses of 0.2, 0.4, … s between.
+const RELEASE_ATTEMPTS: u32 = 6;
 
 /// The writers' line to the relay: rows handed over after their commit, and a wake-up for rows that
 /// wait to be claimed. Cheap and never blocks.
@@ -206,6 +223,95 @@ impl OutboxSignal {
         }
         if handed.unclaimed {
             self.wake();
+        }
+    }
+
+    /// Commits `write` and then hands the relay the rows it wrote claimed (see [`hand_over`](Self::hand_over))
+    /// and runs `then`; answers once all that is done. The three go together whatever becomes of the
+    /// caller: they run on a task of their own, so a caller given up meanwhile (its deadline passed, its
+    /// broker consumer stopped with the connection) does not leave the rows of a unit that committed
+    /// claimed in this node's name and never published — this node's relay does not take its own claims
+    /// back until it starts again. A commit that fails (or whose answer was lost: the commit may have
+    /// gone through) releases the rows' claims for the relay to take as rows written unclaimed; a copy
+    /// sent twice is dropped by the consumers' inbox.
+    pub async fn commit(
+        &self,
+        db: &DatabaseConnection,
+        write: db::Write,
+        handed: Handed,
+        then: impl FnOnce() + Send + 'static,
+    ) -> Result<(), DbErr> {
+        let signal = self.clone();
+        let db = db.clone();
+        let unit = async move {
+            let mut committed = write.commit().await;
+            if committed.is_ok() && handed.armed("commit-unanswered") {
+                committed = Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                    "the commit's answer was lost (fault point commit-unanswered)".into(),
+                )));
+            }
+            match committed {
+                Ok(()) => {
+                    if handed.armed("commit-outlived") {
+                        tokio::time::sleep(db::work_timeout() + Duration::from_secs(1)).await;
+                    }
+                    signal.hand_over(handed);
+                    then();
+                    Ok(())
+                }
+                Err(e) => {
+                    signal.release(&db, handed).await;
+                    Err(e)
+                }
+            }
+        };
+        tokio::spawn(unit)
+            .await
+            .map_err(|e| DbErr::Custom(format!("the commit's task failed: {e}")))?
+    }
+
+    /// Releases the claims of rows handed over by a unit whose commit failed, so that the relay claims
+    /// them (if they were committed after all) as rows written unclaimed.
+    async fn release(&self, db: &DatabaseConnection, handed: Handed) {
+        use outbox_events::Column as C;
+        use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+        let (Some(node), false) = (handed.claimed_by.as_deref(), handed.messages.is_empty()) else {
+            return;
+        };
+        let ids: Vec<i64> = handed.messages.iter().map(|m| m.id).collect();
+        let mut pause = Duration::from_millis(200);
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            let released = outbox_events::Entity::update_many()
+                .col_expr(C::ClaimedBy, Expr::value(Option::<String>::None))
+                .col_expr(
+                    C::ClaimedAt,
+                    Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+                )
+                .filter(C::Id.is_in(ids.iter().copied()))
+                .filter(C::ClaimedBy.eq(node))
+                .filter(C::PublishedAt.is_null())
+                .exec(db);
+            match db::bounded(released).await {
+                Ok(done) => {
+                    tracing::debug!(
+                        rows = done.rows_affected,
+                        "outbox: a unit's commit failed; the claims of the rows it wrote are released"
+                    );
+                    self.wake();
+                    return;
+                }
+                Err(e) if attempt < RELEASE_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "outbox: releasing the claims of a failed commit failed");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    rows = ids.len(),
+                    "outbox: the claims of rows a failed commit may have written could not be released; \
+                     the node releases them when it starts again, another node after the claim lease"
+                ),
+            }
         }
     }
 

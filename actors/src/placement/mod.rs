@@ -237,8 +237,7 @@ async fn place_together(
         txn.rollback().await?;
         return Err(DbErr::Custom("a request's deadline passed".into()));
     }
-    txn.commit().await?;
-    outbox.hand_over(handed);
+    outbox.commit(writer.db(), txn, handed, || ()).await?;
     metrics::counter!("orders_placed_total").increment(orders.len() as u64);
     Ok(orders
         .into_iter()
@@ -280,8 +279,7 @@ pub async fn place(writer: &db::Writer, outbox: &OutboxSignal, request: &PlaceOr
                 return Err(abandoned());
             }
             Ok(handed) => {
-                txn.commit().await?;
-                outbox.hand_over(handed);
+                outbox.commit(writer.db(), txn, handed, || ()).await?;
                 metrics::counter!("orders_placed_total").increment(1);
                 return Ok(Placement::Created(rows.record, rows.saga.update));
             }
