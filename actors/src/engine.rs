@@ -37,7 +37,7 @@ use crate::mailbox::{Consumer, Mailbox};
 use crate::outbox::{OutboxRelay, OutboxSignal, StopRelay};
 use crate::placement::batcher::{Place, PlacementBatcher};
 use crate::placement::{CatalogCheck, PlaceError, PlaceOrder, Placement};
-use crate::saga::{Placed, Resume, SagaRegistry};
+use crate::saga::{Placed, Resume, SagaRegistry, consumers as saga_consumers};
 use crate::topology;
 use entities::{dead_letters as dead_letter_rows, products, stocks, users};
 
@@ -164,6 +164,7 @@ impl Engine {
         .start();
 
         let [reserving, releasing] = stock_consumers(&inventory, &inventory_home);
+        let [inventory_results, payment_results] = saga_consumers(&sagas, &saga_home);
         let consumers = vec![
             reserving,
             releasing,
@@ -185,24 +186,8 @@ impl Engine {
                 serial: false,
                 home: payment_home.clone(),
             },
-            Consumer {
-                queue: topology::Q_ORDER_INVENTORY_RESULT,
-                apply: sagas.clone().recipient(),
-                prepare: None,
-                prefetch: Some(sagas.clone().recipient()),
-                finish: None,
-                serial: false,
-                home: saga_home.clone(),
-            },
-            Consumer {
-                queue: topology::Q_ORDER_PAYMENT_RESULT,
-                apply: sagas.clone().recipient(),
-                prepare: None,
-                prefetch: Some(sagas.clone().recipient()),
-                finish: None,
-                serial: false,
-                home: saga_home.clone(),
-            },
+            inventory_results,
+            payment_results,
             Consumer {
                 queue: topology::Q_NOTIFICATION_ORDER_CREATED,
                 apply: notifications.recipient(),

@@ -4,13 +4,17 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use actors::auth::Identity;
 use actors::envelope::{Envelope, Event, PaymentFailed, PaymentSucceeded};
-use actors::mailbox::{Consumer, Delivery, Disposition, Mailbox};
+use actors::mailbox::{ConsumeError, Delivery, Disposition, Mailbox};
 use actors::outbox::OutboxSignal;
-use actors::saga::InMemory;
+use actors::saga::machine::SagaInput;
+use actors::saga::step::{self, Cause, SagaRows};
+use actors::saga::{InMemory, SagaState};
 use actors::topology;
-use entities::{consumed_messages, outbox_events};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use entities::{consumed_messages, outbox_events, saga_instances};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::Value;
 
 use crate::helpers::{assert_problem, eventually, line, spawn_app, spawn_app_with};
@@ -28,6 +32,16 @@ async fn outbox_rows(
         .all(&app.state.db)
         .await
         .unwrap()
+}
+
+/// The state of a saga's row as `txn` sees it.
+async fn state_in(txn: &DatabaseTransaction, order_id: &str) -> String {
+    saga_instances::Entity::find_by_id(order_id.to_owned())
+        .one(txn)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
 }
 
 /// A delivery of `event`, caused by the `inventory.reserved` event of `order_id` (its trace and identity).
@@ -81,15 +95,8 @@ on_every_backend! {
             result_of(&app, first, late).await,
         ];
         let engine = app.state.engine().unwrap();
-        let consumer = Consumer {
-            queue: topology::Q_ORDER_PAYMENT_RESULT,
-            apply: engine.sagas.clone().recipient(),
-            prepare: None,
-            prefetch: Some(engine.sagas.clone().recipient()),
-            finish: None,
-            serial: false,
-            home: actix::Arbiter::current(),
-        };
+        let [_, consumer] = actors::saga::consumers(&engine.sagas, &actix::Arbiter::current());
+        assert_eq!(consumer.queue, topology::Q_ORDER_PAYMENT_RESULT);
         let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
         assert_eq!(mailbox.handle(&consumer, &batch).await, [Disposition::Ack, Disposition::Ack, Disposition::Ack]);
 
@@ -114,6 +121,91 @@ on_every_backend! {
         // The same batch again changes nothing: every event was claimed once.
         assert_eq!(mailbox.handle(&consumer, &batch).await, [Disposition::Ack, Disposition::Ack, Disposition::Ack]);
         assert_eq!(app.saga(first).await["history"].as_array().unwrap().len(), history.len());
+    }
+
+    async fn a_batch_of_saga_steps_is_written_when_the_batch_ends_and_not_at_all_if_a_saga_moved_on(backend) {
+        // The steps of a batch keep their writes for the batch's end (one statement per table), except on
+        // MySQL, where each step writes at once. Kept writes are conditioned on the version each step
+        // read: a saga that moved on meanwhile fails the whole batch, which then runs one message at a time.
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.payment.latency_ms = 120_000;
+            s.saga.payment_timeout_seconds = 300;
+        })
+        .await else { return };
+        app.set_stock("SKU-W", 10).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let order = app.order("u-1", vec![line("SKU-W", 1, "2.00")]).await;
+            ids.push(order["orderId"].as_str().unwrap().to_owned());
+        }
+        for id in &ids {
+            eventually(Duration::from_secs(20), "the order to await its payment", || async {
+                (app.saga(id).await["state"] == "AWAITING_PAYMENT").then_some(())
+            })
+            .await;
+        }
+        let kept = app.state.db.get_database_backend() != DbBackend::MySql;
+        // A payment id per order (ids are 36 characters).
+        let payments: std::collections::HashMap<String, String> =
+            ids.iter().map(|id| (id.clone(), uuid::Uuid::new_v4().to_string())).collect();
+        let paid = |id: &str| SagaInput::PaymentSucceeded { payment_id: payments[id].clone() };
+        let envelope = |id: &str| {
+            let identity = Identity { user_id: "u-1".into(), roles: vec![] };
+            let event = PaymentSucceeded { order_id: id.to_owned(), payment_id: payments[id].clone() };
+            Envelope::new(Event::PaymentSucceeded(event), "trace-w", identity)
+        };
+        let timeout = Duration::from_secs(300);
+
+        // A batch of two: nothing is written until it ends, then both steps are.
+        let txn = app.state.db.begin().await.unwrap();
+        let rows = SagaRows::read(&txn, ids[..2].iter().map(String::as_str)).await.unwrap();
+        for id in &ids[..2] {
+            let event = envelope(id);
+            let applied =
+                step::apply_input(&txn, id, &paid(id), Cause::Event(&event), timeout, Some(&rows)).await.unwrap();
+            assert_eq!(applied.update.unwrap().state, SagaState::Completed);
+            let expected = if kept { "AWAITING_PAYMENT" } else { "COMPLETED" };
+            assert_eq!(state_in(&txn, id).await, expected, "kept for the batch's end: {kept}");
+        }
+        rows.write(&txn).await.unwrap();
+        for id in &ids[..2] {
+            assert_eq!(state_in(&txn, id).await, "COMPLETED");
+        }
+        txn.commit().await.unwrap();
+        for id in &ids[..2] {
+            let saga = app.saga(id).await;
+            assert_eq!(saga["state"], "COMPLETED", "{saga}");
+            let last = saga["history"].as_array().unwrap().last().unwrap().clone();
+            assert_eq!(last["eventType"], "PaymentSucceeded", "{saga}");
+            assert_eq!(last["fromState"], "AWAITING_PAYMENT");
+            assert_eq!(last["toState"], "COMPLETED");
+            assert_eq!(last["detail"], format!("payment {}", payments[id]));
+            let order: Value = app.get(&format!("/api/orders/{id}"), Some(&app.admin_token().await)).await.json().await.unwrap();
+            assert_eq!(order["status"], "CONFIRMED", "{order}");
+        }
+
+        // The third saga moves on after its row was read: the batch's writes change nothing.
+        let third = ids[2].as_str();
+        let before = app.saga(third).await;
+        let txn = app.state.db.begin().await.unwrap();
+        let rows = SagaRows::read(&txn, [third]).await.unwrap();
+        let event = envelope(third);
+        let step = step::apply_input(&txn, third, &paid(third), Cause::Event(&event), timeout, Some(&rows)).await;
+        if kept {
+            step.unwrap();
+            saga_instances::Entity::update_many()
+                .col_expr(saga_instances::Column::Version, Expr::col(saga_instances::Column::Version).add(1))
+                .filter(saga_instances::Column::OrderId.eq(third))
+                .exec(&txn)
+                .await
+                .unwrap();
+            assert!(matches!(rows.write(&txn).await, Err(ConsumeError::Conflict(_))), "the batch fails as a conflict");
+            assert_eq!(state_in(&txn, third).await, "AWAITING_PAYMENT", "the batch wrote nothing");
+        }
+        txn.rollback().await.unwrap();
+        let after = app.saga(third).await;
+        assert_eq!(after["state"], "AWAITING_PAYMENT");
+        assert_eq!(after["history"], before["history"]);
     }
 
     async fn a_payment_that_succeeds_after_its_deadline_is_refunded_exactly_once(backend) {

@@ -30,7 +30,7 @@ pub mod step;
 
 pub use machine::SagaState;
 pub use order_saga::OrderSaga;
-pub use registry::{InMemory, Placed, Resume, SagaRegistry, Track};
+pub use registry::{InMemory, Placed, Resume, SagaRegistry, Track, consumers};
 
 crate::text_codes! {
     /// An order's status: `PENDING` while its saga runs, then as the saga ended. The saga sets it.

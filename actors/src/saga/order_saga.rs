@@ -17,9 +17,9 @@ use sea_orm::{DatabaseTransaction, EntityTrait};
 use super::SagaUpdate;
 use super::machine::{SagaInput, SagaState};
 use super::registry::{Finished, SagaRegistry, effects_of};
-use super::step::{Applied, Cause, apply_input};
+use super::step::{Applied, Cause, SagaRows, apply_input};
 use crate::envelope::Envelope;
-use crate::mailbox::{ConsumeError, Mailbox};
+use crate::mailbox::{ConsumeError, Mailbox, Prefetched};
 use entities::saga_instances;
 
 /// Pause before an actor that failed reads its saga again.
@@ -113,8 +113,8 @@ pub struct Step {
     pub txn: Arc<DatabaseTransaction>,
     pub input: SagaInput,
     pub envelope: Arc<Envelope>,
-    /// The saga row, when the transaction read it already for its batch.
-    pub row: Option<saga_instances::Model>,
+    /// The batch's saga rows, when the transaction read them already ([`super::step::SagaRows`]).
+    pub batch: Option<Prefetched>,
 }
 
 /// The saga moved on (committed by someone).
@@ -158,7 +158,9 @@ impl Handler<Step> for OrderSaga {
                 &step.input,
                 Cause::Event(&step.envelope),
                 payment_timeout,
-                step.row,
+                step.batch
+                    .as_ref()
+                    .and_then(|batch| batch.downcast_ref::<SagaRows>()),
             )
             .await
         }))

@@ -14,7 +14,8 @@ use super::order_saga::{Advance, Dormant, OrderSaga, Step};
 use super::step::{Applied, SagaRows, input_of};
 use crate::admission::Admitted;
 use crate::db;
-use crate::mailbox::{Apply, ConsumeError, Effects, Mailbox, Prefetch, Prefetched};
+use crate::mailbox::{Apply, ConsumeError, Consumer, Effects, FinishBatch, Mailbox, Prefetch, Prefetched};
+use crate::topology::{Q_ORDER_INVENTORY_RESULT, Q_ORDER_PAYMENT_RESULT};
 use entities::saga_instances;
 
 /// How often the registry looks for overdue deadlines that no actor in memory watches.
@@ -134,6 +135,21 @@ fn dormant(update: &SagaUpdate) -> bool {
 }
 
 /// The effects of a committed step: its events, and the registry told of the new state afterwards.
+/// The two saga queues' consumers, applied by `sagas` on `home`. Both read their batch's saga rows once
+/// before its events ([`Prefetch`]) and write the steps together when it ends ([`FinishBatch`]):
+/// without the finish a batch's steps would never be written.
+pub fn consumers(sagas: &Addr<SagaRegistry>, home: &actix::ArbiterHandle) -> [Consumer; 2] {
+    [Q_ORDER_INVENTORY_RESULT, Q_ORDER_PAYMENT_RESULT].map(|queue| Consumer {
+        queue,
+        apply: sagas.clone().recipient(),
+        prepare: None,
+        prefetch: Some(sagas.clone().recipient()),
+        finish: Some(sagas.clone().recipient()),
+        serial: false,
+        home: home.clone(),
+    })
+}
+
 pub(crate) fn effects_of(applied: Applied, registry: Addr<SagaRegistry>) -> Effects {
     let effects = Effects {
         publish: applied.publish,
@@ -393,11 +409,6 @@ impl Handler<Apply> for SagaRegistry {
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let order_id = msg.envelope.event.order_id();
-        let row = msg
-            .batch
-            .as_ref()
-            .and_then(|batch| batch.downcast_ref::<SagaRows>())
-            .and_then(|rows| rows.take(order_id));
         let saga = self.actor(order_id, None, ctx);
         let registry = ctx.address();
         Box::pin(async move {
@@ -405,7 +416,7 @@ impl Handler<Apply> for SagaRegistry {
                 txn: msg.txn,
                 input,
                 envelope: msg.envelope,
-                row,
+                batch: msg.batch,
             };
             let applied = saga
                 .send(step)
@@ -425,6 +436,20 @@ impl Handler<Prefetch> for SagaRegistry {
             let order_ids = msg.envelopes.iter().map(|e| e.event.order_id());
             let rows = SagaRows::read(msg.txn.as_ref(), order_ids).await?;
             Ok(Some(Arc::new(rows) as Prefetched))
+        })
+    }
+}
+
+impl Handler<FinishBatch> for SagaRegistry {
+    type Result = ResponseFuture<Result<(), ConsumeError>>;
+
+    /// The batch's steps, written together.
+    fn handle(&mut self, msg: FinishBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            match msg.batch.downcast_ref::<SagaRows>() {
+                Some(rows) => rows.write(msg.txn.as_ref()).await,
+                None => Ok(()),
+            }
         })
     }
 }

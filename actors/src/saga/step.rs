@@ -4,12 +4,15 @@
 //! and a deadline) never both advance one saga. Events and deadlines both come through [`apply_input`],
 //! called by the order's own actor ([`super::order_saga`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, NotSet,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
 use super::OrderStatus;
 use super::SagaUpdate;
@@ -129,10 +132,84 @@ async fn at_deadline(txn: &impl ConnectionTrait, order_id: &str) -> Result<SagaI
 }
 
 /// The saga rows of a batch of events, read (and locked) in one statement before the first of them is
-/// applied ([`crate::mailbox::Prefetch`]). Each row is taken out by the step that uses it, so a second
-/// event of the batch for the same saga reads the row as the first step left it.
+/// applied ([`crate::mailbox::Prefetch`]), and the steps' writes, kept for the batch's end
+/// ([`SagaRows::write`]): the saga rows as one upsert, their history rows as one insert, the orders'
+/// statuses as one update per status and reason. Each row is taken out by the step that uses it; a
+/// second event of the batch for the same saga first writes what the batch kept, then reads the row as
+/// the first step left it.
 #[derive(Debug, Default)]
-pub struct SagaRows(Mutex<HashMap<String, saga_instances::Model>>);
+pub struct SagaRows {
+    rows: Mutex<HashMap<String, saga_instances::Model>>,
+    kept: Mutex<Vec<StepWrites>>,
+}
+
+/// What one step writes: the saga row as the step leaves it (its update conditioned on the version the
+/// step read), the step's history row, and the order's new status if it has one.
+#[derive(Debug)]
+struct StepWrites {
+    read_version: i64,
+    row: saga_instances::Model,
+    history: saga_history::ActiveModel,
+    order: Option<(OrderStatus, Option<String>)>,
+}
+
+/// Orders that end with one status, and their ids.
+type Ending = (OrderStatus, Vec<String>);
+
+/// The saga row's columns a step changes.
+const STEP_COLUMNS: [saga_instances::Column; 8] = [
+    saga_instances::Column::State,
+    saga_instances::Column::Version,
+    saga_instances::Column::UpdatedAt,
+    saga_instances::Column::ReservationId,
+    saga_instances::Column::PaymentId,
+    saga_instances::Column::FailureReason,
+    saga_instances::Column::CompletedAt,
+    saga_instances::Column::DeadlineAt,
+];
+
+impl StepWrites {
+    /// The step's writes alone, in one round trip; answers the rows they must change.
+    fn push_alone(self, backend: DbBackend, writes: &mut db::Writes) -> u64 {
+        let mut update = saga_instances::ActiveModel::from(self.row.clone()).reset_all();
+        update.order_id = NotSet;
+        update.user_id = NotSet;
+        update.trace_id = NotSet;
+        update.identity = NotSet;
+        update.started_at = NotSet;
+        writes.push(
+            backend,
+            &saga_instances::Entity::update_many()
+                .set(update)
+                .filter(saga_instances::Column::OrderId.eq(self.row.order_id.as_str()))
+                .filter(saga_instances::Column::Version.eq(self.read_version)),
+        );
+        writes.push(backend, &saga_history::Entity::insert(self.history));
+        match self.order {
+            Some((status, reason)) => {
+                writes.push(
+                    backend,
+                    &order_update(&status, reason, self.row.updated_at, [self.row.order_id]),
+                );
+                3
+            }
+            None => 2,
+        }
+    }
+}
+
+fn order_update(
+    status: &OrderStatus,
+    reason: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+    ids: impl IntoIterator<Item = String>,
+) -> sea_orm::UpdateMany<orders::Entity> {
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(status.as_str()))
+        .col_expr(orders::Column::FailureReason, Expr::value(reason))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(at))
+        .filter(orders::Column::Id.is_in(ids))
+}
 
 impl SagaRows {
     /// Reads and locks the saga rows of `order_ids`, in key order (one locking order for every batch).
@@ -147,20 +224,91 @@ impl SagaRows {
             .lock_exclusive()
             .all(txn)
             .await?;
-        Ok(SagaRows(Mutex::new(
-            rows.into_iter().map(|row| (row.order_id.clone(), row)).collect(),
-        )))
+        Ok(SagaRows {
+            rows: Mutex::new(rows.into_iter().map(|row| (row.order_id.clone(), row)).collect()),
+            kept: Mutex::default(),
+        })
     }
 
     /// The row of `order_id` as read, once.
-    pub fn take(&self, order_id: &str) -> Option<saga_instances::Model> {
-        self.0.lock().ok()?.remove(order_id)
+    fn take(&self, order_id: &str) -> Option<saga_instances::Model> {
+        self.rows.lock().ok()?.remove(order_id)
+    }
+
+    fn keep(&self, step: StepWrites) -> Result<(), ConsumeError> {
+        self.kept
+            .lock()
+            .map_err(|_| ConsumeError::Transient("the batch's saga writes are unusable".into()))?
+            .push(step);
+        Ok(())
+    }
+
+    /// Writes what the batch's steps kept, in one round trip. A saga row that moved past the version a
+    /// step read is a [`ConsumeError::Conflict`] for the whole batch.
+    pub async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), ConsumeError> {
+        let kept = match self.kept.lock() {
+            Ok(mut kept) => std::mem::take(&mut *kept),
+            Err(_) => {
+                return Err(ConsumeError::Transient(
+                    "the batch's saga writes are unusable".into(),
+                ));
+            }
+        };
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let backend = txn.get_database_backend();
+        let mut expected = 2 * kept.len() as u64;
+        // The orders that end alike, by status and reason: one update each, at the batch's last step.
+        let mut ending: BTreeMap<(&'static str, Option<String>), Ending> = BTreeMap::new();
+        let at = kept
+            .iter()
+            .map(|step| step.row.updated_at)
+            .max()
+            .unwrap_or_else(db::now);
+        let mut rows = Vec::with_capacity(kept.len());
+        let mut history = Vec::with_capacity(kept.len());
+        for step in kept {
+            if let Some((status, reason)) = step.order {
+                expected += 1;
+                ending
+                    .entry((status.as_str(), reason))
+                    .or_insert_with(|| (status, vec![]))
+                    .1
+                    .push(step.row.order_id.clone());
+            }
+            rows.push(step.row.into_active_model().reset_all());
+            history.push(step.history);
+        }
+        let mut writes = db::Writes::new();
+        // Every row exists (this transaction read and locked it), so each conflicts and is updated,
+        // only while it is still at the version its step read.
+        writes.push(
+            backend,
+            &saga_instances::Entity::insert_many(rows).on_conflict(
+                OnConflict::column(saga_instances::Column::OrderId)
+                    .update_columns(STEP_COLUMNS)
+                    .action_and_where(Expr::cust("saga_instances.version = excluded.version - 1"))
+                    .to_owned(),
+            ),
+        );
+        writes.push(backend, &saga_history::Entity::insert_many(history));
+        for ((_, reason), (status, ids)) in ending {
+            writes.push(backend, &order_update(&status, reason, at, ids));
+        }
+        if writes.execute(txn).await? != expected {
+            return Err(ConsumeError::Conflict(
+                "a saga of the batch moved past the version its step read".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
 /// Applies one input to the saga of `order_id` inside `txn`: lock, decide, write state + history +
-/// order status + commands, conditioned on the version read. `known` is the saga row when this
-/// transaction has read and locked it already ([`SagaRows`]); without it the row is read here.
+/// order status + commands, conditioned on the version read. `batch` holds the saga rows this
+/// transaction has read and locked already, and keeps the step's writes for the batch's end
+/// ([`SagaRows`]); a row not there is read (after what the batch kept is written) and written here.
 ///
 /// A deadline first asks the payment ledger: a payment recorded but not yet delivered to the saga
 /// confirms (or fails) the order as its event would have; only when there is none does the deadline
@@ -171,15 +319,23 @@ pub async fn apply_input(
     input: &SagaInput,
     cause: Cause<'_>,
     payment_timeout: Duration,
-    known: Option<saga_instances::Model>,
+    batch: Option<&SagaRows>,
 ) -> Result<Applied, ConsumeError> {
-    let row = match known {
-        Some(row) => row,
-        None => saga_instances::Entity::find_by_id(order_id.to_owned())
-            .lock_exclusive()
-            .one(txn)
-            .await?
-            .ok_or_else(|| ConsumeError::Poison(format!("no saga for order {order_id}")))?,
+    let backend = txn.get_database_backend();
+    let (row, keep) = match batch.map(|rows| (rows.take(order_id), rows)) {
+        // MySQL counts an upsert's update twice: its steps write alone.
+        Some((Some(row), rows)) => (row, (backend != DbBackend::MySql).then_some(rows)),
+        other => {
+            if let Some((_, rows)) = other {
+                rows.write(txn).await?;
+            }
+            let row = saga_instances::Entity::find_by_id(order_id.to_owned())
+                .lock_exclusive()
+                .one(txn)
+                .await?
+                .ok_or_else(|| ConsumeError::Poison(format!("no saga for order {order_id}")))?;
+            (row, None)
+        }
     };
     let state: SagaState = row.state.parse().map_err(ConsumeError::Poison)?;
     let ledger;
@@ -201,11 +357,12 @@ pub async fn apply_input(
 
     let now = db::now();
     let version = row.version + 1;
-    let mut update = saga_instances::ActiveModel {
-        state: Set(transition.to.as_str().to_owned()),
-        version: Set(version),
-        updated_at: Set(now),
-        ..Default::default()
+    // The row as the step leaves it.
+    let mut next = saga_instances::Model {
+        state: transition.to.as_str().to_owned(),
+        version,
+        updated_at: now,
+        ..row.clone()
     };
     let mut deadline_at = row.deadline_at;
     let mut publish = Vec::new();
@@ -213,15 +370,15 @@ pub async fn apply_input(
     if transition.applied() {
         match input {
             SagaInput::InventoryReserved { reservation_id } => {
-                update.reservation_id = Set(Some(reservation_id.clone()))
+                next.reservation_id = Some(reservation_id.clone())
             }
             SagaInput::PaymentSucceeded { payment_id } | SagaInput::PaymentFailed { payment_id, .. } => {
-                update.payment_id = Set(Some(payment_id.clone()))
+                next.payment_id = Some(payment_id.clone())
             }
             _ => {}
         }
         if transition.to.is_terminal() && !transition.from.is_terminal() {
-            update.completed_at = Set(Some(now));
+            next.completed_at = Some(now);
         }
         // Events this step causes keep the trace and identity of what caused it.
         let emit = |event: Event| match &cause {
@@ -244,11 +401,11 @@ pub async fn apply_input(
                 Command::ClearDeadline => deadline_at = None,
                 Command::ConfirmOrder => order_change = Some((OrderStatus::Confirmed, None)),
                 Command::FailOrder { reason } => {
-                    update.failure_reason = Set(Some(reason.clone()));
+                    next.failure_reason = Some(reason.clone());
                     order_change = Some((OrderStatus::Failed, Some(reason.clone())));
                 }
                 Command::RequestRelease { reason } => {
-                    update.failure_reason = Set(Some(reason.clone()));
+                    next.failure_reason = Some(reason.clone());
                     publish.push(emit(Event::InventoryReleaseRequested(
                         InventoryReleaseRequested {
                             order_id: order_id.to_owned(),
@@ -275,20 +432,9 @@ pub async fn apply_input(
                 }
             }
         }
-        update.deadline_at = Set(deadline_at);
+        next.deadline_at = deadline_at;
     }
 
-    // The saga row (conditioned on the version read), its history row and the order's status go to the
-    // database together; a saga row that moved on shows as one row short.
-    let backend = txn.get_database_backend();
-    let mut writes = db::Writes::new();
-    writes.push(
-        backend,
-        &saga_instances::Entity::update_many()
-            .set(update)
-            .filter(saga_instances::Column::OrderId.eq(order_id))
-            .filter(saga_instances::Column::Version.eq(row.version)),
-    );
     let (event_id, routing_key) = match &cause {
         Cause::Event(envelope) => (
             Some(envelope.event_id.clone()),
@@ -300,9 +446,10 @@ pub async fn apply_input(
         None => detail(input, &transition, &cause, payment_timeout),
         Some(why) => format!("{why}: late or out of order, recorded and ignored"),
     };
-    writes.push(
-        backend,
-        &saga_history::Entity::insert(saga_history::ActiveModel {
+    let step = StepWrites {
+        read_version: row.version,
+        row: next,
+        history: saga_history::ActiveModel {
             order_id: Set(order_id.to_owned()),
             seq: Set(version as i32),
             at: Set(now),
@@ -313,25 +460,23 @@ pub async fn apply_input(
             to_state: Set(transition.to.as_str().to_owned()),
             detail: Set(Some(detail)),
             ..Default::default()
-        }),
-    );
-    let mut expected = 2;
-    if let Some((status, reason)) = order_change {
-        writes.push(
-            backend,
-            &orders::Entity::update_many()
-                .col_expr(orders::Column::Status, Expr::value(status.as_str()))
-                .col_expr(orders::Column::FailureReason, Expr::value(reason))
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(orders::Column::Id.eq(order_id)),
-        );
-        expected += 1;
-    }
-    if writes.execute(txn).await? != expected {
-        return Err(ConsumeError::Conflict(format!(
-            "saga {order_id} moved past version {}",
-            row.version
-        )));
+        },
+        order: order_change,
+    };
+    // The saga row (conditioned on the version read), its history row and the order's status go to the
+    // database together, with the batch's or alone; a saga row that moved on shows as one row short.
+    match keep {
+        Some(rows) => rows.keep(step)?,
+        None => {
+            let mut writes = db::Writes::new();
+            let expected = step.push_alone(backend, &mut writes);
+            if writes.execute(txn).await? != expected {
+                return Err(ConsumeError::Conflict(format!(
+                    "saga {order_id} moved past version {}",
+                    row.version
+                )));
+            }
+        }
     }
 
     if transition.applied() {
