@@ -28,17 +28,16 @@ use crate::config::{
 use crate::consumers::inventory::{
     InventoryActor, InventoryError, Reservation, Reserve, SetStock, consumers as stock_consumers,
 };
-use crate::consumers::notification::NotificationActor;
-use crate::consumers::payment::PaymentActor;
+use crate::consumers::notification::{NotificationActor, consumer as notification_consumer};
+use crate::consumers::payment::{PaymentActor, consumers as payment_consumers};
 use crate::envelope::SkuQuantity;
 use crate::ids::{OrderId, SkuId};
+use crate::mailbox::Mailbox;
 use crate::mailbox::dead_letters::{self, DeadLetterError};
-use crate::mailbox::{Consumer, Mailbox};
 use crate::outbox::{OutboxRelay, OutboxSignal, StopRelay};
 use crate::placement::batcher::{Place, PlacementBatcher};
 use crate::placement::{CatalogCheck, PlaceError, PlaceOrder, Placement};
 use crate::saga::{Placed, Resume, SagaRegistry, consumers as saga_consumers};
-use crate::topology;
 use entities::{dead_letters as dead_letter_rows, products, stocks, users};
 
 /// First and longest pause between two attempts at resuming the unfinished sagas.
@@ -165,38 +164,16 @@ impl Engine {
 
         let [reserving, releasing] = stock_consumers(&inventory, &inventory_home);
         let [inventory_results, payment_results] = saga_consumers(&sagas, &saga_home);
+        let [charging, refunding] = payment_consumers(&payment, &payment_home);
+        let notifying = notification_consumer(&notifications, &payment_home);
         let consumers = vec![
             reserving,
             releasing,
-            Consumer {
-                queue: topology::Q_PAYMENT_INVENTORY_RESERVED,
-                apply: payment.clone().recipient(),
-                prepare: Some(payment.clone().recipient()),
-                prefetch: None,
-                finish: None,
-                serial: false,
-                home: payment_home.clone(),
-            },
-            Consumer {
-                queue: topology::Q_PAYMENT_REFUND_REQUESTED,
-                apply: payment.clone().recipient(),
-                prepare: Some(payment.clone().recipient()),
-                prefetch: None,
-                finish: None,
-                serial: false,
-                home: payment_home.clone(),
-            },
+            charging,
+            refunding,
             inventory_results,
             payment_results,
-            Consumer {
-                queue: topology::Q_NOTIFICATION_ORDER_CREATED,
-                apply: notifications.recipient(),
-                prepare: None,
-                prefetch: None,
-                finish: None,
-                serial: false,
-                home: payment_home.clone(),
-            },
+            notifying,
         ];
         // Counters that alerts take `rate()` or `increase()` of exist from the start, at zero, so that
         // the first event is an increase and not the series' first appearance.

@@ -546,17 +546,8 @@ pub fn first_delivery(row: &entities::outbox_events::Model) -> actors::mailbox::
 /// The consumer of `q.notification.order-created`, on the current thread, as the engine wires it.
 pub fn notification_consumer() -> actors::mailbox::Consumer {
     use actix::Actor;
-    actors::mailbox::Consumer {
-        queue: actors::topology::Q_NOTIFICATION_ORDER_CREATED,
-        apply: actors::consumers::notification::NotificationActor
-            .start()
-            .recipient(),
-        prepare: None,
-        prefetch: None,
-        finish: None,
-        serial: false,
-        home: actix::Arbiter::current(),
-    }
+    let notifications = actors::consumers::notification::NotificationActor.start();
+    actors::consumers::notification::consumer(&notifications, &actix::Arbiter::current())
 }
 
 /// A RabbitMQ vhost of its own for one test, deleted afterwards. Needs `ORDERSAGA_TEST_AMQP` (an AMQP

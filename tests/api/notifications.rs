@@ -101,6 +101,47 @@ on_every_backend! {
         assert_eq!(refused(&app, "/api/notifications", None, 401).await, "/problems/unauthorized");
     }
 
+    async fn order_created_events_delivered_together_persist_one_notification_each(backend) {
+        // A batch's notifications are written together when it ends: each event of the batch once, a
+        // repeated one (the same event id twice in the batch) once.
+        let Some(app) = spawn_app(backend).await else { return };
+        app.set_stock("SKU-NB", 5).await;
+        let owner = app.buyer_token("u-1").await;
+        let mut created = Vec::new();
+        for _ in 0..3 {
+            let order = app.order("u-1", vec![line("SKU-NB", 1, "3.00")]).await;
+            let id = order["orderId"].as_str().unwrap().to_owned();
+            notified(&app, &id, &owner).await;
+            created.push(app.order_created(&id).await);
+        }
+        // The same orders' events again, under new event ids (as a second publisher would send them).
+        let mut batch = Vec::new();
+        let mut fresh_ids = Vec::new();
+        for row in &created {
+            let mut payload: Value = serde_json::from_str(&row.payload).unwrap();
+            let event_id = uuid::Uuid::new_v4().to_string();
+            payload["event_id"] = Value::from(event_id.clone());
+            let mut delivery = first_delivery(row);
+            delivery.body = std::sync::Arc::from(payload.to_string().into_bytes());
+            delivery.message_id = Some(event_id.clone());
+            batch.push(delivery);
+            fresh_ids.push(event_id);
+        }
+        batch.push(batch[0].clone());
+        let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
+        let dispositions = mailbox.handle(&notification_consumer(), &batch).await;
+        assert_eq!(dispositions, vec![Disposition::Ack; 4]);
+        for (row, event_id) in created.iter().zip(&fresh_ids) {
+            let rows = notifications::Entity::find()
+                .filter(notifications::Column::EventId.eq(event_id.as_str()))
+                .filter(notifications::Column::OrderId.eq(row.aggregate_id.as_str()))
+                .count(&app.state.db).await.unwrap();
+            assert_eq!(rows, 1, "one notification for the batch's event of order {}", row.aggregate_id);
+            let listed = page(&app, &format!("/api/notifications?orderId={}", row.aggregate_id), &owner).await;
+            assert_eq!(listed["totalElements"], 2, "the first event's and the batch's: {listed}");
+        }
+    }
+
     async fn the_same_order_created_payload_delivered_twice_persists_one_notification(backend) {
         let Some(app) = spawn_app(backend).await else { return };
         app.set_stock("SKU-ND", 5).await;

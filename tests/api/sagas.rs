@@ -5,14 +5,15 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use actors::auth::Identity;
-use actors::envelope::{Envelope, Event, PaymentFailed, PaymentSucceeded};
+use actors::config::PaymentMode;
+use actors::envelope::{Envelope, Event, InventoryReserved, PaymentFailed, PaymentSucceeded};
 use actors::mailbox::{ConsumeError, Delivery, Disposition, Mailbox};
 use actors::outbox::OutboxSignal;
 use actors::saga::machine::SagaInput;
 use actors::saga::step::{self, Cause, SagaRows};
 use actors::saga::{InMemory, SagaState};
 use actors::topology;
-use entities::{consumed_messages, outbox_events, saga_instances};
+use entities::{consumed_messages, orders, outbox_events, payment_records, saga_instances};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::Value;
@@ -206,6 +207,65 @@ on_every_backend! {
         let after = app.saga(third).await;
         assert_eq!(after["state"], "AWAITING_PAYMENT");
         assert_eq!(after["history"], before["history"]);
+    }
+
+    async fn inventory_reserved_events_delivered_together_charge_each_order_once_at_its_total(backend) {
+        // A batch of charges reads its orders' totals once and writes the payment records together when
+        // it ends. The orders here failed for want of stock, so nothing charged them before.
+        let Some(app) = spawn_app_with(backend, |s| s.payment_mode = PaymentMode::Fail).await else { return };
+        app.set_stock("SKU-C", 0).await;
+        let mut created = Vec::new();
+        for quantity in [1, 2, 3] {
+            let order = app.order("u-1", vec![line("SKU-C", quantity, "4.50")]).await;
+            let id = order["orderId"].as_str().unwrap().to_owned();
+            assert_eq!(app.ended(&id).await["status"], "FAILED");
+            let row = app.order_created(&id).await;
+            created.push((id, Envelope::decode(row.payload.as_bytes()).unwrap()));
+        }
+        let mut batch: Vec<Delivery> = created
+            .iter()
+            .map(|(id, placed)| {
+                let reserved = placed.caused(Event::InventoryReserved(InventoryReserved {
+                    order_id: id.clone(),
+                    reservation_id: uuid::Uuid::new_v4().to_string(),
+                    reserved_items: vec![],
+                }));
+                Delivery {
+                    body: Arc::from(reserved.encode().unwrap().into_bytes()),
+                    routing_key: reserved.routing_key().to_owned(),
+                    attempt: 1,
+                    message_id: Some(reserved.event_id.clone()),
+                    rejected: None,
+                }
+            })
+            .collect();
+        batch.push(batch[1].clone());
+        let engine = app.state.engine().unwrap();
+        let [charging, _] = actors::consumers::payment::consumers(&engine.payment, &actix::Arbiter::current());
+        assert_eq!(charging.queue, topology::Q_PAYMENT_INVENTORY_RESERVED);
+        let mailbox = Mailbox::new(app.state.db.clone(), app.state.settings.retry.clone(), OutboxSignal::new());
+        assert_eq!(mailbox.handle(&charging, &batch).await, vec![Disposition::Ack; 4]);
+        for (id, _) in &created {
+            let records = payment_records::Entity::find()
+                .filter(payment_records::Column::OrderId.eq(id.as_str()))
+                .all(&app.state.db)
+                .await
+                .unwrap();
+            assert_eq!(records.len(), 1, "one payment for order {id}: {records:?}");
+            let order = orders::Entity::find_by_id(id.clone()).one(&app.state.db).await.unwrap().unwrap();
+            assert_eq!(records[0].amount, order.total_amount, "charged the order's total");
+            assert_eq!(records[0].status, "FAILED");
+            assert_eq!(records[0].reason.as_deref(), Some("PAYMENT_DECLINED"));
+        }
+        let totals: Vec<String> = created.iter().map(|(id, _)| id.clone()).collect();
+        let charged = payment_records::Entity::find()
+            .filter(payment_records::Column::OrderId.is_in(totals))
+            .all(&app.state.db)
+            .await
+            .unwrap();
+        let mut amounts: Vec<String> = charged.iter().map(|r| r.amount.0.to_string()).collect();
+        amounts.sort();
+        assert_eq!(amounts, ["13.50", "4.50", "9.00"]);
     }
 
     async fn a_payment_that_succeeds_after_its_deadline_is_refunded_exactly_once(backend) {

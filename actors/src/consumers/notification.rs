@@ -1,13 +1,16 @@
 //! The `NotificationActor`: one notification per `order.created` event (`notifications.event_id` is
-//! unique, and the inbox already keeps a redelivered event from getting here twice).
+//! unique, and the inbox already keeps a redelivered event from getting here twice). A batch's
+//! notifications go to the database in one insert when it ends.
+
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use sea_orm::EntityTrait;
-use sea_orm::Set;
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
 use crate::db;
 use crate::envelope::Event;
-use crate::mailbox::{Apply, ConsumeError, Effects};
+use crate::mailbox::{Apply, ConsumeError, Consumer, Effects, FinishBatch, Prefetch, Prefetched};
+use crate::topology::Q_NOTIFICATION_ORDER_CREATED;
 use entities::notifications;
 
 /// Writes notifications.
@@ -43,11 +46,86 @@ impl Handler<Apply> for NotificationActor {
                 created_at: Set(db::now()),
                 ..Default::default()
             };
-            notifications::Entity::insert(row)
-                .on_conflict_do_nothing_on([notifications::Column::EventId])
-                .exec_without_returning(msg.txn.as_ref())
-                .await?;
+            match msg.batch.as_ref().and_then(|b| b.downcast_ref::<Notices>()) {
+                Some(notices) => notices.keep(row)?,
+                None => {
+                    notifications::Entity::insert(row)
+                        .on_conflict_do_nothing_on([notifications::Column::EventId])
+                        .exec_without_returning(msg.txn.as_ref())
+                        .await?;
+                }
+            }
             Ok(Effects::none())
         })
+    }
+}
+
+/// The notifications of a batch, written in one insert when it ends ([`FinishBatch`]).
+#[derive(Debug, Default)]
+pub struct Notices(Mutex<Vec<notifications::ActiveModel>>);
+
+impl Notices {
+    fn keep(&self, row: notifications::ActiveModel) -> Result<(), ConsumeError> {
+        self.0
+            .lock()
+            .map_err(|_| ConsumeError::Transient("the batch's notifications are unusable".into()))?
+            .push(row);
+        Ok(())
+    }
+
+    async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), ConsumeError> {
+        let kept = match self.0.lock() {
+            Ok(mut kept) => std::mem::take(&mut *kept),
+            Err(_) => {
+                return Err(ConsumeError::Transient(
+                    "the batch's notifications are unusable".into(),
+                ));
+            }
+        };
+        if kept.is_empty() {
+            return Ok(());
+        }
+        notifications::Entity::insert_many(kept)
+            .on_conflict_do_nothing_on([notifications::Column::EventId])
+            .exec_without_returning(txn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Handler<Prefetch> for NotificationActor {
+    type Result = ResponseFuture<Result<Option<Prefetched>, ConsumeError>>;
+
+    /// Nothing to read: a place for the batch's notifications.
+    fn handle(&mut self, _: Prefetch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async { Ok(Some(Arc::new(Notices::default()) as Prefetched)) })
+    }
+}
+
+impl Handler<FinishBatch> for NotificationActor {
+    type Result = ResponseFuture<Result<(), ConsumeError>>;
+
+    fn handle(&mut self, msg: FinishBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            match msg.batch.downcast_ref::<Notices>() {
+                Some(notices) => notices.write(msg.txn.as_ref()).await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// The consumer of `q.notification.order-created`, applied by `notifications` on `home`. A batch's
+/// notifications are written in one insert when it ends ([`FinishBatch`]): without the finish they
+/// would never be written.
+pub fn consumer(notifications: &Addr<NotificationActor>, home: &actix::ArbiterHandle) -> Consumer {
+    Consumer {
+        queue: Q_NOTIFICATION_ORDER_CREATED,
+        apply: notifications.clone().recipient(),
+        prepare: None,
+        prefetch: Some(notifications.clone().recipient()),
+        finish: Some(notifications.clone().recipient()),
+        serial: false,
+        home: home.clone(),
     }
 }

@@ -14,12 +14,13 @@
 //! `payment.refunded`; a request for a payment already refunded changes nothing, so a payment is
 //! refunded exactly once.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, Set};
 use sha2::{Digest, Sha256};
 
 use crate::config::{PaymentMode, PaymentSettings};
@@ -27,8 +28,11 @@ use crate::db;
 use crate::envelope::{
     Envelope, Event, PaymentFailed, PaymentRefundRequested, PaymentRefunded, PaymentSucceeded,
 };
-use crate::mailbox::{Apply, ConsumeError, Effects, Prepare, Prepared};
-use entities::{orders, payment_records};
+use crate::mailbox::{
+    Apply, ConsumeError, Consumer, Effects, FinishBatch, Prefetch, Prefetched, Prepare, Prepared,
+};
+use crate::topology::{Q_PAYMENT_INVENTORY_RESERVED, Q_PAYMENT_REFUND_REQUESTED};
+use entities::{Money, orders, payment_records};
 
 crate::text_codes! {
     /// Where a payment stands in the ledger.
@@ -176,7 +180,6 @@ impl Handler<Apply> for PaymentActor {
                 .ok_or_else(|| ConsumeError::Transient("no gateway answer".into()))?;
             let txn = msg.txn.as_ref();
             let order_id = reserved.order_id.as_str();
-            // The amount is the order's total, copied in the same statement.
             use payment_records::Column as P;
             let status = if result.approved {
                 PaymentStatus::Succeeded
@@ -184,6 +187,34 @@ impl Handler<Apply> for PaymentActor {
                 PaymentStatus::Failed
             };
             let reason = (!result.approved).then(|| DECLINED.to_owned());
+            let event = if result.approved {
+                Event::PaymentSucceeded(PaymentSucceeded {
+                    order_id: order_id.to_owned(),
+                    payment_id: result.payment_id.clone(),
+                })
+            } else {
+                Event::PaymentFailed(PaymentFailed {
+                    order_id: order_id.to_owned(),
+                    payment_id: result.payment_id.clone(),
+                    reason: DECLINED.to_owned(),
+                })
+            };
+            metrics::counter!("payments_total", "approved" => result.approved.to_string()).increment(1);
+            // In a batch the amount is the order's total as the batch read it, and the record is
+            // written with the batch's others when it ends.
+            if let Some(charges) = msg.batch.as_ref().and_then(|b| b.downcast_ref::<Charges>()) {
+                charges.keep(payment_records::ActiveModel {
+                    id: Set(result.payment_id.clone()),
+                    order_id: Set(order_id.to_owned()),
+                    amount: Set(charges.total_of(order_id)?),
+                    status: Set(status.as_str().to_owned()),
+                    reason: Set(reason),
+                    created_at: Set(db::now()),
+                    ..Default::default()
+                })?;
+                return Ok(Effects::publish(msg.envelope.caused(event)));
+            }
+            // Alone, the amount is the order's total, copied in the same statement.
             let charge = Query::insert()
                 .into_table(payment_records::Entity)
                 .columns([P::Id, P::OrderId, P::Amount, P::Status, P::Reason, P::CreatedAt])
@@ -204,22 +235,114 @@ impl Handler<Apply> for PaymentActor {
             if txn.execute(&charge).await?.rows_affected() != 1 {
                 return Err(ConsumeError::Poison(format!("no order {order_id} to charge")));
             }
-            let event = if result.approved {
-                Event::PaymentSucceeded(PaymentSucceeded {
-                    order_id: order_id.to_owned(),
-                    payment_id: result.payment_id.clone(),
-                })
-            } else {
-                Event::PaymentFailed(PaymentFailed {
-                    order_id: order_id.to_owned(),
-                    payment_id: result.payment_id.clone(),
-                    reason: DECLINED.to_owned(),
-                })
-            };
-            metrics::counter!("payments_total", "approved" => result.approved.to_string()).increment(1);
             Ok(Effects::publish(msg.envelope.caused(event)))
         })
     }
+}
+
+/// The charges of a batch of `inventory.reserved` events: the orders' totals, read in one statement
+/// before the first of them is applied ([`Prefetch`]), and the payment records, written in one insert
+/// when the batch ends ([`FinishBatch`]).
+#[derive(Debug, Default)]
+pub struct Charges {
+    totals: HashMap<String, Money>,
+    kept: Mutex<Vec<payment_records::ActiveModel>>,
+}
+
+impl Charges {
+    async fn read(txn: &impl ConnectionTrait, envelopes: &[Arc<Envelope>]) -> Result<Self, ConsumeError> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+        let ids: BTreeSet<&str> = envelopes.iter().map(|e| e.event.order_id()).collect();
+        let totals: Vec<(String, Money)> = orders::Entity::find()
+            .select_only()
+            .column(orders::Column::Id)
+            .column(orders::Column::TotalAmount)
+            .filter(orders::Column::Id.is_in(ids))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        Ok(Charges {
+            totals: totals.into_iter().collect(),
+            kept: Mutex::default(),
+        })
+    }
+
+    fn total_of(&self, order_id: &str) -> Result<Money, ConsumeError> {
+        self.totals
+            .get(order_id)
+            .cloned()
+            .ok_or_else(|| ConsumeError::Poison(format!("no order {order_id} to charge")))
+    }
+
+    fn keep(&self, record: payment_records::ActiveModel) -> Result<(), ConsumeError> {
+        self.kept
+            .lock()
+            .map_err(|_| ConsumeError::Transient("the batch's charges are unusable".into()))?
+            .push(record);
+        Ok(())
+    }
+
+    /// Writes the batch's payment records in one insert (a payment recorded already for one of its
+    /// orders fails the batch, which then runs one message at a time).
+    async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), ConsumeError> {
+        use sea_orm::EntityTrait;
+        let kept = match self.kept.lock() {
+            Ok(mut kept) => std::mem::take(&mut *kept),
+            Err(_) => return Err(ConsumeError::Transient("the batch's charges are unusable".into())),
+        };
+        if kept.is_empty() {
+            return Ok(());
+        }
+        payment_records::Entity::insert_many(kept)
+            .exec_without_returning(txn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Handler<Prefetch> for PaymentActor {
+    type Result = ResponseFuture<Result<Option<Prefetched>, ConsumeError>>;
+
+    /// The totals of a batch's orders to charge (refunds read their records one by one).
+    fn handle(&mut self, msg: Prefetch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            if msg.queue != Q_PAYMENT_INVENTORY_RESERVED {
+                return Ok(None);
+            }
+            let charges = Charges::read(msg.txn.as_ref(), &msg.envelopes).await?;
+            Ok(Some(Arc::new(charges) as Prefetched))
+        })
+    }
+}
+
+impl Handler<FinishBatch> for PaymentActor {
+    type Result = ResponseFuture<Result<(), ConsumeError>>;
+
+    /// The batch's payment records, written together.
+    fn handle(&mut self, msg: FinishBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(async move {
+            match msg.batch.downcast_ref::<Charges>() {
+                Some(charges) => charges.write(msg.txn.as_ref()).await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// The two payment queues' consumers, charges and refunds, applied by `payment` on `home`, each after
+/// its gateway call ([`Prepare`]). A batch of charges reads its orders' totals once ([`Prefetch`]) and
+/// writes its payment records when it ends ([`FinishBatch`]): without the finish they would never be
+/// written.
+pub fn consumers(payment: &Addr<PaymentActor>, home: &actix::ArbiterHandle) -> [Consumer; 2] {
+    [Q_PAYMENT_INVENTORY_RESERVED, Q_PAYMENT_REFUND_REQUESTED].map(|queue| Consumer {
+        queue,
+        apply: payment.clone().recipient(),
+        prepare: Some(payment.clone().recipient()),
+        prefetch: Some(payment.clone().recipient()),
+        finish: Some(payment.clone().recipient()),
+        serial: false,
+        home: home.clone(),
+    })
 }
 
 /// Refunds an order's payment inside the middleware's transaction: `SUCCEEDED` becomes `REFUNDED` and
