@@ -199,7 +199,9 @@ impl Handler<Apply> for PaymentActor {
                     reason: DECLINED.to_owned(),
                 })
             };
-            metrics::counter!("payments_total", "approved" => result.approved.to_string()).increment(1);
+            let counted = || {
+                metrics::counter!("payments_total", "approved" => result.approved.to_string()).increment(1)
+            };
             // In a batch the amount is the order's total as the batch read it, and the record is
             // written with the batch's others when it ends.
             if let Some(charges) = msg.batch.as_ref().and_then(|b| b.downcast_ref::<Charges>()) {
@@ -212,6 +214,7 @@ impl Handler<Apply> for PaymentActor {
                     created_at: Set(db::now()),
                     ..Default::default()
                 })?;
+                counted();
                 return Ok(Effects::publish(msg.envelope.caused(event)));
             }
             // Alone, the amount is the order's total, copied in the same statement.
@@ -235,6 +238,7 @@ impl Handler<Apply> for PaymentActor {
             if txn.execute(&charge).await?.rows_affected() != 1 {
                 return Err(ConsumeError::Poison(format!("no order {order_id} to charge")));
             }
+            counted();
             Ok(Effects::publish(msg.envelope.caused(event)))
         })
     }
