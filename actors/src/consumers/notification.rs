@@ -2,14 +2,14 @@
 //! unique, and the inbox already keeps a redelivered event from getting here twice). A batch's
 //! notifications go to the database in one insert when it ends.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
 use crate::db;
 use crate::envelope::Event;
-use crate::mailbox::{Apply, ConsumeError, Consumer, Effects, FinishBatch, Prefetch, Prefetched};
+use crate::mailbox::{Apply, ConsumeError, Consumer, Effects, FinishBatch, Kept, Prefetch, Prefetched};
 use crate::topology::Q_NOTIFICATION_ORDER_CREATED;
 use entities::notifications;
 
@@ -47,7 +47,7 @@ impl Handler<Apply> for NotificationActor {
                 ..Default::default()
             };
             match msg.batch.as_ref().and_then(|b| b.downcast_ref::<Notices>()) {
-                Some(notices) => notices.keep(row)?,
+                Some(notices) => notices.0.keep(row)?,
                 None => {
                     notifications::Entity::insert(row)
                         .on_conflict_do_nothing_on([notifications::Column::EventId])
@@ -62,26 +62,11 @@ impl Handler<Apply> for NotificationActor {
 
 /// The notifications of a batch, written in one insert when it ends ([`FinishBatch`]).
 #[derive(Debug, Default)]
-pub struct Notices(Mutex<Vec<notifications::ActiveModel>>);
+pub struct Notices(Kept<notifications::ActiveModel>);
 
 impl Notices {
-    fn keep(&self, row: notifications::ActiveModel) -> Result<(), ConsumeError> {
-        self.0
-            .lock()
-            .map_err(|_| ConsumeError::Transient("the batch's notifications are unusable".into()))?
-            .push(row);
-        Ok(())
-    }
-
     async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), ConsumeError> {
-        let kept = match self.0.lock() {
-            Ok(mut kept) => std::mem::take(&mut *kept),
-            Err(_) => {
-                return Err(ConsumeError::Transient(
-                    "the batch's notifications are unusable".into(),
-                ));
-            }
-        };
+        let kept = self.0.take()?;
         if kept.is_empty() {
             return Ok(());
         }

@@ -15,7 +15,7 @@
 //! refunded exactly once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -29,7 +29,7 @@ use crate::envelope::{
     Envelope, Event, PaymentFailed, PaymentRefundRequested, PaymentRefunded, PaymentSucceeded,
 };
 use crate::mailbox::{
-    Apply, ConsumeError, Consumer, Effects, FinishBatch, Prefetch, Prefetched, Prepare, Prepared,
+    Apply, ConsumeError, Consumer, Effects, FinishBatch, Kept, Prefetch, Prefetched, Prepare, Prepared,
 };
 use crate::topology::{Q_PAYMENT_INVENTORY_RESERVED, Q_PAYMENT_REFUND_REQUESTED};
 use entities::{Money, orders, payment_records};
@@ -205,7 +205,7 @@ impl Handler<Apply> for PaymentActor {
             // In a batch the amount is the order's total as the batch read it, and the record is
             // written with the batch's others when it ends.
             if let Some(charges) = msg.batch.as_ref().and_then(|b| b.downcast_ref::<Charges>()) {
-                charges.keep(payment_records::ActiveModel {
+                charges.kept.keep(payment_records::ActiveModel {
                     id: Set(result.payment_id.clone()),
                     order_id: Set(order_id.to_owned()),
                     amount: Set(charges.total_of(order_id)?),
@@ -250,7 +250,7 @@ impl Handler<Apply> for PaymentActor {
 #[derive(Debug, Default)]
 pub struct Charges {
     totals: HashMap<String, Money>,
-    kept: Mutex<Vec<payment_records::ActiveModel>>,
+    kept: Kept<payment_records::ActiveModel>,
 }
 
 impl Charges {
@@ -267,7 +267,7 @@ impl Charges {
             .await?;
         Ok(Charges {
             totals: totals.into_iter().collect(),
-            kept: Mutex::default(),
+            kept: Kept::default(),
         })
     }
 
@@ -278,22 +278,11 @@ impl Charges {
             .ok_or_else(|| ConsumeError::Poison(format!("no order {order_id} to charge")))
     }
 
-    fn keep(&self, record: payment_records::ActiveModel) -> Result<(), ConsumeError> {
-        self.kept
-            .lock()
-            .map_err(|_| ConsumeError::Transient("the batch's charges are unusable".into()))?
-            .push(record);
-        Ok(())
-    }
-
     /// Writes the batch's payment records in one insert (a payment recorded already for one of its
     /// orders fails the batch, which then runs one message at a time).
     async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), ConsumeError> {
         use sea_orm::EntityTrait;
-        let kept = match self.kept.lock() {
-            Ok(mut kept) => std::mem::take(&mut *kept),
-            Err(_) => return Err(ConsumeError::Transient("the batch's charges are unusable".into())),
-        };
+        let kept = self.kept.take()?;
         if kept.is_empty() {
             return Ok(());
         }

@@ -58,6 +58,32 @@ pub type Prepared = Arc<dyn Any + Send + Sync>;
 /// of the batch.
 pub type Prefetched = Arc<dyn Any + Send + Sync>;
 
+/// Rows a batch's messages leave for its end ([`FinishBatch`]), kept in delivery order.
+#[derive(Debug)]
+pub struct Kept<T>(std::sync::Mutex<Vec<T>>);
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Kept<T> {
+    pub fn keep(&self, row: T) -> Result<(), ConsumeError> {
+        self.0.lock().map_err(|_| Self::unusable())?.push(row);
+        Ok(())
+    }
+
+    /// All that was kept, once.
+    pub fn take(&self) -> Result<Vec<T>, ConsumeError> {
+        Ok(std::mem::take(&mut *self.0.lock().map_err(|_| Self::unusable())?))
+    }
+
+    fn unusable() -> ConsumeError {
+        ConsumeError::Transient("the batch's kept writes are unusable (a step panicked)".into())
+    }
+}
+
 /// Apply one message inside the middleware's transaction. The consumer must not commit; it returns the
 /// events to publish and the hooks to run once the transaction has committed.
 #[derive(Message)]

@@ -21,7 +21,7 @@ use crate::auth::Identity;
 use crate::consumers::payment::{DECLINED, PaymentStatus};
 use crate::db;
 use crate::envelope::{Envelope, Event, InventoryReleaseRequested, PaymentRefundRequested};
-use crate::mailbox::ConsumeError;
+use crate::mailbox::{ConsumeError, Kept};
 use crate::read;
 use entities::{orders, saga_history, saga_instances};
 
@@ -140,7 +140,7 @@ async fn at_deadline(txn: &impl ConnectionTrait, order_id: &str) -> Result<SagaI
 #[derive(Debug, Default)]
 pub struct SagaRows {
     rows: Mutex<HashMap<String, saga_instances::Model>>,
-    kept: Mutex<Vec<StepWrites>>,
+    kept: Kept<StepWrites>,
 }
 
 /// What one step writes: the saga row as the step leaves it (its update conditioned on the version the
@@ -226,7 +226,7 @@ impl SagaRows {
             .await?;
         Ok(SagaRows {
             rows: Mutex::new(rows.into_iter().map(|row| (row.order_id.clone(), row)).collect()),
-            kept: Mutex::default(),
+            kept: Kept::default(),
         })
     }
 
@@ -235,25 +235,10 @@ impl SagaRows {
         self.rows.lock().ok()?.remove(order_id)
     }
 
-    fn keep(&self, step: StepWrites) -> Result<(), ConsumeError> {
-        self.kept
-            .lock()
-            .map_err(|_| ConsumeError::Transient("the batch's saga writes are unusable".into()))?
-            .push(step);
-        Ok(())
-    }
-
     /// Writes what the batch's steps kept, in one round trip. A saga row that moved past the version a
     /// step read is a [`ConsumeError::Conflict`] for the whole batch.
     pub async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), ConsumeError> {
-        let kept = match self.kept.lock() {
-            Ok(mut kept) => std::mem::take(&mut *kept),
-            Err(_) => {
-                return Err(ConsumeError::Transient(
-                    "the batch's saga writes are unusable".into(),
-                ));
-            }
-        };
+        let kept = self.kept.take()?;
         if kept.is_empty() {
             return Ok(());
         }
@@ -466,7 +451,7 @@ pub async fn apply_input(
     // The saga row (conditioned on the version read), its history row and the order's status go to the
     // database together, with the batch's or alone; a saga row that moved on shows as one row short.
     match keep {
-        Some(rows) => rows.keep(step)?,
+        Some(rows) => rows.kept.keep(step)?,
         None => {
             let mut writes = db::Writes::new();
             let expected = step.push_alone(backend, &mut writes);
