@@ -479,8 +479,10 @@ impl TestApp {
         let response = self
             .place_order(&token, user, &uuid::Uuid::new_v4().to_string(), items)
             .await;
-        assert_eq!(response.status(), 201, "order accepted");
-        response.json().await.unwrap()
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 201, "order accepted: {body}");
+        body
     }
 
     /// Waits until the order's saga has ended and returns the order.
