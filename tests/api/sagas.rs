@@ -49,7 +49,11 @@ async fn state_in(txn: &DatabaseTransaction, order_id: &str) -> String {
 async fn result_of(app: &crate::helpers::TestApp, order_id: &str, event: Event) -> Delivery {
     let reserved = outbox_rows(app, order_id, "inventory.reserved").await;
     let reserved = Envelope::decode(reserved[0].payload.as_bytes()).unwrap();
-    let envelope = reserved.caused(event);
+    delivery_of(&reserved.caused(event))
+}
+
+/// `envelope` delivered as a first attempt.
+fn delivery_of(envelope: &Envelope) -> Delivery {
     Delivery {
         body: Arc::from(envelope.encode().unwrap().into_bytes()),
         routing_key: envelope.routing_key().to_owned(),
@@ -230,13 +234,7 @@ on_every_backend! {
                     reservation_id: uuid::Uuid::new_v4().to_string(),
                     reserved_items: vec![],
                 }));
-                Delivery {
-                    body: Arc::from(reserved.encode().unwrap().into_bytes()),
-                    routing_key: reserved.routing_key().to_owned(),
-                    attempt: 1,
-                    message_id: Some(reserved.event_id.clone()),
-                    rejected: None,
-                }
+                delivery_of(&reserved)
             })
             .collect();
         batch.push(batch[1].clone());

@@ -144,10 +144,9 @@ pub struct SagaRows {
 }
 
 /// What one step writes: the saga row as the step leaves it (its update conditioned on the version the
-/// step read), the step's history row, and the order's new status if it has one.
+/// step read, one before the row's), the step's history row, and the order's new status if it has one.
 #[derive(Debug)]
 struct StepWrites {
-    read_version: i64,
     row: saga_instances::Model,
     history: saga_history::ActiveModel,
     order: Option<(OrderStatus, Option<String>)>,
@@ -182,7 +181,7 @@ impl StepWrites {
             &saga_instances::Entity::update_many()
                 .set(update)
                 .filter(saga_instances::Column::OrderId.eq(self.row.order_id.as_str()))
-                .filter(saga_instances::Column::Version.eq(self.read_version)),
+                .filter(saga_instances::Column::Version.eq(self.row.version - 1)),
         );
         writes.push(backend, &saga_history::Entity::insert(self.history));
         match self.order {
@@ -432,7 +431,6 @@ pub async fn apply_input(
         Some(why) => format!("{why}: late or out of order, recorded and ignored"),
     };
     let step = StepWrites {
-        read_version: row.version,
         row: next,
         history: saga_history::ActiveModel {
             order_id: Set(order_id.to_owned()),
